@@ -1,0 +1,30 @@
+# Two commands a user needs: `make run` (main job) and `make test` (whole suite).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# CPU build of torch, pinned: a bare `torch` pulls a multi-GB CUDA build.
+TORCH_SPEC ?= torch==2.13.0
+
+.PHONY: install test parity bench-generator run clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q "$(TORCH_SPEC)"
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(STAMP)
+
+test: install
+	$(BIN)/python -m pytest -q
+
+parity: install
+	$(BIN)/inspatio parity $(or $(PACK),../shared/parity)
+
+bench-generator: install
+	$(BIN)/inspatio bench generator
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,35 @@
+"""The one registry of environment variables the project reads.
+
+Every variable is declared here with its default and meaning; code reads them through `get`,
+so `inspatio env` (and the README) can list them all from one place.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class EnvVar:
+    name: str
+    default: str
+    help: str
+
+
+ATTENTION = EnvVar(
+    "INSPATIO_ATTENTION",
+    "auto",
+    "Attention kernel for the DiT: auto (flash-attn 3, then 2, then SDPA), sdpa, flash2, flash3.",
+)
+PARITY_PACK = EnvVar(
+    "INSPATIO_PARITY_PACK",
+    "",
+    "Folder of golden parity fixtures used by the test suite (default: ../shared/parity beside the repo).",
+)
+
+ALL: tuple[EnvVar, ...] = (ATTENTION, PARITY_PACK)
+
+
+def get(var: EnvVar) -> str:
+    return os.environ.get(var.name, var.default)

@@ -1,0 +1,251 @@
+"""The block-causal Wan2.1 DiT of InSpatio-World (upstream `CausalWanModel`), written from the spec.
+
+Shapes (glossary): B batch, C channels, F latent frames, H W latent height/width, L tokens,
+N heads, D head dim. The model takes latents as [B, C, F, H, W] and returns the flow [B, 16, F, H, W].
+
+Numerics follow upstream exactly: every elementwise step rounds to the parameter dtype (bf16 in
+deployment), RoPE and the time sinusoid run in float64, RMSNorm statistics in fp32.
+State-dict names equal the released checkpoints (Wan `diffusion_pytorch_model` layout).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .attention import attention
+from .kv_cache import LayerCache
+from .rope import RopeTable, apply_rope
+
+RENDER_CHANNELS = 20  # 4 mask + 16 render-latent channels appended to the 16 noisy ones
+
+
+@dataclass(frozen=True)
+class DiTConfig:
+    dim: int = 1536
+    ffn_dim: int = 8960
+    num_heads: int = 12
+    num_layers: int = 30
+    in_dim: int = 36
+    out_dim: int = 16
+    freq_dim: int = 256
+    text_dim: int = 4096
+    text_len: int = 512
+    patch_size: tuple[int, int, int] = (1, 2, 2)
+    eps: float = 1e-6
+    qk_norm: bool = True
+    cross_attn_norm: bool = True
+    model_type: str = "t2v"
+
+    @classmethod
+    def from_dict(cls, raw: dict, **overrides) -> "DiTConfig":
+        """From a Wan `config.json`-style dict; keys starting with `_` and unknown keys are ignored."""
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in raw.items() if k in known}
+        values.update(overrides)
+        if "patch_size" in values:
+            values["patch_size"] = tuple(values["patch_size"])
+        config = cls(**values)
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        if self.model_type != "t2v":
+            raise ValueError(f"model_type {self.model_type!r}: only the t2v cross-attention is supported")
+        if not (self.qk_norm and self.cross_attn_norm):
+            raise ValueError("InSpatio-World uses qk_norm and cross_attn_norm; both must be true")
+        head_dim, rem = divmod(self.dim, self.num_heads)
+        if rem or head_dim % 2:
+            raise ValueError(f"dim {self.dim} must split into {self.num_heads} heads of even size")
+
+    @property
+    def head_dim(self) -> int:
+        return self.dim // self.num_heads
+
+
+class RMSNorm(nn.Module):
+    """x * rsqrt(mean(x^2) + eps) in fp32, rounded to the input dtype, then times the gain."""
+
+    def __init__(self, dim: int, eps: float) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x32 = x.float()
+        normed = x32 * torch.rsqrt(x32.pow(2).mean(dim=-1, keepdim=True) + self.eps)
+        return normed.type_as(x) * self.weight
+
+
+class LayerNorm(nn.LayerNorm):
+    """LayerNorm on the input dtype directly (no explicit fp32 up-cast, as upstream)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x).type_as(x)
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, config: DiTConfig) -> None:
+        super().__init__()
+        dim = config.dim
+        self.num_heads = config.num_heads
+        self.q, self.k, self.v, self.o = (nn.Linear(dim, dim) for _ in range(4))
+        self.norm_q = RMSNorm(dim, config.eps)
+        self.norm_k = RMSNorm(dim, config.eps)
+
+    def forward(self, x: torch.Tensor, freqs: torch.Tensor, cache: LayerCache | None) -> torch.Tensor:
+        b, length, dim = x.shape
+        heads = (b, length, self.num_heads, dim // self.num_heads)
+        q = apply_rope(self.norm_q(self.q(x)).view(heads), freqs)
+        k = apply_rope(self.norm_k(self.k(x)).view(heads), freqs)
+        v = self.v(x).view(heads)
+        if cache is not None:
+            k, v = cache.attend_keys(k, v)
+        return self.o(attention(q, k, v).flatten(2))
+
+
+class CrossAttention(nn.Module):
+    """Attention of the video tokens over all text tokens (padding included: no mask, as upstream)."""
+
+    def __init__(self, config: DiTConfig) -> None:
+        super().__init__()
+        dim = config.dim
+        self.num_heads = config.num_heads
+        self.q, self.k, self.v, self.o = (nn.Linear(dim, dim) for _ in range(4))
+        self.norm_q = RMSNorm(dim, config.eps)
+        self.norm_k = RMSNorm(dim, config.eps)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        b, _, dim = x.shape
+        head_dim = dim // self.num_heads
+        q = self.norm_q(self.q(x)).view(b, -1, self.num_heads, head_dim)
+        k = self.norm_k(self.k(context)).view(b, -1, self.num_heads, head_dim)
+        v = self.v(context).view(b, -1, self.num_heads, head_dim)
+        return self.o(attention(q, k, v).flatten(2))
+
+
+class Block(nn.Module):
+    def __init__(self, config: DiTConfig) -> None:
+        super().__init__()
+        dim = config.dim
+        self.norm1 = LayerNorm(dim, eps=config.eps, elementwise_affine=False)
+        self.self_attn = SelfAttention(config)
+        self.norm3 = LayerNorm(dim, eps=config.eps, elementwise_affine=True)
+        self.cross_attn = CrossAttention(config)
+        self.norm2 = LayerNorm(dim, eps=config.eps, elementwise_affine=False)
+        self.ffn = nn.Sequential(nn.Linear(dim, config.ffn_dim), nn.GELU(approximate="tanh"), nn.Linear(config.ffn_dim, dim))
+        self.modulation = nn.Parameter(torch.zeros(1, 6, dim))
+
+    def forward(self, x, time_mod, freqs, context, cache: LayerCache | None) -> torch.Tensor:
+        shift1, scale1, gate1, shift2, scale2, gate2 = (self.modulation + time_mod).chunk(6, dim=1)
+        x = x + self.self_attn(self.norm1(x) * (1 + scale1) + shift1, freqs, cache) * gate1
+        x = x + self.cross_attn(self.norm3(x), context)
+        return x + self.ffn(self.norm2(x) * (1 + scale2) + shift2) * gate2
+
+
+class Head(nn.Module):
+    def __init__(self, config: DiTConfig) -> None:
+        super().__init__()
+        self.norm = LayerNorm(config.dim, eps=config.eps, elementwise_affine=False)
+        self.head = nn.Linear(config.dim, math.prod(config.patch_size) * config.out_dim)
+        self.modulation = nn.Parameter(torch.zeros(1, 2, config.dim))
+
+    def forward(self, x: torch.Tensor, time_emb: torch.Tensor) -> torch.Tensor:
+        shift, scale = (self.modulation + time_emb.unsqueeze(1)).chunk(2, dim=1)
+        return self.head(self.norm(x) * (1 + scale) + shift)
+
+
+def timestep_sinusoid(timesteps: torch.Tensor, freq_dim: int) -> torch.Tensor:
+    """[cos(t w_k) || sin(t w_k)] with w_k = 10000^(-k/half), in float64; [B] -> [B, freq_dim]."""
+    half = freq_dim // 2
+    position = timesteps.to(torch.float64)
+    exponents = torch.arange(half, dtype=torch.float64, device=position.device).div(half)
+    angles = torch.outer(position, torch.pow(10000, -exponents))
+    return torch.cat([torch.cos(angles), torch.sin(angles)], dim=1)
+
+
+class CausalDiT(nn.Module):
+    """Wan2.1 DiT with a 36-channel input and a per-layer KV cache for block-causal generation."""
+
+    def __init__(self, config: DiTConfig) -> None:
+        super().__init__()
+        config.validate()
+        self.config = config
+        dim = config.dim
+        self.patch_embedding = nn.Conv3d(config.in_dim, dim, kernel_size=config.patch_size, stride=config.patch_size)
+        self.text_embedding = nn.Sequential(nn.Linear(config.text_dim, dim), nn.GELU(approximate="tanh"), nn.Linear(dim, dim))
+        self.time_embedding = nn.Sequential(nn.Linear(config.freq_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
+        self.time_projection = nn.Sequential(nn.SiLU(), nn.Linear(dim, dim * 6))
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.num_layers))
+        self.head = Head(config)
+        self._rope: dict[torch.device, RopeTable] = {}
+
+    def rope_table(self, device: torch.device) -> RopeTable:
+        if device not in self._rope:
+            self._rope[device] = RopeTable(self.config.head_dim, device)
+        return self._rope[device]
+
+    def embed_text(self, prompt_embeds: torch.Tensor) -> torch.Tensor:
+        """[B, text_len, text_dim] umT5 output -> [B, text_len, dim]; padded rows are not masked."""
+        return self.text_embedding(prompt_embeds)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        timestep: torch.Tensor,
+        text: torch.Tensor,
+        render: torch.Tensor | None = None,
+        cache=None,
+        cache_mode: str = "none",
+        cache_length: int = 0,
+        time_offset: int = 0,
+    ) -> torch.Tensor:
+        """One DiT pass; returns the raw output (flow) [B, out_dim, F, H, W].
+
+        x: [B, 16, F, H, W] noisy latents (with `render` [B, 20, F, H, W] appended), or already
+           [B, 36, F, H, W] for a context pass; without `render` a 16-channel x gets 20 zero channels.
+        timestep: [B] or [B, F]; only the first frame's timestep is used (upstream uses t[:, 0]).
+        text: [B, text_len, dim] prompt embeddings after `embed_text` (computed once per prompt).
+        cache / cache_mode: "write" stores this pass's post-RoPE keys/values at cache rows [0, L)
+           and attends over them; "read" attends over cache rows [0, cache_length) plus its own;
+           "none" attends over its own tokens only.
+        time_offset: temporal RoPE position of the first frame (0 for context, 6 for denoising).
+        """
+        x = self._assemble_input(x, render)
+        pt, ph, pw = self.config.patch_size
+        frames, height, width = x.shape[2] // pt, x.shape[3] // ph, x.shape[4] // pw
+        tokens = self.patch_embedding(x).flatten(2).transpose(1, 2)
+        freqs = self.rope_table(x.device).grid(frames, height, width, time_offset)
+
+        t = timestep[:, 0] if timestep.dim() == 2 else timestep
+        time_emb = self.time_embedding(timestep_sinusoid(t, self.config.freq_dim).type_as(tokens))
+        time_mod = self.time_projection(time_emb).unflatten(1, (6, self.config.dim))
+
+        for index, block in enumerate(self.blocks):
+            layer_cache = cache.layer(index, cache_mode, cache_length) if cache_mode != "none" else None
+            tokens = block(tokens, time_mod, freqs, text, layer_cache)
+        return self._unpatchify(self.head(tokens, time_emb), frames, height, width)
+
+    def _assemble_input(self, x: torch.Tensor, render: torch.Tensor | None) -> torch.Tensor:
+        in_dim = self.config.in_dim
+        if x.shape[1] == in_dim:
+            return x
+        if render is None:
+            render = x.new_zeros(x.shape[0], in_dim - x.shape[1], *x.shape[2:])
+        x = torch.cat([x, render], dim=1)
+        if x.shape[1] != in_dim:
+            raise ValueError(f"DiT input has {x.shape[1]} channels after adding the render, expected {in_dim}")
+        return x
+
+    def _unpatchify(self, out: torch.Tensor, frames: int, height: int, width: int) -> torch.Tensor:
+        """[B, F*h*w, pt*ph*pw*C] -> [B, C, F*pt, h*ph, w*pw]; feature index = (q*pw + r)*C + c."""
+        pt, ph, pw = self.config.patch_size
+        c = self.config.out_dim
+        b = out.shape[0]
+        out = out.view(b, frames, height, width, pt, ph, pw, c)
+        out = out.permute(0, 7, 1, 4, 2, 5, 3, 6)
+        return out.reshape(b, c, frames * pt, height * ph, width * pw)

@@ -1,0 +1,1 @@
+"""Golden-fixture parity checks: run every case of a pack against this implementation."""

@@ -1,0 +1,36 @@
+"""Registry of parity runners, keyed by the upstream code a case exercises (`case.json` "upstream").
+
+A runner takes a case and a device and returns the tensors it computed under the case's output
+names; the harness compares them. Runners load weights through the real loading code.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from typing import Callable
+
+import torch
+
+from ..case import ParityCase
+
+Runner = Callable[[ParityCase, torch.device], dict[str, torch.Tensor]]
+
+_RUNNERS: dict[str, Runner] = {}
+
+
+def runner(upstream_prefix: str) -> Callable[[Runner], Runner]:
+    """Register `fn` for cases whose "upstream" field starts with `upstream_prefix`."""
+
+    def register(fn: Runner) -> Runner:
+        _RUNNERS[upstream_prefix] = fn
+        return fn
+
+    return register
+
+
+def find_runner(case: ParityCase) -> Runner | None:
+    for module in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{module.name}")
+    matches = [prefix for prefix in _RUNNERS if case.upstream.startswith(prefix)]
+    return _RUNNERS[max(matches, key=len)] if matches else None

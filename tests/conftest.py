@@ -1,0 +1,25 @@
+"""Shared test fixtures: where the golden parity pack lives."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from inspatio_world import envvars
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def find_parity_pack() -> Path | None:
+    configured = envvars.get(envvars.PARITY_PACK)
+    candidates = [Path(configured)] if configured else [REPO.parent / "shared" / "parity", Path("/work/shared/parity")]
+    return next((p for p in candidates if (p / "README.md").is_file()), None)
+
+
+@pytest.fixture(scope="session")
+def parity_pack() -> Path:
+    pack = find_parity_pack()
+    if pack is None:
+        pytest.fail(f"parity pack not found: set {envvars.PARITY_PACK.name} to the shared/parity folder")
+    return pack
