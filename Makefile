@@ -17,6 +17,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[test]'
 	touch $(STAMP)
 
+run: install
+	$(BIN)/inspatio generate --out outputs/sample
+
 test: install
 	$(BIN)/python -m pytest -q
 

@@ -1,4 +1,4 @@
-"""`inspatio ...` command line: parity checks and benchmarks (services come with later commands)."""
+"""`inspatio ...` command line: sample generation, parity checks and benchmarks."""
 
 from __future__ import annotations
 
@@ -33,12 +33,28 @@ def _bench(args: argparse.Namespace) -> int:
         warmup_blocks=args.warmup_blocks,
         layers=args.layers,
         skip_vae=args.skip_vae,
+        profile=args.profile,
+        compile=args.compile,
     )
     report = run_generator_bench(config, progress=lambda msg: print(msg, file=sys.stderr, flush=True))
     text = json.dumps(report, indent=2)
     print(text)
     if args.json_out:
         Path(args.json_out).write_text(text + "\n")
+    return 0
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from . import envvars
+    from .pipeline.local_job import SampleJob, run_sample_job
+
+    weights = args.weights or envvars.get(envvars.WEIGHTS) or None
+    job = SampleJob(
+        out_dir=Path(args.out), weights_dir=Path(weights) if weights else None, frames=args.frames,
+        height=args.height, width=args.width, seed=args.seed, autoencoder=args.autoencoder,
+        prompt=args.prompt, device=args.device, compile_dit=args.compile,
+    )  # fmt: skip
+    run_sample_job(job, emit=lambda line: print(line, flush=True))
     return 0
 
 
@@ -52,6 +68,19 @@ def build_parser() -> argparse.ArgumentParser:
     parity.add_argument("--case", action="append", help="run only this case (repeatable)")
     parity.set_defaults(func=_parity)
 
+    generate = commands.add_parser("generate", help="run the generator on the built-in sample clip, writing mp4 files")
+    generate.add_argument("--out", default="outputs/sample", help="output folder (default outputs/sample)")
+    generate.add_argument("--weights", help="weights folder (default: $INSPATIO_WEIGHTS, else tiny random weights)")
+    generate.add_argument("--frames", type=int, default=33, help="frames of the sample clip (default 33 = 3 blocks)")
+    generate.add_argument("--height", type=int, help="frame height (default 128 tiny / 480 real)")
+    generate.add_argument("--width", type=int, help="frame width (default 224 tiny / 832 real)")
+    generate.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
+    generate.add_argument("--autoencoder", choices=["wan_vae", "taehv"], default="wan_vae", help="latent encoder/decoder")
+    generate.add_argument("--prompt", help="text prompt (default: the clip's own description)")
+    generate.add_argument("--device", default="auto", help="auto (cuda if available), cpu or cuda")
+    generate.add_argument("--compile", action="store_true", help="torch.compile the DiT blocks (CUDA)")
+    generate.set_defaults(func=_generate)
+
     bench = commands.add_parser("bench", help="measure speed on CUDA with random weights at real shapes; prints JSON")
     bench.add_argument("target", choices=["generator"], help="what to benchmark")
     bench.add_argument("--frames", type=int, default=81, help="pixel frames of the benchmark video (default 81)")
@@ -59,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--warmup-blocks", type=int, default=2, help="untimed blocks first (default 2)")
     bench.add_argument("--layers", type=int, default=30, help="DiT layers (default 30, the real model)")
     bench.add_argument("--skip-vae", action="store_true", help="time the DiT only")
+    bench.add_argument("--compile", action="store_true", help="compile the DiT blocks (torch.compile) before timing")
+    bench.add_argument("--profile", action="store_true", help="add a per-kernel CUDA time breakdown of one block")
     bench.add_argument("--json-out", help="also write the JSON report to this file")
     bench.set_defaults(func=_bench)
     return parser

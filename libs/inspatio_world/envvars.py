@@ -28,7 +28,13 @@ PARITY_PACK = EnvVar(
     "Folder of golden parity fixtures used by the test suite (default: ../shared/parity beside the repo).",
 )
 
-ALL: tuple[EnvVar, ...] = (ATTENTION, PARITY_PACK)
+WEIGHTS = EnvVar(
+    "INSPATIO_WEIGHTS",
+    "",
+    "Folder with the released weights (upstream's checkpoints/ layout). Unset: tiny random weights.",
+)
+
+ALL: tuple[EnvVar, ...] = (ATTENTION, PARITY_PACK, WEIGHTS)
 
 
 def get(var: EnvVar) -> str:

@@ -48,9 +48,20 @@ def resolve_backend(requested: str | None = None) -> str:
     return requested
 
 
+_selected: str | None = None
+
+
+def selected_backend() -> str:
+    """The process-wide kernel choice, resolved once (a plain global, so torch.compile folds it)."""
+    global _selected
+    if _selected is None:
+        _selected = resolve_backend()
+    return _selected
+
+
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """softmax(q kᵀ / √D) v over all keys (no mask); [B, Lq, H, D] x [B, Lk, H, D] -> [B, Lq, H, D]."""
-    backend = resolve_backend()
+    backend = selected_backend()
     if backend != "sdpa" and q.is_cuda and q.dtype in (torch.bfloat16, torch.float16):
         out = _flash_function(backend)(q, k, v)
         return out[0] if isinstance(out, tuple) else out

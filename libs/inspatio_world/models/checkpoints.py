@@ -109,20 +109,22 @@ def load_dit(
     dtype=torch.bfloat16,
     device="cpu",
 ) -> CausalDiT:
-    """The InSpatio-World DiT: Wan base weights (if given) overlaid by the InSpatio checkpoint.
+    """The InSpatio-World DiT: its checkpoint, over the Wan base weights where it is partial.
 
-    The InSpatio file may carry the `model.` prefix or not. Without a Wan folder it must hold
-    every key; with one, it must hold at least `patch_embedding` (36 input channels).
-    Weights are loaded in fp32 and cast once to `dtype`, so bf16 values round like upstream's.
+    The InSpatio file may carry the `model.` prefix or not and must hold `patch_embedding`
+    (36 input channels). The released file holds every key, so the Wan base (upstream reads it
+    first, then overwrites it) is only read when keys are missing. Weights are loaded in fp32 and
+    cast once to `dtype`, so bf16 values round like upstream's `.to(bfloat16)`.
     """
     model = build_dit(config, torch.float32, "cpu")
-    state = wan_base_state(wan_dir) if wan_dir is not None else {}
-    inspatio = strip_prefix(read_state_dict(inspatio_file), INSPATIO_PREFIX)
+    state = strip_prefix(read_state_dict(inspatio_file), INSPATIO_PREFIX)
     for key in ("patch_embedding.weight", "patch_embedding.bias"):
-        if key not in inspatio:
+        if key not in state:
             raise CheckpointError(f"{inspatio_file}: missing key {INSPATIO_PREFIX + key!r} (the 36-channel input layer)")
-    state.update(inspatio)
-    source = f"{inspatio_file}" + (f" over {wan_dir}" if wan_dir is not None else "")
+    source = str(inspatio_file)
+    if wan_dir is not None and set(model.state_dict()) - set(state):
+        state = {**wan_base_state(wan_dir), **state}
+        source = f"{inspatio_file} over {wan_dir}"
     load_into(model, state, source)
     return model.to(device=device, dtype=dtype)
 

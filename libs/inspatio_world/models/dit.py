@@ -17,9 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attention import attention
+from .attention import attention, selected_backend
 from .kv_cache import LayerCache
-from .rope import RopeTable, apply_rope
+from .rope import RopeGrid, RopeTable, apply_rope
 
 RENDER_CHANNELS = 20  # 4 mask + 16 render-latent channels appended to the 16 noisy ones
 
@@ -97,11 +97,11 @@ class SelfAttention(nn.Module):
         self.norm_q = RMSNorm(dim, config.eps)
         self.norm_k = RMSNorm(dim, config.eps)
 
-    def forward(self, x: torch.Tensor, freqs: torch.Tensor, cache: LayerCache | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rope: RopeGrid, cache: LayerCache | None) -> torch.Tensor:
         b, length, dim = x.shape
         heads = (b, length, self.num_heads, dim // self.num_heads)
-        q = apply_rope(self.norm_q(self.q(x)).view(heads), freqs)
-        k = apply_rope(self.norm_k(self.k(x)).view(heads), freqs)
+        q = apply_rope(self.norm_q(self.q(x)).view(heads), rope)
+        k = apply_rope(self.norm_k(self.k(x)).view(heads), rope)
         v = self.v(x).view(heads)
         if cache is not None:
             k, v = cache.attend_keys(k, v)
@@ -140,9 +140,9 @@ class Block(nn.Module):
         self.ffn = nn.Sequential(nn.Linear(dim, config.ffn_dim), nn.GELU(approximate="tanh"), nn.Linear(config.ffn_dim, dim))
         self.modulation = nn.Parameter(torch.zeros(1, 6, dim))
 
-    def forward(self, x, time_mod, freqs, context, cache: LayerCache | None) -> torch.Tensor:
+    def forward(self, x, time_mod, rope, context, cache: LayerCache | None) -> torch.Tensor:
         shift1, scale1, gate1, shift2, scale2, gate2 = (self.modulation + time_mod).chunk(6, dim=1)
-        x = x + self.self_attn(self.norm1(x) * (1 + scale1) + shift1, freqs, cache) * gate1
+        x = x + self.self_attn(self.norm1(x) * (1 + scale1) + shift1, rope, cache) * gate1
         x = x + self.cross_attn(self.norm3(x), context)
         return x + self.ffn(self.norm2(x) * (1 + scale2) + shift2) * gate2
 
@@ -189,6 +189,22 @@ class CausalDiT(nn.Module):
             self._rope[device] = RopeTable(self.config.head_dim, device)
         return self._rope[device]
 
+    def compile_blocks(self) -> None:
+        """Compile each transformer block (regional torch.compile, one graph per pass shape).
+
+        Inductor fuses the elementwise chains; `emulate_precision_casts` keeps eager's rounding to
+        the parameter dtype after every op, so results stay those of the plain path up to
+        reduction-order effects (measured by the GPU tests and `inspatio bench`).
+        """
+        import torch._dynamo
+        import torch._inductor.config
+
+        torch._inductor.config.emulate_precision_casts = True
+        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
+        selected_backend()  # resolve outside the graph
+        for block in self.blocks:
+            block.compile(dynamic=False)
+
     def embed_text(self, prompt_embeds: torch.Tensor) -> torch.Tensor:
         """[B, text_len, text_dim] umT5 output -> [B, text_len, dim]; padded rows are not masked."""
         return self.text_embedding(prompt_embeds)
@@ -219,7 +235,7 @@ class CausalDiT(nn.Module):
         pt, ph, pw = self.config.patch_size
         frames, height, width = x.shape[2] // pt, x.shape[3] // ph, x.shape[4] // pw
         tokens = self.patch_embedding(x).flatten(2).transpose(1, 2)
-        freqs = self.rope_table(x.device).grid(frames, height, width, time_offset)
+        rope = self.rope_table(x.device).grid(frames, height, width, time_offset)
 
         t = timestep[:, 0] if timestep.dim() == 2 else timestep
         time_emb = self.time_embedding(timestep_sinusoid(t, self.config.freq_dim).type_as(tokens))
@@ -227,7 +243,7 @@ class CausalDiT(nn.Module):
 
         for index, block in enumerate(self.blocks):
             layer_cache = cache.layer(index, cache_mode, cache_length) if cache_mode != "none" else None
-            tokens = block(tokens, time_mod, freqs, text, layer_cache)
+            tokens = block(tokens, time_mod, rope, text, layer_cache)
         return self._unpatchify(self.head(tokens, time_emb), frames, height, width)
 
     def _assemble_input(self, x: torch.Tensor, render: torch.Tensor | None) -> torch.Tensor:

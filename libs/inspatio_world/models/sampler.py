@@ -62,17 +62,41 @@ class RecordedNoise:
 
 
 @dataclass(frozen=True)
-class Conditioning:
-    """The per-video inputs of the generator, all [B, N, C, H, W] in the DiT dtype."""
+class BlockInputs:
+    """One block's conditioning, each [B, F, C, H, W] in the DiT dtype."""
 
-    prompt_embeds: torch.Tensor  # [B, text_len, text_dim]
     ref_latent: torch.Tensor  # source-video latents, 16 ch
     render_latent: torch.Tensor  # render-video latents, 16 ch
     mask_latent: torch.Tensor  # downsampled validity mask, 4 ch
 
+
+class ConditioningSource(Protocol):
+    """What the sampler reads: the prompt, the latent length, and each block's latents on demand
+    (so a streaming pipeline can encode block b while block b-1 is being generated)."""
+
+    prompt_embeds: torch.Tensor  # [B, text_len, text_dim]
+
+    @property
+    def num_frames(self) -> int: ...
+
+    def block(self, span: slice) -> BlockInputs: ...
+
+
+@dataclass(frozen=True)
+class Conditioning:
+    """Conditioning held as whole-video latents, all [B, N, C, H, W] in the DiT dtype."""
+
+    prompt_embeds: torch.Tensor  # [B, text_len, text_dim]
+    ref_latent: torch.Tensor
+    render_latent: torch.Tensor
+    mask_latent: torch.Tensor
+
     @property
     def num_frames(self) -> int:
         return min(self.ref_latent.shape[1], self.render_latent.shape[1], self.mask_latent.shape[1])
+
+    def block(self, span: slice) -> BlockInputs:
+        return BlockInputs(self.ref_latent[:, span], self.render_latent[:, span], self.mask_latent[:, span])
 
 
 @dataclass
@@ -94,6 +118,10 @@ class BlockSampler:
         self.timesteps = self.schedule.warped_steps(steps) if config.warp_steps else torch.tensor(steps, dtype=torch.float32)
         self._cache: KVCache | None = None
 
+    @property
+    def kv_cache_bytes(self) -> int:
+        return self._cache.nbytes if self._cache is not None else 0
+
     def usable_frames(self, num_latent_frames: int) -> int:
         """Upstream generates only whole blocks: N - N % frames_per_block."""
         return num_latent_frames - num_latent_frames % self.config.frames_per_block
@@ -110,15 +138,15 @@ class BlockSampler:
         return cache
 
     @torch.no_grad()
-    def blocks(self, cond: Conditioning, noise: NoiseSource, trace: list[StepTrace] | None = None) -> Iterator[torch.Tensor]:
+    def blocks(self, cond: ConditioningSource, noise: NoiseSource, trace: list[StepTrace] | None = None) -> Iterator[torch.Tensor]:
         """Yield each generated block's latents [B, frames_per_block, 16, H, W] as soon as it is done."""
-        ref = cond.ref_latent
-        dtype, device = ref.dtype, ref.device
-        batch, _, channels, height, width = ref.shape
         per_block = self.config.frames_per_block
         total = self.usable_frames(cond.num_frames)
         if total == 0:
             raise ValueError(f"need at least {per_block} latent frames, got {cond.num_frames}")
+        first = cond.block(slice(0, per_block))
+        dtype, device = first.ref_latent.dtype, first.ref_latent.device
+        batch, _, channels, height, width = first.ref_latent.shape
         ph, pw = self.dit.config.patch_size[1:]
         tokens_per_frame = (height // ph) * (width // pw)
         cache = self.kv_cache(batch, tokens_per_frame, dtype, device)
@@ -130,12 +158,13 @@ class BlockSampler:
         previous = None
         for block, start in enumerate(range(0, total, per_block)):
             span = slice(start, start + per_block)
-            context = _pad_channels(ref[:, span])
+            inputs = first if start == 0 else cond.block(span)
+            context = _pad_channels(inputs.ref_latent)
             if previous is not None:
                 context = torch.cat([context, _pad_channels(previous)], dim=1)
             self.dit(_to_model(context), torch.zeros(batch, dtype=torch.long, device=device), text, cache=cache, cache_mode="write")
             cached = context.shape[1] * tokens_per_frame
-            render = _to_model(torch.cat([cond.mask_latent[:, span], cond.render_latent[:, span]], dim=2))
+            render = _to_model(torch.cat([inputs.mask_latent, inputs.render_latent], dim=2))
 
             x = initial[:, span]
             for step, t in enumerate(timesteps):
@@ -154,7 +183,7 @@ class BlockSampler:
             previous = x0.unflatten(0, x.shape[:2])
             yield previous
 
-    def generate(self, cond: Conditioning, noise: NoiseSource, trace: list[StepTrace] | None = None) -> torch.Tensor:
+    def generate(self, cond: ConditioningSource, noise: NoiseSource, trace: list[StepTrace] | None = None) -> torch.Tensor:
         """All blocks concatenated: [B, usable_frames, 16, H, W]."""
         return torch.cat(list(self.blocks(cond, noise, trace)), dim=1)
 

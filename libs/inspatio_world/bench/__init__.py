@@ -1,0 +1,1 @@
+"""Benchmarks behind `inspatio bench` (CUDA, random weights, real shapes)."""

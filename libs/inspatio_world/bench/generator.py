@@ -1,0 +1,169 @@
+"""`inspatio bench generator`: the 1.3B generator at real shapes with random weights on CUDA.
+
+Reports, as JSON: ms per steady-state 12-frame block (blocks after the first, which read a
+6-frame context), fps, time to the first block with warm models, VAE/TAEHV encode and decode
+seconds for the benchmark video, peak GPU memory, attention kernel, GPU name and MFU.
+Random weights give the same speed as real ones: no step depends on the values.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import torch
+
+from ..models.attention import resolve_backend
+from ..models.checkpoints import build_dit, init_random_
+from ..models.dit import DiTConfig
+from ..models.sampler import BlockSampler, Conditioning, GeneratorNoise
+
+LATENT_CHANNELS = 16
+SPATIAL = 8  # pixels per latent cell
+TEMPORAL = 4  # pixel frames per latent frame (after the first)
+FRAMES_PER_BLOCK = 12  # pixel frames per 3-latent block
+# Dense bf16 tensor-core peak used for MFU (H100 SXM; H200 has the same compute).
+PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12}
+
+
+@dataclass(frozen=True)
+class GeneratorBenchConfig:
+    num_frames: int = 81
+    blocks: int = 6
+    warmup_blocks: int = 2
+    layers: int = 30
+    height: int = 480
+    width: int = 832
+    skip_vae: bool = False
+    profile: bool = False  # add a per-kernel breakdown of one steady-state block
+    compile: bool = False  # regional torch.compile of the DiT blocks
+
+
+def pass_flops(config: DiTConfig, query_tokens: int, key_tokens: int) -> float:
+    """Matmul FLOPs (2mnk) of one DiT pass; norms, softmax and RoPE ignored."""
+    d, ffn, text = config.dim, config.ffn_dim, config.text_len
+    per_token_linear = 2 * (4 * d * d + 2 * d * d + 2 * d * ffn)
+    per_layer = (
+        query_tokens * per_token_linear
+        + 4 * query_tokens * key_tokens * d  # self-attention QK^T and AV
+        + 4 * query_tokens * text * d  # cross-attention core
+        + 2 * 2 * text * d * d  # cross-attention K/V of the text
+    )
+    return config.num_layers * per_layer + 2 * text * (config.text_dim * d + d * d)
+
+
+def steady_block_flops(config: DiTConfig, tokens_per_frame: int, frames_per_block: int = 3, steps: int = 4) -> float:
+    block = frames_per_block * tokens_per_frame
+    context = pass_flops(config, 2 * block, 2 * block)
+    denoise = pass_flops(config, block, 3 * block)
+    return context + steps * denoise
+
+
+def _synchronized_seconds(fn: Callable[[], object]) -> float:
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    fn()
+    torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def _random_conditioning(config: DiTConfig, frames: int, height: int, width: int, device) -> Conditioning:
+    g = torch.Generator(device).manual_seed(0)
+
+    def randn(*shape):
+        return torch.randn(shape, generator=g, device=device, dtype=torch.bfloat16)
+
+    return Conditioning(
+        prompt_embeds=randn(1, config.text_len, config.text_dim),
+        ref_latent=randn(1, frames, LATENT_CHANNELS, height, width),
+        render_latent=randn(1, frames, LATENT_CHANNELS, height, width),
+        mask_latent=randn(1, frames, 4, height, width).sign(),
+    )
+
+
+def _time_blocks(sampler: BlockSampler, cond: Conditioning, seed: int) -> list[float]:
+    """Seconds from the start of generation to each block's completion (synchronized)."""
+    noise = GeneratorNoise(torch.Generator(cond.ref_latent.device).manual_seed(seed))
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    marks = []
+    for _ in sampler.blocks(cond, noise):
+        torch.cuda.synchronize()
+        marks.append(time.perf_counter() - start)
+    return marks
+
+
+def bench_dit(config: GeneratorBenchConfig, progress: Callable[[str], None]) -> dict:
+    device = torch.device("cuda")
+    dit_config = DiTConfig(num_layers=config.layers)
+    progress(f"building the DiT ({config.layers} layers) with random weights on {torch.cuda.get_device_name()}")
+    dit = init_random_(build_dit(dit_config, torch.bfloat16, device))
+    if config.compile:
+        dit.compile_blocks()
+    sampler = BlockSampler(dit)
+    h, w = config.height // SPATIAL, config.width // SPATIAL
+
+    progress(f"warm-up: {config.warmup_blocks} blocks")
+    warmup_s = _time_blocks(sampler, _random_conditioning(dit_config, 3 * config.warmup_blocks, h, w, device), seed=1)[-1]
+    progress(f"timing: 1 first block + {config.blocks} steady-state blocks")
+    torch.cuda.reset_peak_memory_stats()
+    marks = _time_blocks(sampler, _random_conditioning(dit_config, 3 * (config.blocks + 1), h, w, device), seed=2)
+    steady = [b - a for a, b in zip(marks, marks[1:])]
+    kernels = _profile_block(sampler, dit_config, h, w, device) if config.profile else None
+    block_s = sum(steady) / len(steady)
+    flops = steady_block_flops(dit_config, (h // 2) * (w // 2))
+    peak = next((v for k, v in PEAK_BF16_FLOPS.items() if k in torch.cuda.get_device_name()), None)
+    return {
+        "compiled": config.compile,
+        "warmup_s": round(warmup_s, 2),
+        "block_ms": round(1000 * block_s, 2),
+        "block_ms_min": round(1000 * min(steady), 2),
+        "block_ms_max": round(1000 * max(steady), 2),
+        "fps": round(FRAMES_PER_BLOCK / block_s, 2),
+        "first_block_s": round(marks[0], 4),
+        "block_tflop": round(flops / 1e12, 2),
+        "achieved_tflops": round(flops / block_s / 1e12, 1),
+        "mfu": round(flops / block_s / peak, 3) if peak else None,
+        "kv_cache_gib": round(sampler.kv_cache_bytes / 2**30, 3),
+        "dit_peak_gpu_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
+        **({"profile_top_kernels": kernels} if kernels is not None else {}),
+    }
+
+
+def _profile_block(sampler: BlockSampler, dit_config: DiTConfig, h: int, w: int, device, top: int = 25) -> list[dict]:
+    """CUDA time per kernel over the second block of a 2-block run (the steady-state shape)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    cond = _random_conditioning(dit_config, 6, h, w, device)
+    blocks = sampler.blocks(cond, GeneratorNoise(torch.Generator(device).manual_seed(3)))
+    next(blocks)
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        next(blocks)
+        torch.cuda.synchronize()
+    events = sorted(prof.key_averages(), key=lambda e: e.device_time_total, reverse=True)
+    total = sum(e.device_time_total for e in events)
+    rows = [{"kernel": e.key[:90], "calls": e.count, "ms": round(e.device_time_total / 1000, 2)} for e in events[:top]]
+    return [{"kernel": "TOTAL", "calls": 0, "ms": round(total / 1000, 2)}] + rows
+
+
+def run_generator_bench(config: GeneratorBenchConfig, progress: Callable[[str], None] = lambda _: None) -> dict:
+    if not torch.cuda.is_available():
+        raise SystemExit("inspatio bench generator needs a CUDA GPU (none is visible to torch)")
+    torch.backends.cuda.matmul.allow_tf32 = True
+    report = {
+        "gpu": torch.cuda.get_device_name(),
+        "torch": torch.__version__,
+        "attention_backend": resolve_backend(),
+        "dtype": "bfloat16",
+        "config": asdict(config),
+        "dit": bench_dit(config, progress),
+    }
+    torch.cuda.empty_cache()
+    if not config.skip_vae:
+        from .autoencoders import bench_autoencoders
+
+        report["autoencoders"] = bench_autoencoders(config.num_frames, config.height, config.width, progress)
+    report["peak_gpu_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+    return report

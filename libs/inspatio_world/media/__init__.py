@@ -1,0 +1,1 @@
+"""Video decode/encode (PyAV) and frame value conversions."""

@@ -1,0 +1,158 @@
+"""Step 3 of InSpatio-World, streamed: source + render + mask video and a prompt in, frames out per block.
+
+Inputs are pixel videos [T, 3, H, W] (source and render in [-1, 1], mask in {-1, +1} with +1 =
+pixel covered by the render), already at the generation size (480x832 for the real model).
+T frames give N_lat = 1 + (T-1)//4 latents, of which N = N_lat - N_lat % 3 are generated
+(whole blocks), decoded to 4N - 3 output frames: 9 for the first block, then 12 per block.
+
+Unlike upstream, which encodes whole videos first and decodes at the end, each block's source and
+render frames are encoded just before the block is generated, and its latents are decoded right
+after: the autoencoders are causal, so the numbers are those of whole-video processing, and the
+first frames are ready after one block.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+
+from ..models.mask_latents import mask_to_latent, pixel_frames_of
+from ..models.taehv import DecoderStream, EncoderStream
+from ..models.sampler import BlockInputs, BlockSampler, GeneratorNoise, SamplerConfig
+from .models import AUTOENCODERS, GeneratorModels
+
+LATENT_FRAMES_PER_PIXEL_GROUP = 4
+
+
+def latent_count(num_frames: int) -> int:
+    """Latents of a T-frame video: 1 + (T-1)//4 (Wan VAE) = ceil(T/4) (TAEHV)."""
+    return 1 + (num_frames - 1) // LATENT_FRAMES_PER_PIXEL_GROUP
+
+
+@dataclass(frozen=True)
+class FramePlan:
+    input_frames: int
+    latent_frames: int  # generated latents (whole blocks)
+    blocks: int
+
+    @property
+    def output_frames(self) -> int:
+        return LATENT_FRAMES_PER_PIXEL_GROUP * self.latent_frames - 3
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    source: torch.Tensor  # [T, 3, H, W] in [-1, 1]
+    render: torch.Tensor  # [T, 3, H, W] in [-1, 1]
+    mask: torch.Tensor  # [T, C, H, W] in {-1, +1}; channel 0 is used
+    prompt: str
+    seed: int = 0
+    autoencoder: str = "wan_vae"
+
+
+@dataclass(frozen=True)
+class GeneratedBlock:
+    index: int
+    blocks: int
+    first_frame: int  # position of frames[0] in the output video
+    frames: torch.Tensor  # [F, 3, H, W] float32 in [0, 1], on the models' device
+    seconds: float  # encode + generate + decode of this block
+
+
+class _BlockEncoder:
+    """Encodes the source and render frames of each block on demand (the sampler's ConditioningSource)."""
+
+    def __init__(self, models: GeneratorModels, request: GenerationRequest, plan: FramePlan, prompt_embeds: torch.Tensor):
+        self.prompt_embeds = prompt_embeds
+        self.num_frames = plan.latent_frames
+        self._request = request
+        self._models = models
+        if request.autoencoder == "wan_vae":
+            self._streams = [models.wan_vae.encode_stream() for _ in range(2)]
+        else:
+            self._streams = [EncoderStream(models.taehv) for _ in range(2)]
+
+    def block(self, span: slice) -> BlockInputs:
+        request, dtype = self._request, self._models.dtype
+        mask_frames = pixel_frames_of(span)
+        mask_latent = mask_to_latent(self._pixels(request.mask, mask_frames), continuation=span.start > 0)
+        videos = (request.source, request.render)
+        if request.autoencoder == "wan_vae":
+            # The Wan VAE groups frames like the mask: [0], [1-4], [5-8], ...
+            latents = [stream.push(self._pixels(v, mask_frames)) for stream, v in zip(self._streams, videos)]
+        else:
+            # TAEHV groups [0-3], [4-7], ... in [0, 1] fp16 (rescaled in the working dtype, as upstream);
+            # the video's last chunk is end-padded.
+            frames = slice(LATENT_FRAMES_PER_PIXEL_GROUP * span.start, LATENT_FRAMES_PER_PIXEL_GROUP * span.stop)
+            last = frames.stop >= request.source.shape[0]
+            tae_dtype = next(self._models.taehv.parameters()).dtype
+            latents = [
+                stream.push((self._pixels(v, frames).permute(0, 2, 1, 3, 4) * 0.5 + 0.5).clamp(0, 1).to(tae_dtype), last=last)
+                for stream, v in zip(self._streams, videos)
+            ]
+        ref, render = (latent[:, : span.stop - span.start].to(dtype) for latent in latents)
+        return BlockInputs(ref, render, mask_latent)
+
+    def _pixels(self, video: torch.Tensor, frames: slice) -> torch.Tensor:
+        """[T, C, H, W] frames -> [1, C, F, H, W] on the device in the working dtype."""
+        return video[frames].to(self._models.device, self._models.dtype).permute(1, 0, 2, 3).unsqueeze(0)
+
+
+class VideoGenerator:
+    def __init__(self, models: GeneratorModels, sampler_config: SamplerConfig = SamplerConfig()) -> None:
+        self.models = models
+        self.sampler = BlockSampler(models.dit, sampler_config)
+
+    def plan(self, num_frames: int) -> FramePlan:
+        usable = self.sampler.usable_frames(latent_count(num_frames))
+        return FramePlan(num_frames, usable, usable // self.sampler.config.frames_per_block)
+
+    def validate(self, request: GenerationRequest) -> FramePlan:
+        """Cheap checks before any model runs; raises ValueError with a message a person can act on."""
+        if request.autoencoder not in AUTOENCODERS:
+            raise ValueError(f"autoencoder {request.autoencoder!r}: choose from {AUTOENCODERS}")
+        if getattr(self.models, request.autoencoder) is None:
+            raise ValueError(f"autoencoder {request.autoencoder!r} is not loaded on this generator")
+        shapes = {name: tuple(getattr(request, name).shape) for name in ("source", "render", "mask")}
+        lengths = {shape[0] for shape in shapes.values()}
+        sizes = {shape[2:] for shape in shapes.values()}
+        if len(lengths) != 1 or len(sizes) != 1 or any(len(s) != 4 for s in shapes.values()):
+            raise ValueError(f"source, render and mask must be [T, C, H, W] videos of one length and size, got {shapes}")
+        height, width = next(iter(sizes))
+        if height % 16 or width % 16:
+            raise ValueError(f"frame size {height}x{width}: height and width must be multiples of 16")
+        plan = self.plan(request.source.shape[0])
+        if plan.blocks == 0:
+            raise ValueError(f"{request.source.shape[0]} frames is too short: at least 9 frames make one block")
+        return plan
+
+    def stream(self, request: GenerationRequest) -> Iterator[GeneratedBlock]:
+        """Generate block by block; each yielded block's frames are final."""
+        plan = self.validate(request)
+        models = self.models
+        prompt_embeds = models.text_encoder.encode([request.prompt]).to(models.dtype)
+        conditioning = _BlockEncoder(models, request, plan, prompt_embeds)
+        noise = GeneratorNoise(torch.Generator(models.device).manual_seed(request.seed))
+        decoder = self._decoder(request.autoencoder)
+        first_frame = 0
+        start = time.perf_counter()
+        for index, latents in enumerate(self.sampler.blocks(conditioning, noise)):
+            frames = decoder(latents)[0].float()
+            if models.device.type == "cuda":
+                torch.cuda.synchronize(models.device)
+            now = time.perf_counter()
+            yield GeneratedBlock(index, plan.blocks, first_frame, frames, now - start)
+            first_frame += frames.shape[0]
+            start = time.perf_counter()
+
+    def _decoder(self, name: str):
+        """Per-block decode to [1, F, 3, H, W] in [0, 1], carrying the causal state across blocks."""
+        if name == "wan_vae":
+            stream = self.models.wan_vae.decode_stream()
+            return lambda latents: (stream.push(latents) * 0.5 + 0.5).clamp(0, 1)
+        stream = DecoderStream(self.models.taehv)
+        tae_dtype = next(self.models.taehv.parameters()).dtype
+        return lambda latents: stream.push(latents.to(tae_dtype))

@@ -1,0 +1,72 @@
+"""Loading the generator's models (DiT, text encoder, autoencoders) from a weights folder.
+
+Files are checked before anything is read, then each model is loaded through its loader, so a
+missing or mismatched checkpoint fails at start-up with the file and key named.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..models.checkpoints import load_dit, read_json
+from ..models.dit import CausalDiT, DiTConfig
+from ..models.taehv import TAEHV, TAEHVConfig, load_taehv
+from ..models.text_encoder import TextEncoder, TextEncoderConfig, load_text_encoder
+from ..models.wan_vae import WanVAE, WanVAEConfig, load_wan_vae
+from .weights import GeneratorWeights
+
+AUTOENCODERS = ("wan_vae", "taehv")
+
+
+def default_dtype(device: torch.device) -> torch.dtype:
+    """bf16 on GPUs as upstream; fp32 on CPU, where bf16 convolutions are many times slower."""
+    return torch.bfloat16 if device.type == "cuda" else torch.float32
+
+
+@dataclass
+class GeneratorModels:
+    dit: CausalDiT
+    text_encoder: TextEncoder
+    wan_vae: WanVAE | None
+    taehv: TAEHV | None
+    weights: GeneratorWeights
+    dtype: torch.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.dit.patch_embedding.weight.device
+
+    @classmethod
+    def load(
+        cls,
+        weights: GeneratorWeights,
+        device: torch.device,
+        autoencoders: tuple[str, ...] = ("wan_vae",),
+        dtype: torch.dtype | None = None,
+        compile_dit: bool = False,
+    ) -> "GeneratorModels":
+        unknown = set(autoencoders) - set(AUTOENCODERS)
+        if unknown or not autoencoders:
+            raise ValueError(f"autoencoders {autoencoders!r}: choose from {AUTOENCODERS}")
+        for name in autoencoders:
+            weights.check(name)
+        dtype = dtype or default_dtype(device)
+        profile = weights.profile
+        dit_config = DiTConfig.from_dict(read_json(weights.dit_config_file), in_dim=36)
+        dit = load_dit(weights.dit_file, dit_config, wan_dir=weights.wan_dir, dtype=dtype, device=device)
+        if compile_dit:
+            dit.compile_blocks()
+        text_encoder = load_text_encoder(
+            weights.text_encoder_file, weights.tokenizer_dir, dtype=dtype, device=device,
+            config=TextEncoderConfig.from_dict(profile.get("text_encoder", {})),
+        )  # fmt: skip
+        wan_vae = taehv = None
+        if "wan_vae" in autoencoders:
+            wan_vae = load_wan_vae(weights.vae_file, WanVAEConfig.from_dict(profile.get("vae", {})), dtype=dtype, device=device)
+        if "taehv" in autoencoders:
+            # TAEHV runs in fp16 on GPUs as upstream; fp32 on CPU.
+            tae_dtype = torch.float16 if device.type == "cuda" else torch.float32
+            taehv = load_taehv(weights.taehv_file, TAEHVConfig.from_dict(profile.get("taehv", {})), dtype=tae_dtype, device=device)
+        return cls(dit, text_encoder, wan_vae, taehv, weights, dtype)

@@ -1,0 +1,38 @@
+"""3-D RoPE: positions/frequencies as the spec, and the compiled (real cos/sin) path equal to eager (complex)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from inspatio_world.models.rope import RopeTable, apply_rope, axis_pair_counts
+
+
+def test_axis_split_of_the_real_head_size():
+    assert axis_pair_counts(128) == (22, 21, 21)
+
+
+def test_rotation_of_one_token_follows_the_formula():
+    table = RopeTable(128, "cpu")
+    frames, height, width, offset = 3, 4, 5, 6
+    grid = table.grid(frames, height, width, offset)
+    x = torch.randn(1, frames * height * width, 1, 128, dtype=torch.float64)
+    out = apply_rope(x, grid)
+    f, i, j = 2, 3, 1
+    token = (f * height + i) * width + j
+    pair = 22 + 21 + 5  # 6th width pair: angle = j * 10000^(-2*5/42)
+    angle = j * 10000 ** (-2 * 5 / 42)
+    a, b = x[0, token, 0, 2 * pair], x[0, token, 0, 2 * pair + 1]
+    expected = (a * math.cos(angle) - b * math.sin(angle), a * math.sin(angle) + b * math.cos(angle))
+    assert torch.allclose(out[0, token, 0, 2 * pair : 2 * pair + 2], torch.tensor(expected, dtype=torch.float64))
+    time_angle = (offset + f) * 10000 ** (-2 * 3 / 44)  # 4th temporal pair, shifted by the offset
+    a, b = x[0, token, 0, 6], x[0, token, 0, 7]
+    assert torch.allclose(out[0, token, 0, 6], a * math.cos(time_angle) - b * math.sin(time_angle))
+
+
+def test_compiled_real_arithmetic_equals_eager_complex_in_bf16():
+    grid = RopeTable(128, "cpu").grid(3, 30, 52, 6)
+    x = torch.randn(1, 3 * 30 * 52, 12, 128).to(torch.bfloat16)
+    traced = torch.compile(apply_rope, backend="eager", fullgraph=True)  # runs the is_compiling() branch
+    assert torch.equal(traced(x, grid), apply_rope(x, grid))
