@@ -78,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--autoencoder", choices=["wan_vae", "taehv"], default="wan_vae", help="latent encoder/decoder")
     generate.add_argument("--prompt", help="text prompt (default: the clip's own description)")
     generate.add_argument("--device", default="auto", help="auto (cuda if available), cpu or cuda")
-    generate.add_argument("--compile", action="store_true", help="torch.compile the DiT blocks (CUDA)")
+    generate.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                          help="torch.compile the DiT blocks (default: on with CUDA, off on CPU)")
     generate.set_defaults(func=_generate)
 
     bench = commands.add_parser("bench", help="measure speed on CUDA with random weights at real shapes; prints JSON")
@@ -88,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--warmup-blocks", type=int, default=2, help="untimed blocks first (default 2)")
     bench.add_argument("--layers", type=int, default=30, help="DiT layers (default 30, the real model)")
     bench.add_argument("--skip-vae", action="store_true", help="time the DiT only")
-    bench.add_argument("--compile", action="store_true", help="compile the DiT blocks (torch.compile) before timing")
+    bench.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
+                       help="torch.compile the DiT blocks before timing (default on; --no-compile for eager)")
     bench.add_argument("--profile", action="store_true", help="add a per-kernel CUDA time breakdown of one block")
     bench.add_argument("--json-out", help="also write the JSON report to this file")
     bench.set_defaults(func=_bench)

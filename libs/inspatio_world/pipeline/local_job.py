@@ -39,7 +39,7 @@ class SampleJob:
     autoencoder: str = "wan_vae"
     prompt: str | None = None
     device: str = "auto"
-    compile_dit: bool = False
+    compile_dit: bool | None = None  # None: compile on CUDA
 
 
 def run_sample_job(job: SampleJob, emit: Callable[[str], None] = print) -> dict[str, Path]:

@@ -45,8 +45,10 @@ class GeneratorModels:
         device: torch.device,
         autoencoders: tuple[str, ...] = ("wan_vae",),
         dtype: torch.dtype | None = None,
-        compile_dit: bool = False,
+        compile_dit: bool | None = None,
     ) -> "GeneratorModels":
+        """Check the files, then load; `compile_dit` None compiles the DiT blocks on CUDA (the fast
+        path; eager is the plain reference path)."""
         unknown = set(autoencoders) - set(AUTOENCODERS)
         if unknown or not autoencoders:
             raise ValueError(f"autoencoders {autoencoders!r}: choose from {AUTOENCODERS}")
@@ -56,7 +58,7 @@ class GeneratorModels:
         profile = weights.profile
         dit_config = DiTConfig.from_dict(read_json(weights.dit_config_file), in_dim=36)
         dit = load_dit(weights.dit_file, dit_config, wan_dir=weights.wan_dir, dtype=dtype, device=device)
-        if compile_dit:
+        if compile_dit if compile_dit is not None else device.type == "cuda":
             dit.compile_blocks()
         text_encoder = load_text_encoder(
             weights.text_encoder_file, weights.tokenizer_dir, dtype=dtype, device=device,
