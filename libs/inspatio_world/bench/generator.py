@@ -60,14 +60,6 @@ def steady_block_flops(config: DiTConfig, tokens_per_frame: int, frames_per_bloc
     return context + steps * denoise
 
 
-def _synchronized_seconds(fn: Callable[[], object]) -> float:
-    torch.cuda.synchronize()
-    start = time.perf_counter()
-    fn()
-    torch.cuda.synchronize()
-    return time.perf_counter() - start
-
-
 def _random_conditioning(config: DiTConfig, frames: int, height: int, width: int, device) -> Conditioning:
     g = torch.Generator(device).manual_seed(0)
 

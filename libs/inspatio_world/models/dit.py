@@ -88,7 +88,9 @@ class LayerNorm(nn.LayerNorm):
         return super().forward(x).type_as(x)
 
 
-class SelfAttention(nn.Module):
+class _Projections(nn.Module):
+    """q/k/v/o projections with RMS-normed queries and keys, shared by both attention kinds."""
+
     def __init__(self, config: DiTConfig) -> None:
         super().__init__()
         dim = config.dim
@@ -97,34 +99,28 @@ class SelfAttention(nn.Module):
         self.norm_q = RMSNorm(dim, config.eps)
         self.norm_k = RMSNorm(dim, config.eps)
 
+    def heads(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, L, N*D] -> [B, L, N, D]."""
+        return x.view(*x.shape[:2], self.num_heads, -1)
+
+
+class SelfAttention(_Projections):
     def forward(self, x: torch.Tensor, rope: RopeGrid, cache: LayerCache | None) -> torch.Tensor:
-        b, length, dim = x.shape
-        heads = (b, length, self.num_heads, dim // self.num_heads)
-        q = apply_rope(self.norm_q(self.q(x)).view(heads), rope)
-        k = apply_rope(self.norm_k(self.k(x)).view(heads), rope)
-        v = self.v(x).view(heads)
+        q = apply_rope(self.heads(self.norm_q(self.q(x))), rope)
+        k = apply_rope(self.heads(self.norm_k(self.k(x))), rope)
+        v = self.heads(self.v(x))
         if cache is not None:
             k, v = cache.attend_keys(k, v)
         return self.o(attention(q, k, v).flatten(2))
 
 
-class CrossAttention(nn.Module):
+class CrossAttention(_Projections):
     """Attention of the video tokens over all text tokens (padding included: no mask, as upstream)."""
 
-    def __init__(self, config: DiTConfig) -> None:
-        super().__init__()
-        dim = config.dim
-        self.num_heads = config.num_heads
-        self.q, self.k, self.v, self.o = (nn.Linear(dim, dim) for _ in range(4))
-        self.norm_q = RMSNorm(dim, config.eps)
-        self.norm_k = RMSNorm(dim, config.eps)
-
     def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        b, _, dim = x.shape
-        head_dim = dim // self.num_heads
-        q = self.norm_q(self.q(x)).view(b, -1, self.num_heads, head_dim)
-        k = self.norm_k(self.k(context)).view(b, -1, self.num_heads, head_dim)
-        v = self.v(context).view(b, -1, self.num_heads, head_dim)
+        q = self.heads(self.norm_q(self.q(x)))
+        k = self.heads(self.norm_k(self.k(context)))
+        v = self.heads(self.v(context))
         return self.o(attention(q, k, v).flatten(2))
 
 
