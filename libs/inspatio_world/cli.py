@@ -35,6 +35,8 @@ def _bench(args: argparse.Namespace) -> int:
         skip_vae=args.skip_vae,
         profile=args.profile,
         compile=args.compile,
+        cuda_graphs=args.cuda_graphs,
+        pipeline=args.pipeline,
     )
     report = run_generator_bench(config, progress=lambda msg: print(msg, file=sys.stderr, flush=True))
     text = json.dumps(report, indent=2)
@@ -91,6 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--skip-vae", action="store_true", help="time the DiT only")
     bench.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
                        help="torch.compile the DiT blocks before timing (default on; --no-compile for eager)")
+    bench.add_argument("--cuda-graphs", action=argparse.BooleanOptionalAction, default=True,
+                       help="replay DiT passes from captured CUDA graphs (default on)")
+    bench.add_argument("--pipeline", action="store_true",
+                       help="also time step 3 end to end (text, encode, generate, decode) for TAEHV and the Wan VAE")
     bench.add_argument("--profile", action="store_true", help="add a per-kernel CUDA time breakdown of one block")
     bench.add_argument("--json-out", help="also write the JSON report to this file")
     bench.set_defaults(func=_bench)

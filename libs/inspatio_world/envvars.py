@@ -34,7 +34,14 @@ WEIGHTS = EnvVar(
     "Folder with the released weights (upstream's checkpoints/ layout). Unset: tiny random weights.",
 )
 
-ALL: tuple[EnvVar, ...] = (ATTENTION, PARITY_PACK, WEIGHTS)
+COMPILE_CACHE = EnvVar(
+    "INSPATIO_COMPILE_CACHE",
+    "~/.cache/inspatio/torchinductor",
+    "Where torch.compile keeps compiled kernels, so a restarted process reaches full speed sooner "
+    "(used unless TORCHINDUCTOR_CACHE_DIR is set).",
+)
+
+ALL: tuple[EnvVar, ...] = (ATTENTION, PARITY_PACK, WEIGHTS, COMPILE_CACHE)
 
 
 def get(var: EnvVar) -> str:

@@ -36,8 +36,10 @@ class GeneratorBenchConfig:
     height: int = 480
     width: int = 832
     skip_vae: bool = False
+    pipeline: bool = False  # also time step 3 end to end (text encoder, autoencoders, DiT)
     profile: bool = False  # add a per-kernel breakdown of one steady-state block
     compile: bool = True  # regional torch.compile of the DiT blocks (the product's GPU path)
+    cuda_graphs: bool = True  # replay each pass shape from a captured CUDA graph
 
 
 def pass_flops(config: DiTConfig, query_tokens: int, key_tokens: int) -> float:
@@ -93,7 +95,7 @@ def bench_dit(config: GeneratorBenchConfig, progress: Callable[[str], None]) -> 
     dit = init_random_(build_dit(dit_config, torch.bfloat16, device))
     if config.compile:
         dit.compile_blocks()
-    sampler = BlockSampler(dit)
+    sampler = BlockSampler(dit, cuda_graphs=config.cuda_graphs)
     h, w = config.height // SPATIAL, config.width // SPATIAL
 
     progress(f"warm-up: {config.warmup_blocks} blocks")
@@ -108,6 +110,7 @@ def bench_dit(config: GeneratorBenchConfig, progress: Callable[[str], None]) -> 
     peak = next((v for k, v in PEAK_BF16_FLOPS.items() if k in torch.cuda.get_device_name()), None)
     return {
         "compiled": config.compile,
+        "cuda_graphs": config.cuda_graphs,
         "warmup_s": round(warmup_s, 2),
         "block_ms": round(1000 * block_s, 2),
         "block_ms_min": round(1000 * min(steady), 2),
@@ -157,6 +160,11 @@ def run_generator_bench(config: GeneratorBenchConfig, progress: Callable[[str], 
         from .autoencoders import bench_autoencoders
 
         report["autoencoders"] = bench_autoencoders(config.num_frames, config.height, config.width, progress)
+    if config.pipeline:
+        from .pipeline import bench_pipeline
+
+        torch.cuda.empty_cache()
+        report["pipeline"] = bench_pipeline(config.num_frames, config.height, config.width, config.compile, config.cuda_graphs, progress)
     stage_peaks = [report["dit"]["dit_peak_gpu_gib"]] + [ae["peak_gpu_gib"] for ae in report.get("autoencoders", {}).values() if isinstance(ae, dict)]
     report["peak_gpu_gib"] = max(stage_peaks)  # stages run one after another, so the largest stage bounds it
     return report

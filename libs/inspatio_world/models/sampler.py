@@ -13,6 +13,7 @@ from typing import Iterator, Protocol
 
 import torch
 
+from .cuda_graphs import GraphedDiT
 from .dit import RENDER_CHANNELS, CausalDiT
 from .kv_cache import KVCache
 from .scheduler import FlowMatchSchedule
@@ -110,8 +111,16 @@ class StepTrace:
 
 
 class BlockSampler:
-    def __init__(self, dit: CausalDiT, config: SamplerConfig = SamplerConfig(), schedule: FlowMatchSchedule | None = None) -> None:
+    def __init__(
+        self,
+        dit: CausalDiT,
+        config: SamplerConfig = SamplerConfig(),
+        schedule: FlowMatchSchedule | None = None,
+        cuda_graphs: bool = False,
+    ) -> None:
+        """`cuda_graphs` replays each pass shape from a captured CUDA graph (CUDA only; same results)."""
         self.dit = dit
+        self._graphed = GraphedDiT(dit) if cuda_graphs else None
         self.config = config
         self.schedule = schedule or FlowMatchSchedule()
         steps = list(config.denoising_steps)
@@ -135,6 +144,8 @@ class BlockSampler:
         if cache is None or cache.k.shape[1:3] != (batch, capacity) or cache.k.dtype != dtype or cache.k.device != torch.device(device):
             cache = KVCache(cfg.num_layers, batch, capacity, cfg.num_heads, cfg.head_dim, dtype, device)
             self._cache = cache
+            if self._graphed is not None:
+                self._graphed.reset()  # captured graphs point at the old cache
         return cache
 
     @torch.no_grad()
@@ -152,6 +163,7 @@ class BlockSampler:
         cache = self.kv_cache(batch, tokens_per_frame, dtype, device)
         cache.zero_()
         text = self.dit.embed_text(cond.prompt_embeds)
+        forward = self._graphed if self._graphed is not None and device.type == "cuda" else self.dit
         initial = noise.initial((batch, total, channels, height, width), dtype, device)
         timesteps = self.timesteps.to(device)
 
@@ -162,13 +174,13 @@ class BlockSampler:
             context = _pad_channels(inputs.ref_latent)
             if previous is not None:
                 context = torch.cat([context, _pad_channels(previous)], dim=1)
-            self.dit(_to_model(context), torch.zeros(batch, dtype=torch.long, device=device), text, cache=cache, cache_mode="write")
+            forward(_to_model(context), torch.zeros(batch, dtype=torch.long, device=device), text, cache=cache, cache_mode="write")
             cached = context.shape[1] * tokens_per_frame
             render = _to_model(torch.cat([inputs.mask_latent, inputs.render_latent], dim=2))
 
             x = initial[:, span]
             for step, t in enumerate(timesteps):
-                flow = self.dit(
+                flow = forward(
                     _to_model(x), t.expand(batch), text, render=render, cache=cache, cache_mode="read",
                     cache_length=cached, time_offset=self.config.denoise_time_offset,
                 )

@@ -256,16 +256,20 @@ class TextEncoder:
         config: TextEncoderConfig,
         tokenizer: PromptTokenizer | None = None,
         cache_size: int = DEFAULT_CACHE_SIZE,
+        offload: bool = False,
     ):
+        """`offload` keeps the weights in (pinned) host memory between prompts and moves them to
+        the model's device only to encode one: ~11 GB of GPU memory saved for the real encoder, at
+        the cost of one host-to-device copy per prompt that is not in the cache."""
         self.model = model
         self.config = config
         self.tokenizer = tokenizer
         self.cache_size = cache_size
         self._cache: OrderedDict[str, torch.Tensor] = OrderedDict()
-
-    @property
-    def device(self) -> torch.device:
-        return self.model.shared.weight.device
+        self.device = model.shared.weight.device
+        self.offload = offload and self.device.type == "cuda"
+        if self.offload:
+            self._move_weights(torch.device("cpu"))
 
     @property
     def dtype(self) -> torch.dtype:
@@ -275,7 +279,21 @@ class TextEncoder:
     def encode_ids(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Raw encoder output [B, L, dim] for token ids and mask [B, L] (padded rows not zeroed)."""
         ids, mask = ids.to(self.device), mask.to(self.device)
-        return self.model(input_ids=ids, attention_mask=mask).last_hidden_state
+        if not self.offload:
+            return self.model(input_ids=ids, attention_mask=mask).last_hidden_state
+        self._move_weights(self.device)
+        try:
+            return self.model(input_ids=ids, attention_mask=mask).last_hidden_state
+        finally:
+            self._move_weights(torch.device("cpu"))
+
+    def _move_weights(self, device: torch.device) -> None:
+        for tensor in list(self.model.parameters()) + list(self.model.buffers()):
+            if device.type == "cpu":
+                host = torch.empty_like(tensor.data, device="cpu", pin_memory=True)
+                tensor.data = host.copy_(tensor.data)
+            else:
+                tensor.data = tensor.data.to(device, non_blocking=True)
 
     def encode(self, prompts: Sequence[str]) -> torch.Tensor:
         """prompt_embeds [B, text_len, dim] in the model dtype, on the model device."""
@@ -307,6 +325,7 @@ def load_text_encoder(
     device: str | torch.device = "cpu",
     config: TextEncoderConfig = TextEncoderConfig(),
     cache_size: int = DEFAULT_CACHE_SIZE,
+    offload: bool = False,
 ) -> TextEncoder:
     """The umT5 encoder from a Wan checkpoint (`.pth` or `.safetensors`), running entirely in `dtype`.
 
@@ -316,4 +335,4 @@ def load_text_encoder(
     model = build_encoder_model(config, dtype, device)
     load_wan_weights(model, config, state, str(weights_path))
     tokenizer = PromptTokenizer(tokenizer_dir, config.text_len) if tokenizer_dir is not None else None
-    return TextEncoder(model, config, tokenizer, cache_size)
+    return TextEncoder(model, config, tokenizer, cache_size, offload)

@@ -102,9 +102,11 @@ class _BlockEncoder:
 
 
 class VideoGenerator:
-    def __init__(self, models: GeneratorModels, sampler_config: SamplerConfig = SamplerConfig()) -> None:
+    def __init__(self, models: GeneratorModels, sampler_config: SamplerConfig = SamplerConfig(), cuda_graphs: bool | None = None) -> None:
+        """`cuda_graphs` None: replay DiT passes from CUDA graphs when the models are on CUDA."""
         self.models = models
-        self.sampler = BlockSampler(models.dit, sampler_config)
+        use_graphs = models.device.type == "cuda" if cuda_graphs is None else cuda_graphs
+        self.sampler = BlockSampler(models.dit, sampler_config, cuda_graphs=use_graphs)
 
     def plan(self, num_frames: int) -> FramePlan:
         usable = self.sampler.usable_frames(latent_count(num_frames))

@@ -36,7 +36,7 @@ TINY_T5 = TextEncoderConfig(
 )  # fmt: skip
 
 
-def _write_tokenizer(folder: Path) -> None:
+def write_tokenizer(folder: Path) -> None:
     """A word-level tokenizer with umT5's special-token ids: </s> appended, <pad> = 0."""
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
@@ -72,7 +72,7 @@ def write_tiny_weights(root: Path, seed: int = 0) -> GeneratorWeights:
     torch.save(_state(init_random_(build_wan_vae(TINY_VAE), seed=seed + 1, std=0.1)), weights.vae_file)
     hf_state = _state(init_random_(build_encoder_model(TINY_T5), seed=seed + 2, std=0.1))
     torch.save({key: hf_state[hf_keys(key)[0]] for key in wan_keys(TINY_T5)}, weights.text_encoder_file)
-    _write_tokenizer(weights.tokenizer_dir)
+    write_tokenizer(weights.tokenizer_dir)
     torch.save(_state(init_random_(TAEHV(TINY_TAEHV), seed=seed + 3, std=0.05)), weights.taehv_file)
     (root / PROFILE_FILE).write_text(profile_json(vae=TINY_VAE, taehv=TINY_TAEHV, text_encoder=TINY_T5))
     return weights
