@@ -165,6 +165,7 @@ def run_generator_bench(config: GeneratorBenchConfig, progress: Callable[[str], 
 
         torch.cuda.empty_cache()
         report["pipeline"] = bench_pipeline(config.num_frames, config.height, config.width, config.compile, config.cuda_graphs, progress)
-    stage_peaks = [report["dit"]["dit_peak_gpu_gib"]] + [ae["peak_gpu_gib"] for ae in report.get("autoencoders", {}).values() if isinstance(ae, dict)]
+    stages = [report["dit"]] + [v for part in ("autoencoders", "pipeline") for v in report.get(part, {}).values() if isinstance(v, dict)]
+    stage_peaks = [stage.get("peak_gpu_gib", stage.get("dit_peak_gpu_gib", 0.0)) for stage in stages]
     report["peak_gpu_gib"] = max(stage_peaks)  # stages run one after another, so the largest stage bounds it
     return report
