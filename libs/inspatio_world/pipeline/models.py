@@ -26,6 +26,17 @@ def default_dtype(device: torch.device) -> torch.dtype:
     return torch.bfloat16 if device.type == "cuda" else torch.float32
 
 
+def taehv_dtype(device: torch.device) -> torch.dtype:
+    """TAEHV runs in fp16 on GPUs as upstream; fp32 on CPU."""
+    return torch.float16 if device.type == "cuda" else torch.float32
+
+
+def _compile_if_wanted(dit: CausalDiT, compile_dit: bool | None, device: torch.device) -> None:
+    """None means: compile on CUDA (the fast path); eager stays the plain reference path."""
+    if compile_dit if compile_dit is not None else device.type == "cuda":
+        dit.compile_blocks()
+
+
 @dataclass
 class GeneratorModels:
     dit: CausalDiT
@@ -49,8 +60,8 @@ class GeneratorModels:
         compile_dit: bool | None = None,
         offload_text_encoder: bool = False,
     ) -> "GeneratorModels":
-        """Check the files, then load; `compile_dit` None compiles the DiT blocks on CUDA (the fast
-        path; eager is the plain reference path). `offload_text_encoder` keeps umT5 in host memory
+        """Check the files, then load. `compile_dit` None compiles the DiT blocks on CUDA.
+        `offload_text_encoder` keeps umT5 in host memory
         between prompts (about 11 GB less GPU memory, one copy per uncached prompt)."""
         unknown = set(autoencoders) - set(AUTOENCODERS)
         if unknown or not autoencoders:
@@ -61,8 +72,7 @@ class GeneratorModels:
         profile = weights.profile
         dit_config = DiTConfig.from_dict(read_json(weights.dit_config_file), in_dim=36)
         dit = load_dit(weights.dit_file, dit_config, wan_dir=weights.wan_dir, dtype=dtype, device=device)
-        if compile_dit if compile_dit is not None else device.type == "cuda":
-            dit.compile_blocks()
+        _compile_if_wanted(dit, compile_dit, device)
         text_encoder = load_text_encoder(
             weights.text_encoder_file, weights.tokenizer_dir, dtype=dtype, device=device,
             config=TextEncoderConfig.from_dict(profile.get("text_encoder", {})), offload=offload_text_encoder,
@@ -71,9 +81,7 @@ class GeneratorModels:
         if "wan_vae" in autoencoders:
             wan_vae = load_wan_vae(weights.vae_file, WanVAEConfig.from_dict(profile.get("vae", {})), dtype=dtype, device=device)
         if "taehv" in autoencoders:
-            # TAEHV runs in fp16 on GPUs as upstream; fp32 on CPU.
-            tae_dtype = torch.float16 if device.type == "cuda" else torch.float32
-            taehv = load_taehv(weights.taehv_file, TAEHVConfig.from_dict(profile.get("taehv", {})), dtype=tae_dtype, device=device)
+            taehv = load_taehv(weights.taehv_file, TAEHVConfig.from_dict(profile.get("taehv", {})), dtype=taehv_dtype(device), device=device)
         return cls(dit, text_encoder, wan_vae, taehv, weights, dtype)
 
     @classmethod
@@ -83,12 +91,10 @@ class GeneratorModels:
         depend on the values). `tokenizer_dir` may hold any umT5-style tokenizer."""
         dtype = default_dtype(device)
         dit = init_random_(build_dit(DiTConfig(), dtype, device))
-        if compile_dit if compile_dit is not None else device.type == "cuda":
-            dit.compile_blocks()
+        _compile_if_wanted(dit, compile_dit, device)
         config = TextEncoderConfig()
         encoder = init_random_(build_encoder_model(config, dtype, device))
         text_encoder = TextEncoder(encoder, config, PromptTokenizer(tokenizer_dir, config.text_len), offload=offload_text_encoder)
         wan_vae = init_random_(build_wan_vae(dtype=dtype, device=device)).eval() if "wan_vae" in autoencoders else None
-        tae_dtype = torch.float16 if device.type == "cuda" else torch.float32
-        taehv = init_random_(TAEHV().to(device, tae_dtype)).eval().requires_grad_(False) if "taehv" in autoencoders else None
+        taehv = init_random_(TAEHV().to(device, taehv_dtype(device))).eval().requires_grad_(False) if "taehv" in autoencoders else None
         return cls(dit, text_encoder, wan_vae, taehv, GeneratorWeights(Path("<random>")), dtype)
