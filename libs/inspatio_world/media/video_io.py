@@ -1,7 +1,9 @@
 """Writing videos the way upstream does: H.264 (libx264, yuv420p) mp4 at 24 fps, 8-bit by truncation.
 
-Frames are float tensors [T, 3, H, W] in [0, 1]; upstream hands `255 * x` to torchvision, which
-converts with a plain uint8 cast, i.e. truncation rather than rounding.
+Float frames are [T, 3, H, W] in [0, 1]; upstream hands `255 * x` to torchvision, which converts
+with a plain uint8 cast, i.e. truncation rather than rounding. 8-bit images are [T, H, W, 3] uint8
+(RGB), the layout encoders and decoders use. Reading lives in `decode` (`read_frames` is re-exported
+here); the exact, lossless intermediate format in `lossless`.
 """
 
 from __future__ import annotations
@@ -9,8 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable
 
-import numpy as np
 import torch
+
+from .decode import read_frames
+
+__all__ = ["OUTPUT_FPS", "Mp4Writer", "read_frames", "to_uint8", "write_mp4"]
 
 OUTPUT_FPS = 24
 
@@ -21,22 +26,38 @@ def to_uint8(frames: torch.Tensor) -> torch.Tensor:
 
 
 class Mp4Writer:
-    """Appends frame chunks to an H.264 mp4 as they arrive (so a streamed video is written block by block)."""
+    """Appends frame chunks to an H.264 mp4 as they arrive (so a streamed video is written block by block).
 
-    def __init__(self, path: str | Path, width: int, height: int, fps: int = OUTPUT_FPS) -> None:
+    `crf=None` keeps libx264's default (23), which is what upstream's torchvision outputs use; the
+    renderer's render/mask videos use crf 18.
+    """
+
+    def __init__(self, path: str | Path, width: int, height: int, fps: int = OUTPUT_FPS, crf: int | None = None) -> None:
         import av
 
+        if width % 2 or height % 2:  # yuv420p halves the chroma planes; libx264 refuses odd sizes
+            raise ValueError(f"{path}: H.264 yuv420p needs an even width and height, got {width}x{height}")
         self.path = Path(path)
+        self.width, self.height = width, height
         self._container = av.open(str(self.path), mode="w")
         self._stream = self._container.add_stream("libx264", rate=fps)
         self._stream.width, self._stream.height, self._stream.pix_fmt = width, height, "yuv420p"
+        if crf is not None:
+            self._stream.options = {"crf": str(crf)}
         self.frames_written = 0
 
     def write(self, frames: torch.Tensor) -> None:
         """frames: [T, 3, H, W] float in [0, 1]."""
+        self.write_images(to_uint8(frames))
+
+    def write_images(self, images: torch.Tensor) -> None:
+        """images: [T, H, W, 3] uint8 RGB, for callers that do their own 8-bit conversion."""
         import av
 
-        for image in to_uint8(frames).numpy():
+        if images.dtype != torch.uint8 or tuple(images.shape[1:]) != (self.height, self.width, 3):
+            # PyAV would silently rescale a wrongly sized frame to the stream size
+            raise ValueError(f"{self.path}: expected uint8 images [T, {self.height}, {self.width}, 3], got {images.dtype} {tuple(images.shape)}")
+        for image in images.cpu().numpy():
             for packet in self._stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
                 self._container.mux(packet)
             self.frames_written += 1
@@ -59,12 +80,3 @@ def write_mp4(path: str | Path, chunks: Iterable[torch.Tensor], width: int, heig
         for chunk in chunks:
             writer.write(chunk)
     return writer.frames_written
-
-
-def read_frames(path: str | Path) -> torch.Tensor:
-    """All frames of a video file as [T, 3, H, W] float in [0, 1] (RGB)."""
-    import av
-
-    with av.open(str(path)) as container:
-        images = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
-    return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255.0

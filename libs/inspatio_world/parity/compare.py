@@ -1,8 +1,8 @@
 """Tolerance rules of a parity case and the element-wise comparison.
 
-A case's `tolerance` is either {"atol", "rtol"} for every output, or a dict keyed by output name
-(the full key, its first or last `/` component) whose values are such dicts, "exact", or
-{"exact": true}. Integer and boolean outputs are always compared exactly.
+A case's `tolerance` is either {"atol", "rtol"} for every output, or a dict of named rules whose
+values are such dicts, "exact", or {"exact": true}; `tolerance_for` says how a name covers an
+output. Integer and boolean outputs are always compared exactly (by the harness).
 """
 
 from __future__ import annotations
@@ -37,16 +37,25 @@ def _parse(rule) -> Tolerance | None:
 
 
 def tolerance_for(spec: dict, key: str) -> Tolerance:
+    """The rule for output `key`: a rule named by the key (whole, last or first `/` part), else the
+    longest rule name contained in the last part (`interp` covers `interp_pitch`), else a single
+    global rule, else the strictest rule of the case (never looser than anything it states)."""
     parts = key.split("/")
     for candidate in (key, parts[-1], parts[0]):
-        if candidate in spec:
-            rule = _parse(spec[candidate])
-            if rule is not None:
-                return rule
+        rule = _parse(spec.get(candidate))
+        if rule is not None:
+            return rule
+    named = {name: _parse(value) for name, value in spec.items()}
+    named = {name: rule for name, rule in named.items() if rule is not None}
+    contained = sorted((name for name in named if name in parts[-1]), key=len, reverse=True)
+    if contained:
+        return named[contained[0]]
     rule = _parse(spec)
-    if rule is None:
+    if rule is not None:
+        return rule
+    if not named:
         raise ValueError(f"no tolerance for output {key!r} in {spec!r}")
-    return rule
+    return Tolerance(min(r.atol for r in named.values()), min(r.rtol for r in named.values()))
 
 
 @dataclass(frozen=True)
@@ -59,8 +68,6 @@ def compare(key: str, got: torch.Tensor, want: torch.Tensor, tol: Tolerance) -> 
     """(max abs error, mismatch or None)."""
     if tuple(got.shape) != tuple(want.shape):
         return float("inf"), Mismatch(key, f"shape {tuple(got.shape)} != expected {tuple(want.shape)}")
-    if not want.is_floating_point():
-        tol = EXACT
     got64 = got.detach().cpu().to(torch.float64)
     want64 = want.to(torch.float64)
     if not torch.isfinite(got64).all():

@@ -30,7 +30,17 @@ def runner(upstream_prefix: str) -> Callable[[Runner], Runner]:
 
 
 def find_runner(case: ParityCase) -> Runner | None:
+    """The runner registered for the case's upstream code; a runner module that fails to import
+    only fails the cases it would have run (its error is raised when nothing else matches)."""
+    broken: list[str] = []
     for module in pkgutil.iter_modules(__path__):
-        importlib.import_module(f"{__name__}.{module.name}")
+        try:
+            importlib.import_module(f"{__name__}.{module.name}")
+        except Exception as exc:
+            broken.append(f"runners.{module.name}: {type(exc).__name__}: {exc}")
     matches = [prefix for prefix in _RUNNERS if case.upstream.startswith(prefix)]
-    return _RUNNERS[max(matches, key=len)] if matches else None
+    if matches:
+        return _RUNNERS[max(matches, key=len)]
+    if broken:
+        raise ImportError("no runner matched and some runner modules failed to import: " + "; ".join(broken))
+    return None

@@ -1,0 +1,188 @@
+"""Decoding videos with PyAV into RGB frames, with every failure reported as a `VideoError`.
+
+Layouts: 8-bit data is channel-last, as decoders hand it out: uint8 images [T, H, W, 3] (RGB).
+Float data is channel-first, as upstream's `read_frames` returns it: frames [T, 3, H, W] in [0, 1]
+(= uint8 / 255).
+
+Any container and codec the bundled FFmpeg can decode works (mp4/mov/mkv/webm with H.264, H.265,
+VP9, AV1 via dav1d, FFV1, ...). Before decoding, the container's declared size and frame count are
+checked against `DecodeLimits`, so a huge file is refused without being decoded. Frames can be
+decoded as a range and in chunks so a long video is never held whole at full resolution.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
+
+import numpy as np
+import torch
+
+if TYPE_CHECKING:
+    from av.container import InputContainer
+    from av.video.stream import VideoStream
+
+class VideoError(ValueError):
+    """A video file cannot be used; the message names the file and the problem."""
+
+    def __init__(self, path: str | Path, problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path = Path(path)
+        self.problem = problem
+
+
+@dataclass(frozen=True)
+class DecodeLimits:
+    """Refuse files beyond these sizes before decoding anything (defaults: 8K frames, ~1 h at 30 fps)."""
+
+    max_pixels: int = 7680 * 4320
+    max_frames: int = 100_000
+
+    def check(self, path: str | Path, info: "VideoInfo") -> None:
+        pixels = info.width * info.height
+        if pixels > self.max_pixels:
+            raise VideoError(path, f"{info.width}x{info.height} frames ({pixels} pixels) exceed the limit of {self.max_pixels} pixels per frame")
+        if info.frames > self.max_frames:
+            raise VideoError(path, f"{info.frames} frames exceed the limit of {self.max_frames} frames")
+
+
+DEFAULT_LIMITS = DecodeLimits()
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What the container says about its first video stream.
+
+    `frames` is the container's own count (mp4/mov store it); where it doesn't (mkv/webm) the video
+    packets are counted, which reads the file but decodes nothing. `duration` is in seconds.
+    """
+
+    frames: int
+    fps: float
+    width: int
+    height: int
+    codec: str
+    duration: float
+
+
+@contextmanager
+def _ffmpeg_errors(path: str | Path, doing: str) -> Iterator[None]:
+    """Turn PyAV/FFmpeg exceptions raised while `doing` something into a VideoError."""
+    import av
+
+    try:
+        yield
+    except av.error.FFmpegError as exc:
+        hint = "not a video FFmpeg can read (corrupt, truncated, or another kind of file)"
+        raise VideoError(path, f"{doing} failed: {exc.strerror or exc}; {hint}") from exc
+
+
+@contextmanager
+def _open_video_stream(path: str | Path) -> Iterator[tuple["InputContainer", "VideoStream"]]:
+    """Open `path` and yield (container, first video stream), after checking the file is usable."""
+    import av
+
+    file = Path(path)
+    if not file.exists():
+        raise VideoError(path, "no such file")
+    if not file.is_file():
+        raise VideoError(path, "not a regular file")
+    if file.stat().st_size == 0:
+        raise VideoError(path, "file is empty")
+    with _ffmpeg_errors(path, "opening the container"):
+        container = av.open(str(file))
+    try:
+        if not container.streams.video:
+            kinds = sorted({s.type for s in container.streams}) or ["none"]
+            raise VideoError(path, f"no video stream (streams found: {', '.join(kinds)})")
+        stream = container.streams.video[0]
+        if stream.codec_context is None:  # PyAV leaves it unset when FFmpeg has no decoder for the codec
+            raise VideoError(path, f"unsupported codec: this FFmpeg build ({av.ffmpeg_version_info}) does not know or cannot decode the video stream's codec")
+        yield container, stream
+    finally:
+        container.close()
+
+
+def probe_video(path: str | Path) -> VideoInfo:
+    """Container facts about the first video stream; raises VideoError if there is none usable."""
+    with _open_video_stream(path) as (container, stream):
+        context = stream.codec_context
+        fps = float(stream.average_rate or stream.guessed_rate or 0)
+        frames = stream.frames
+        if frames == 0:
+            with _ffmpeg_errors(path, "reading packets"):
+                frames = sum(1 for packet in container.demux(stream) if packet.size)
+        if container.duration is not None:
+            duration = container.duration / 1_000_000  # AV_TIME_BASE units
+        elif stream.duration is not None:
+            duration = float(stream.duration * stream.time_base)
+        else:
+            duration = frames / fps if fps else 0.0
+        return VideoInfo(frames, fps, context.width, context.height, context.codec.canonical_name, duration)
+
+
+def iter_frames(
+    path: str | Path,
+    start: int = 0,
+    stop: int | None = None,
+    *,
+    chunk_frames: int = 32,
+    limits: DecodeLimits = DEFAULT_LIMITS,
+) -> Iterator[torch.Tensor]:
+    """Decode frames [start, stop) in presentation order as uint8 RGB chunks [t, H, W, 3], t <= chunk_frames.
+
+    The file is probed and checked against `limits` right away; decoding happens while iterating.
+    Frames before `start` are decoded (codecs need their references) but never converted to RGB.
+    Raises VideoError when the file is unusable or decodes to no frames at all.
+    """
+    if start < 0 or (stop is not None and stop < start) or chunk_frames < 1:
+        raise ValueError(f"bad frame range/chunk: start={start}, stop={stop}, chunk_frames={chunk_frames}")
+    limits.check(path, probe_video(path))
+    return _decode_chunks(path, start, stop, chunk_frames)
+
+
+def _decode_chunks(path: str | Path, start: int, stop: int | None, chunk_frames: int) -> Iterator[torch.Tensor]:
+    import av
+
+    decoded = 0
+    batch: list[np.ndarray] = []
+    with _open_video_stream(path) as (container, stream):
+        stream.thread_type = "AUTO"  # frame threads: same pixels, faster H.264/HEVC decoding
+        try:
+            for frame in container.decode(stream):
+                index, decoded = decoded, decoded + 1
+                if stop is not None and index >= stop:
+                    break
+                if index < start:
+                    continue
+                batch.append(frame.to_ndarray(format="rgb24"))
+                if len(batch) == chunk_frames:
+                    yield torch.from_numpy(np.stack(batch))
+                    batch = []
+        except av.error.FFmpegError as exc:
+            raise VideoError(path, f"decoding failed after {decoded} frames: {exc.strerror or exc}; the stream is corrupt or truncated") from exc
+    if decoded == 0:
+        raise VideoError(path, "the video stream has no decodable frames")
+    if batch:
+        yield torch.from_numpy(np.stack(batch))
+
+
+def read_images(path: str | Path, start: int = 0, stop: int | None = None, *, limits: DecodeLimits = DEFAULT_LIMITS) -> torch.Tensor:
+    """Frames [start, stop) as uint8 RGB images [T, H, W, 3]."""
+    chunks = list(iter_frames(path, start, stop, limits=limits))
+    if chunks:
+        return torch.cat(chunks)
+    info = probe_video(path)  # the range held no frames: keep the frame size in the empty result
+    return torch.empty((0, info.height, info.width, 3), dtype=torch.uint8)
+
+
+def images_to_frames(images: torch.Tensor) -> torch.Tensor:
+    """uint8 [T, H, W, 3] -> float32 [T, 3, H, W] in [0, 1], the way upstream converts (x.float() / 255)."""
+    return images.permute(0, 3, 1, 2).float() / 255.0
+
+
+def read_frames(path: str | Path, start: int = 0, stop: int | None = None, *, limits: DecodeLimits = DEFAULT_LIMITS) -> torch.Tensor:
+    """Frames [start, stop) of a video as float32 [T, 3, H, W] in [0, 1] (RGB), like upstream's read_frames."""
+    return images_to_frames(read_images(path, start, stop, limits=limits))
