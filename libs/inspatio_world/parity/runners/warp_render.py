@@ -7,7 +7,8 @@ import torch
 
 from ...geometry.poses import scale_intrinsic, source_c2w_from_w2c
 from ...geometry.trajectory import find_trajectory, load_trajectory, target_c2ws
-from ...geometry.warp_render import freeze_indices, mask_to_uint8, render_to_uint8, warp_render
+from ...geometry.frame_schedule import freeze_indices
+from ...geometry.warp_render import mask_to_uint8, render_to_uint8, warp_render
 from ..case import ParityCase
 from . import runner
 
