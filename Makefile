@@ -10,11 +10,13 @@ TORCH_SPEC ?= torch==2.13.0
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml requirements-da3.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "$(TORCH_SPEC)"
 	$(BIN)/pip install -q -e '.[test]'
+	# Depth-Anything-3 without its heavy declared dependencies (see the file's comments).
+	$(BIN)/pip install -q --no-deps -r requirements-da3.txt
 	touch $(STAMP)
 
 run: install

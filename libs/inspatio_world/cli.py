@@ -27,6 +27,12 @@ def _parity(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from .bench.generator import GeneratorBenchConfig, run_generator_bench
 
+    progress = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+    if args.target == "conditioning":
+        from .bench.conditioning import run_conditioning_bench
+
+        return _print_report(run_conditioning_bench(args.frames, progress), args.json_out)
+
     config = GeneratorBenchConfig(
         num_frames=args.frames,
         blocks=args.blocks,
@@ -38,11 +44,14 @@ def _bench(args: argparse.Namespace) -> int:
         cuda_graphs=args.cuda_graphs,
         pipeline=args.pipeline,
     )
-    report = run_generator_bench(config, progress=lambda msg: print(msg, file=sys.stderr, flush=True))
+    return _print_report(run_generator_bench(config, progress=progress), args.json_out)
+
+
+def _print_report(report: dict, json_out: str | None) -> int:
     text = json.dumps(report, indent=2)
     print(text)
-    if args.json_out:
-        Path(args.json_out).write_text(text + "\n")
+    if json_out:
+        Path(json_out).write_text(text + "\n")
     return 0
 
 
@@ -85,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     generate.set_defaults(func=_generate)
 
     bench = commands.add_parser("bench", help="measure speed on CUDA with random weights at real shapes; prints JSON")
-    bench.add_argument("target", choices=["generator"], help="what to benchmark")
+    bench.add_argument("target", choices=["generator", "conditioning"],
+                       help="generator: DiT, autoencoders, step 3; conditioning: DA3 depth/poses and the render")
     bench.add_argument("--frames", type=int, default=81, help="pixel frames of the benchmark video (default 81)")
     bench.add_argument("--blocks", type=int, default=6, help="steady-state blocks to time (default 6)")
     bench.add_argument("--warmup-blocks", type=int, default=2, help="untimed blocks first (default 2)")
