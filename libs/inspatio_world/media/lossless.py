@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from .decode import iter_frames
+from .stream_writer import StreamWriter
 
 Kind = Literal["rgb", "mask"]
 
@@ -23,28 +24,17 @@ _PIXEL_FORMAT = {"rgb": "bgr0", "mask": "gray"}  # stored pixel format per kind
 _INPUT_FORMAT = {"rgb": "rgb24", "mask": "gray"}  # layout of the arrays handed to PyAV
 
 
-class LosslessWriter:
+class LosslessWriter(StreamWriter):
     """Appends chunks to an FFV1 .mkv: uint8 [t, H, W, 3] for kind "rgb", bool [t, H, W] for kind "mask"."""
 
     def __init__(self, path: str | Path, width: int, height: int, kind: Kind = "rgb", fps: int = 24) -> None:
-        import av
-
         if kind not in _PIXEL_FORMAT:
             raise ValueError(f"kind must be 'rgb' or 'mask', got {kind!r}")
-        self.path, self.kind = Path(path), kind
-        self.width, self.height = width, height
-        self._container = av.open(str(self.path), mode="w", format="matroska")
-        self._stream = self._container.add_stream("ffv1", rate=fps)
-        self._stream.width, self._stream.height, self._stream.pix_fmt = width, height, _PIXEL_FORMAT[kind]
-        self.frames_written = 0
+        self.kind = kind
+        super().__init__(path, width, height, "ffv1", _PIXEL_FORMAT[kind], fps, container_format="matroska")
 
     def write(self, chunk: torch.Tensor) -> None:
-        import av
-
-        for image in self._as_arrays(chunk):
-            for packet in self._stream.encode(av.VideoFrame.from_ndarray(image, format=_INPUT_FORMAT[self.kind])):
-                self._container.mux(packet)
-            self.frames_written += 1
+        self._encode(self._as_arrays(chunk), _INPUT_FORMAT[self.kind])
 
     def _as_arrays(self, chunk: torch.Tensor) -> np.ndarray:
         size = (self.height, self.width)
@@ -55,17 +45,6 @@ class LosslessWriter:
         if chunk.dtype != torch.bool or tuple(chunk.shape[1:]) != size:
             raise ValueError(f"{self.path}: expected bool masks [t, {self.height}, {self.width}], got {chunk.dtype} {tuple(chunk.shape)}")
         return chunk.cpu().numpy().astype(np.uint8) * 255
-
-    def close(self) -> None:
-        for packet in self._stream.encode():
-            self._container.mux(packet)
-        self._container.close()
-
-    def __enter__(self) -> "LosslessWriter":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 def write_lossless(path: str | Path, chunks: Iterable[torch.Tensor], width: int, height: int, kind: Kind = "rgb") -> int:

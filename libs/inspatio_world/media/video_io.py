@@ -14,6 +14,7 @@ from typing import Iterable
 import torch
 
 from .decode import read_frames
+from .stream_writer import StreamWriter
 
 __all__ = ["OUTPUT_FPS", "Mp4Writer", "read_frames", "to_uint8", "write_mp4"]
 
@@ -25,7 +26,7 @@ def to_uint8(frames: torch.Tensor) -> torch.Tensor:
     return (255.0 * frames.float().clamp(0, 1)).to(torch.uint8).permute(0, 2, 3, 1).contiguous().cpu()
 
 
-class Mp4Writer:
+class Mp4Writer(StreamWriter):
     """Appends frame chunks to an H.264 mp4 as they arrive (so a streamed video is written block by block).
 
     `crf=None` keeps libx264's default (23), which is what upstream's torchvision outputs use; the
@@ -33,18 +34,10 @@ class Mp4Writer:
     """
 
     def __init__(self, path: str | Path, width: int, height: int, fps: int = OUTPUT_FPS, crf: int | None = None) -> None:
-        import av
-
         if width % 2 or height % 2:  # yuv420p halves the chroma planes; libx264 refuses odd sizes
             raise ValueError(f"{path}: H.264 yuv420p needs an even width and height, got {width}x{height}")
-        self.path = Path(path)
-        self.width, self.height = width, height
-        self._container = av.open(str(self.path), mode="w")
-        self._stream = self._container.add_stream("libx264", rate=fps)
-        self._stream.width, self._stream.height, self._stream.pix_fmt = width, height, "yuv420p"
-        if crf is not None:
-            self._stream.options = {"crf": str(crf)}
-        self.frames_written = 0
+        options = {"crf": str(crf)} if crf is not None else None
+        super().__init__(path, width, height, "libx264", "yuv420p", fps, options=options)
 
     def write(self, frames: torch.Tensor) -> None:
         """frames: [T, 3, H, W] float in [0, 1]."""
@@ -52,26 +45,10 @@ class Mp4Writer:
 
     def write_images(self, images: torch.Tensor) -> None:
         """images: [T, H, W, 3] uint8 RGB, for callers that do their own 8-bit conversion."""
-        import av
-
         if images.dtype != torch.uint8 or tuple(images.shape[1:]) != (self.height, self.width, 3):
             # PyAV would silently rescale a wrongly sized frame to the stream size
             raise ValueError(f"{self.path}: expected uint8 images [T, {self.height}, {self.width}, 3], got {images.dtype} {tuple(images.shape)}")
-        for image in images.cpu().numpy():
-            for packet in self._stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
-                self._container.mux(packet)
-            self.frames_written += 1
-
-    def close(self) -> None:
-        for packet in self._stream.encode():
-            self._container.mux(packet)
-        self._container.close()
-
-    def __enter__(self) -> "Mp4Writer":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+        self._encode(images.cpu().numpy(), "rgb24")
 
 
 def write_mp4(path: str | Path, chunks: Iterable[torch.Tensor], width: int, height: int, fps: int = OUTPUT_FPS) -> int:
