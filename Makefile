@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # CPU build of torch, pinned: a bare `torch` pulls a multi-GB CUDA build.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install test parity bench-generator run clean
+.PHONY: install test parity bench-generator run proto clean
 
 install: $(STAMP)
 
@@ -30,6 +30,10 @@ parity: install
 
 bench-generator: install
 	$(BIN)/inspatio bench generator
+
+# Regenerate the gRPC stubs (libs/inspatio_world/rpc/generated) from protos/.
+proto: install
+	$(BIN)/python protos/generate.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

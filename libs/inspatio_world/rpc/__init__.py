@@ -1,0 +1,1 @@
+"""gRPC plumbing: generated stubs, server bootstrap, conversions between messages and library types."""
