@@ -13,83 +13,21 @@ import pytest
 import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
-from transformers import (
-    BartTokenizer,
-    CLIPImageProcessorPil,
-    Florence2Config,
-    Florence2ForConditionalGeneration,
-    Florence2Processor,
-)
 
+from inspatio_world.pipeline.tiny_conditioning import (
+    FLORENCE_IMAGE_SEQ_LENGTH,
+    FLORENCE_IMAGE_SIZE,
+    FLORENCE_IMAGE_TOKEN_ID,
+    write_tiny_florence,
+)
 from inspatio_world.models.captioner import GENERATION_KWARGS, TASK, Captioner, clean_caption, middle_frame
 from inspatio_world.models.checkpoints import CheckpointError
 
-SPECIAL_TOKENS = ["<s>", "<pad>", "</s>", "<unk>", "<image>", "<mask>"]  # ids 0..5 as in BART
-IMAGE_TOKEN_ID = 4
-IMAGE_SIZE = 32  # DaViT with one stage of stride 4: 8x8 patches + 1 pooled token
-IMAGE_SEQ_LENGTH = (IMAGE_SIZE // 4) ** 2 + 1
+IMAGE_TOKEN_ID = FLORENCE_IMAGE_TOKEN_ID
+IMAGE_SIZE = FLORENCE_IMAGE_SIZE
+IMAGE_SEQ_LENGTH = FLORENCE_IMAGE_SEQ_LENGTH
 PROMPT = "Describe with a paragraph what is shown in the image."
-
-
-def tiny_tokenizer(with_image_token: bool = True) -> BartTokenizer:
-    """Byte-level BPE without merges: one token per printable ASCII character (Ġ = space)."""
-    vocab = {token: i for i, token in enumerate(SPECIAL_TOKENS + ["Ġ"] + [chr(c) for c in range(33, 127)])}
-    extra = {"extra_special_tokens": {"image_token": "<image>"}} if with_image_token else {}
-    return BartTokenizer(vocab=vocab, merges=[], model_max_length=1024, **extra)
-
-
-def tiny_model(vocab_size: int) -> Florence2ForConditionalGeneration:
-    text = dict(
-        model_type="bart",
-        vocab_size=vocab_size,
-        d_model=16,
-        encoder_layers=1,
-        decoder_layers=1,
-        encoder_attention_heads=1,
-        decoder_attention_heads=1,
-        encoder_ffn_dim=16,
-        decoder_ffn_dim=16,
-        max_position_embeddings=256,
-        bos_token_id=0,
-        eos_token_id=2,
-        pad_token_id=1,
-        decoder_start_token_id=2,
-    )
-    vision = dict(
-        depths=[1],
-        patch_size=[7],
-        patch_stride=[4],
-        patch_padding=[3],
-        patch_prenorm=[False],
-        embed_dim=[16],
-        num_heads=[1],
-        num_groups=[1],
-        window_size=12,
-        projection_dim=16,
-    )
-    torch.manual_seed(0)
-    return Florence2ForConditionalGeneration(
-        Florence2Config(text_config=text, vision_config=vision, image_token_id=IMAGE_TOKEN_ID)
-    ).eval()
-
-
-def write_tiny_folder(folder, with_image_token: bool = True):
-    tokenizer = tiny_tokenizer(with_image_token)
-    image_processor = CLIPImageProcessorPil(
-        size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
-        resample=3,
-        do_center_crop=False,
-        image_mean=[0.485, 0.456, 0.406],
-        image_std=[0.229, 0.224, 0.225],
-        image_seq_length=IMAGE_SEQ_LENGTH,
-    )
-    if with_image_token:
-        Florence2Processor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder)
-    else:
-        tokenizer.save_pretrained(folder)
-        image_processor.save_pretrained(folder)
-    tiny_model(len(tokenizer)).save_pretrained(folder)
-    return folder
+write_tiny_folder = write_tiny_florence
 
 
 @pytest.fixture(scope="module")

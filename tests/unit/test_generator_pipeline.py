@@ -11,14 +11,14 @@ from inspatio_world.models.sampler import Conditioning, GeneratorNoise
 from inspatio_world.pipeline.generator import GenerationRequest, VideoGenerator
 from inspatio_world.pipeline.models import GeneratorModels
 from inspatio_world.pipeline.tiny_weights import write_tiny_weights
-from inspatio_world.pipeline.weights import GeneratorWeights
+from inspatio_world.pipeline.weights import WeightsFolder
 
 T, H, W = 25, 32, 48  # 7 latents -> 2 blocks -> 21 output frames
 
 
 @pytest.fixture(scope="module")
 def generator(tmp_path_factory):
-    weights = write_tiny_weights(tmp_path_factory.mktemp("weights"))
+    weights = write_tiny_weights(tmp_path_factory.mktemp("weights"), conditioning=False)
     models = GeneratorModels.load(weights, torch.device("cpu"), autoencoders=("wan_vae", "taehv"))
     return VideoGenerator(models)
 
@@ -84,9 +84,9 @@ def test_bad_requests_fail_before_any_model_runs(generator):
 
 
 def test_missing_weights_fail_at_load_naming_the_file(tmp_path):
-    weights = write_tiny_weights(tmp_path / "w")
+    weights = write_tiny_weights(tmp_path / "w", conditioning=False)
     weights.vae_file.unlink()
     with pytest.raises(CheckpointError, match="Wan2.1_VAE.pth: required weight file not found"):
         GeneratorModels.load(weights, torch.device("cpu"))
     with pytest.raises(CheckpointError, match="weights folder not found"):
-        GeneratorModels.load(GeneratorWeights(tmp_path / "nowhere"), torch.device("cpu"))
+        GeneratorModels.load(WeightsFolder(tmp_path / "nowhere"), torch.device("cpu"))

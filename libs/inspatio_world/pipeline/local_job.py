@@ -18,7 +18,7 @@ from .generator import GenerationRequest, VideoGenerator
 from .models import GeneratorModels
 from .sample_clip import make_sample_clip
 from .tiny_weights import write_tiny_weights
-from .weights import GeneratorWeights
+from .weights import WeightsFolder
 
 TINY_WEIGHTS_DIR = Path(".cache/tiny-weights")
 RANDOM_WEIGHTS_BANNER = (
@@ -45,9 +45,9 @@ class SampleJob:
 def run_sample_job(job: SampleJob, emit: Callable[[str], None] = print) -> dict[str, Path]:
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if job.device == "auto" else job.device)
     if job.weights_dir is None:
-        weights = write_tiny_weights(job.tiny_weights_dir)
+        weights = write_tiny_weights(job.tiny_weights_dir, conditioning=False)
     else:
-        weights = GeneratorWeights(Path(job.weights_dir))
+        weights = WeightsFolder(Path(job.weights_dir))
     if weights.is_random:
         emit(RANDOM_WEIGHTS_BANNER)
     height, width = (job.height or (128 if weights.is_random else 480)), (job.width or (224 if weights.is_random else 832))

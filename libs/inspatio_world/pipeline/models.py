@@ -16,7 +16,7 @@ from ..models.dit import CausalDiT, DiTConfig
 from ..models.taehv import TAEHV, TAEHVConfig, load_taehv
 from ..models.text_encoder import PromptTokenizer, TextEncoder, TextEncoderConfig, build_encoder_model, load_text_encoder
 from ..models.wan_vae import WanVAE, WanVAEConfig, build_wan_vae, load_wan_vae
-from .weights import GeneratorWeights
+from .weights import WeightsFolder
 
 AUTOENCODERS = ("wan_vae", "taehv")
 
@@ -43,7 +43,7 @@ class GeneratorModels:
     text_encoder: TextEncoder
     wan_vae: WanVAE | None
     taehv: TAEHV | None
-    weights: GeneratorWeights
+    weights: WeightsFolder
     dtype: torch.dtype
 
     @property
@@ -53,7 +53,7 @@ class GeneratorModels:
     @classmethod
     def load(
         cls,
-        weights: GeneratorWeights,
+        weights: WeightsFolder,
         device: torch.device,
         autoencoders: tuple[str, ...] = ("wan_vae",),
         dtype: torch.dtype | None = None,
@@ -97,4 +97,4 @@ class GeneratorModels:
         text_encoder = TextEncoder(encoder, config, PromptTokenizer(tokenizer_dir, config.text_len), offload=offload_text_encoder)
         wan_vae = init_random_(build_wan_vae(dtype=dtype, device=device)).eval() if "wan_vae" in autoencoders else None
         taehv = init_random_(TAEHV().to(device, taehv_dtype(device))).eval().requires_grad_(False) if "taehv" in autoencoders else None
-        return cls(dit, text_encoder, wan_vae, taehv, GeneratorWeights(Path("<random>")), dtype)
+        return cls(dit, text_encoder, wan_vae, taehv, WeightsFolder(Path("<random>")), dtype)

@@ -18,7 +18,8 @@ from ..models.dit import DiTConfig
 from ..models.taehv import TAEHV, TAEHVConfig
 from ..models.text_encoder import TextEncoderConfig, build_encoder_model, hf_keys, wan_keys
 from ..models.wan_vae import WanVAEConfig, build_wan_vae
-from .weights import PROFILE_FILE, GeneratorWeights, profile_json
+from .tiny_conditioning import write_tiny_da3, write_tiny_florence
+from .weights import PROFILE_FILE, WeightsFolder, profile_json
 
 TINY_TEXT_LEN = 16
 TINY_DIT = DiTConfig(dim=64, ffn_dim=128, num_heads=2, num_layers=2, text_dim=32, text_len=TINY_TEXT_LEN)
@@ -54,10 +55,15 @@ def _state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().contiguous().clone() for k, v in module.state_dict().items()}
 
 
-def write_tiny_weights(root: Path, seed: int = 0) -> GeneratorWeights:
-    """Write a complete tiny weight folder (idempotent: an existing complete folder is kept)."""
-    weights = GeneratorWeights(root)
-    if weights.is_random and all(p.exists() for p in (weights.dit_file, weights.taehv_file, weights.tokenizer_dir)):
+def write_tiny_weights(root: Path, seed: int = 0, conditioning: bool = True) -> WeightsFolder:
+    """Write a complete tiny weight folder (idempotent: an existing complete folder is kept).
+
+    `conditioning=False` skips DA3 and Florence-2 (the generator alone; DA3 takes ~8 s to build)."""
+    weights = WeightsFolder(root)
+    needed = [weights.dit_file, weights.taehv_file, weights.tokenizer_dir]
+    if conditioning:
+        needed += [weights.da3_dir / "model.safetensors", weights.florence_dir / "config.json"]
+    if weights.is_random and all(p.exists() for p in needed):
         return weights
     weights.dit_file.parent.mkdir(parents=True, exist_ok=True)
     weights.taehv_file.parent.mkdir(parents=True, exist_ok=True)
@@ -74,5 +80,8 @@ def write_tiny_weights(root: Path, seed: int = 0) -> GeneratorWeights:
     torch.save({key: hf_state[hf_keys(key)[0]] for key in wan_keys(TINY_T5)}, weights.text_encoder_file)
     write_tokenizer(weights.tokenizer_dir)
     torch.save(_state(init_random_(TAEHV(TINY_TAEHV), seed=seed + 3, std=0.05)), weights.taehv_file)
+    if conditioning:
+        write_tiny_da3(weights.da3_dir, seed=seed + 4)
+        write_tiny_florence(weights.florence_dir)
     (root / PROFILE_FILE).write_text(profile_json(vae=TINY_VAE, taehv=TINY_TAEHV, text_encoder=TINY_T5))
     return weights

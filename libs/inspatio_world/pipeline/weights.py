@@ -26,7 +26,9 @@ T5_NAMES = ("models_t5_umt5-xxl-enc-bf16.pth", "models_t5_umt5-xxl-enc-bf16.safe
 
 
 @dataclass(frozen=True)
-class GeneratorWeights:
+class WeightsFolder:
+    """The checkpoints folder of all stages; each stage checks only the files it loads."""
+
     root: Path
 
     @property
@@ -57,6 +59,14 @@ class GeneratorWeights:
     @property
     def taehv_file(self) -> Path:
         return self.root / "taehv" / "taew2_1.pth"
+
+    @property
+    def da3_dir(self) -> Path:
+        return self.root / "DA3"
+
+    @property
+    def florence_dir(self) -> Path:
+        return self.root / "Florence-2-large"
 
     @property
     def profile(self) -> dict:

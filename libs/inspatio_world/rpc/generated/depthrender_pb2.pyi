@@ -38,15 +38,15 @@ class RenderRequest(_message.Message):
     def __init__(self, video: _Optional[_Union[_common_pb2.ObjectRef, _Mapping]] = ..., depth: _Optional[_Union[_common_pb2.ObjectRef, _Mapping]] = ..., options: _Optional[_Union[_common_pb2.JobOptions, _Mapping]] = ...) -> None: ...
 
 class RenderResponse(_message.Message):
-    __slots__ = ("source", "render", "mask", "frames", "timing")
-    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("schedule", "render", "mask", "frames", "timing")
+    SCHEDULE_FIELD_NUMBER: _ClassVar[int]
     RENDER_FIELD_NUMBER: _ClassVar[int]
     MASK_FIELD_NUMBER: _ClassVar[int]
     FRAMES_FIELD_NUMBER: _ClassVar[int]
     TIMING_FIELD_NUMBER: _ClassVar[int]
-    source: _common_pb2.ObjectRef
+    schedule: _common_pb2.ObjectRef
     render: _common_pb2.ObjectRef
     mask: _common_pb2.ObjectRef
     frames: int
     timing: _common_pb2.StageTiming
-    def __init__(self, source: _Optional[_Union[_common_pb2.ObjectRef, _Mapping]] = ..., render: _Optional[_Union[_common_pb2.ObjectRef, _Mapping]] = ..., mask: _Optional[_Union[_common_pb2.ObjectRef, _Mapping]] = ..., frames: _Optional[int] = ..., timing: _Optional[_Union[_common_pb2.StageTiming, _Mapping]] = ...) -> None: ...
+    def __init__(self, schedule: _Optional[_Union[_common_pb2.ObjectRef, _Mapping]] = ..., render: _Optional[_Union[_common_pb2.ObjectRef, _Mapping]] = ..., mask: _Optional[_Union[_common_pb2.ObjectRef, _Mapping]] = ..., frames: _Optional[int] = ..., timing: _Optional[_Union[_common_pb2.StageTiming, _Mapping]] = ...) -> None: ...

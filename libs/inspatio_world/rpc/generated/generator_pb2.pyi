@@ -8,34 +8,42 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class GenerateRequest(_message.Message):
-    __slots__ = ("source", "render", "mask", "prompt", "seed", "autoencoder", "force")
-    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("video", "schedule", "render", "mask", "prompt", "seed", "autoencoder", "force")
+    VIDEO_FIELD_NUMBER: _ClassVar[int]
+    SCHEDULE_FIELD_NUMBER: _ClassVar[int]
     RENDER_FIELD_NUMBER: _ClassVar[int]
     MASK_FIELD_NUMBER: _ClassVar[int]
     PROMPT_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     AUTOENCODER_FIELD_NUMBER: _ClassVar[int]
     FORCE_FIELD_NUMBER: _ClassVar[int]
-    source: _common_pb2.ObjectRef
+    video: _common_pb2.ObjectRef
+    schedule: _common_pb2.ObjectRef
     render: _common_pb2.ObjectRef
     mask: _common_pb2.ObjectRef
     prompt: str
     seed: int
     autoencoder: _common_pb2.Autoencoder
     force: bool
-    def __init__(self, source: _Optional[_Union[_common_pb2.ObjectRef, _Mapping]] = ..., render: _Optional[_Union[_common_pb2.ObjectRef, _Mapping]] = ..., mask: _Optional[_Union[_common_pb2.ObjectRef, _Mapping]] = ..., prompt: _Optional[str] = ..., seed: _Optional[int] = ..., autoencoder: _Optional[_Union[_common_pb2.Autoencoder, str]] = ..., force: _Optional[bool] = ...) -> None: ...
+    def __init__(self, video: _Optional[_Union[_common_pb2.ObjectRef, _Mapping]] = ..., schedule: _Optional[_Union[_common_pb2.ObjectRef, _Mapping]] = ..., render: _Optional[_Union[_common_pb2.ObjectRef, _Mapping]] = ..., mask: _Optional[_Union[_common_pb2.ObjectRef, _Mapping]] = ..., prompt: _Optional[str] = ..., seed: _Optional[int] = ..., autoencoder: _Optional[_Union[_common_pb2.Autoencoder, str]] = ..., force: _Optional[bool] = ...) -> None: ...
 
 class GenerateResult(_message.Message):
-    __slots__ = ("video", "frames", "timing", "model")
+    __slots__ = ("video", "frames", "timing", "model", "source", "render", "compare")
     VIDEO_FIELD_NUMBER: _ClassVar[int]
     FRAMES_FIELD_NUMBER: _ClassVar[int]
     TIMING_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    RENDER_FIELD_NUMBER: _ClassVar[int]
+    COMPARE_FIELD_NUMBER: _ClassVar[int]
     video: _common_pb2.ObjectRef
     frames: int
     timing: _common_pb2.StageTiming
     model: _common_pb2.ModelIdentity
-    def __init__(self, video: _Optional[_Union[_common_pb2.ObjectRef, _Mapping]] = ..., frames: _Optional[int] = ..., timing: _Optional[_Union[_common_pb2.StageTiming, _Mapping]] = ..., model: _Optional[_Union[_common_pb2.ModelIdentity, _Mapping]] = ...) -> None: ...
+    source: _common_pb2.ObjectRef
+    render: _common_pb2.ObjectRef
+    compare: _common_pb2.ObjectRef
+    def __init__(self, video: _Optional[_Union[_common_pb2.ObjectRef, _Mapping]] = ..., frames: _Optional[int] = ..., timing: _Optional[_Union[_common_pb2.StageTiming, _Mapping]] = ..., model: _Optional[_Union[_common_pb2.ModelIdentity, _Mapping]] = ..., source: _Optional[_Union[_common_pb2.ObjectRef, _Mapping]] = ..., render: _Optional[_Union[_common_pb2.ObjectRef, _Mapping]] = ..., compare: _Optional[_Union[_common_pb2.ObjectRef, _Mapping]] = ...) -> None: ...
 
 class GenerateEvent(_message.Message):
     __slots__ = ("block", "done")
