@@ -14,6 +14,7 @@ import torch
 from safetensors.torch import save_file
 
 from ..models.checkpoints import build_dit, init_random_
+from ..models.depth import DepthSettings
 from ..models.dit import DiTConfig
 from ..models.taehv import TAEHV, TAEHVConfig
 from ..models.text_encoder import TextEncoderConfig, build_encoder_model, hf_keys, wan_keys
@@ -25,6 +26,9 @@ TINY_TEXT_LEN = 16
 TINY_DIT = DiTConfig(dim=64, ffn_dim=128, num_heads=2, num_layers=2, text_dim=32, text_len=TINY_TEXT_LEN)
 TINY_VAE = WanVAEConfig(dim=8)
 TINY_TAEHV = TAEHVConfig(n_f=(32, 16, 16, 16))
+# DA3 at 112 (8x5 patches) instead of 504, and depth/render/generation at 224x128 instead of
+# 832x480: at full size the tiny pipeline takes minutes on a CPU, and its pictures are noise anyway.
+TINY_DEPTH = DepthSettings(process_res=112, output_size=(224, 128))
 SPECIAL_TOKENS = ("<pad>", "</s>", "<unk>")  # ids 0, 1, 2 as in the umT5 vocabulary
 WORDS = (
     "a an the of in on at with and to is are from by into over under near its this that there "
@@ -83,5 +87,5 @@ def write_tiny_weights(root: Path, seed: int = 0, conditioning: bool = True) -> 
     if conditioning:
         write_tiny_da3(weights.da3_dir, seed=seed + 4)
         write_tiny_florence(weights.florence_dir)
-    (root / PROFILE_FILE).write_text(profile_json(vae=TINY_VAE, taehv=TINY_TAEHV, text_encoder=TINY_T5))
+    (root / PROFILE_FILE).write_text(profile_json(vae=TINY_VAE, taehv=TINY_TAEHV, text_encoder=TINY_T5, depth=TINY_DEPTH))
     return weights

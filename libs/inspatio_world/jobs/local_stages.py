@@ -1,0 +1,99 @@
+"""The stages in this process (one machine, no gRPC): the `StageClient` the local runner uses.
+
+Every weight file is checked when this object is made (cheap failures first); each model is
+loaded on first use, so a job whose stages all hit the cache loads nothing.
+"""
+
+from __future__ import annotations
+
+import threading
+from functools import cached_property
+from typing import Iterator
+
+import torch
+
+from ..models.captioner import Captioner
+from ..models.checkpoints import CheckpointError
+from ..models.depth import DepthEstimator, DepthSettings
+from ..pipeline.generator import VideoGenerator
+from ..pipeline.models import GeneratorModels
+from ..pipeline.weights import WeightsFolder
+from ..stages.caption import CaptionOutput, run_caption
+from ..stages.depth import DepthOutput, run_depth
+from ..stages.generate import BlockPublished, GenerateInputs, GenerateOutput, run_generate
+from ..stages.identity import ModelIdentity, weights_identity
+from ..stages.render import RenderOptions, RenderOutput, run_render
+from ..store.base import ObjectStore
+from .manifest import VideoRef
+
+
+def caption_identity(weights: WeightsFolder) -> ModelIdentity:
+    return weights_identity("caption", [weights.florence_dir], weights.is_random)
+
+
+def depth_identity(weights: WeightsFolder) -> ModelIdentity:
+    return weights_identity("depth", [weights.da3_dir], weights.is_random)
+
+
+def generator_identity(weights: WeightsFolder, autoencoders: tuple[str, ...]) -> ModelIdentity:
+    files = [weights.dit_file, weights.dit_config_file, weights.text_encoder_file, weights.tokenizer_dir]
+    files += [weights.vae_file] if "wan_vae" in autoencoders else []
+    files += [weights.taehv_file] if "taehv" in autoencoders else []
+    return weights_identity("generator", files, weights.is_random)
+
+
+def check_conditioning_weights(weights: WeightsFolder) -> None:
+    for folder, needed in ((weights.florence_dir, "config.json"), (weights.da3_dir, "model.safetensors")):
+        if not (folder / needed).is_file():
+            raise CheckpointError(f"{folder / needed}: required weight file not found (weights folder {weights.root})")
+
+
+class LocalStages:
+    def __init__(self, store: ObjectStore, weights: WeightsFolder, device: torch.device | None = None,
+                 autoencoders: tuple[str, ...] = ("wan_vae", "taehv"), compile_dit: bool | None = None) -> None:  # fmt: skip
+        check_conditioning_weights(weights)
+        for name in autoencoders:
+            weights.check(name)
+        self.store = store
+        self.weights = weights
+        self.device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.autoencoders = autoencoders
+        self.compile_dit = compile_dit
+        self.identities = {
+            "caption": caption_identity(weights),
+            "depth": depth_identity(weights),
+            "generator": generator_identity(weights, autoencoders),
+        }
+        # One call per stage at a time (a model, its KV cache and CUDA graphs serve one job at a
+        # time); different stages may run side by side, as caption and depth do.
+        self._locks = {stage: threading.Lock() for stage in ("caption", "depth", "render", "generate")}
+
+    @cached_property
+    def captioner(self) -> Captioner:
+        return Captioner.from_folder(self.weights.florence_dir, device=self.device)
+
+    @cached_property
+    def estimator(self) -> DepthEstimator:
+        settings = DepthSettings(**self.weights.profile.get("depth", {}))
+        return DepthEstimator.from_folder(self.weights.da3_dir, settings, device=self.device)
+
+    @cached_property
+    def generator(self) -> VideoGenerator:
+        models = GeneratorModels.load(self.weights, self.device, self.autoencoders, compile_dit=self.compile_dit)
+        return VideoGenerator(models)
+
+    def caption(self, video: VideoRef, force: bool) -> CaptionOutput:
+        with self._locks["caption"]:
+            return run_caption(self.store, video.key, video.sha256, self.captioner, self.identities["caption"], force)
+
+    def depth(self, video: VideoRef, force: bool) -> DepthOutput:
+        with self._locks["depth"]:
+            return run_depth(self.store, video.key, video.sha256, self.estimator, self.identities["depth"], force)
+
+    def render(self, video: VideoRef, depth_key: str, options: RenderOptions, force: bool) -> RenderOutput:
+        with self._locks["render"]:
+            return run_render(self.store, video.sha256, depth_key, options, self.device, force)
+
+    def generate(self, inputs: GenerateInputs, force: bool) -> Iterator[BlockPublished | GenerateOutput]:
+        with self._locks["generate"]:
+            yield from run_generate(self.store, inputs, self.generator, self.identities["generator"], force)

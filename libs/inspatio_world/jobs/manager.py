@@ -1,0 +1,215 @@
+"""Accepting, running, watching, cancelling and resuming jobs: the coordinator's logic, shared by the
+gRPC coordinator and the single-machine CLI.
+
+Jobs run on a small thread pool. Progress events fan out to every watcher (with a replay of the
+job's earlier events, so a late watcher misses nothing). A running job holds a lease object
+(`jobs/<id>/lease.json`) that it renews; on start-up, and from time to time, a manager resumes any
+unfinished job whose lease has expired, which is how a job survives its coordinator's death.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import queue
+import socket
+import tempfile
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from ..media.decode import probe_video
+from ..store.base import ObjectNotFound, ObjectStore
+from ..store.keys import job_prefix, upload_key
+from . import manifest as manifests
+from .manifest import CANCELLED, TERMINAL, Manifest, VideoRef
+from .options import JobOptions
+from .runner import JobEvent, JobFinished, JobRunner, StageClient
+
+DEFAULT_LEASE_SECONDS = 30.0
+MAX_UPLOAD_BYTES = 4 << 30
+
+
+def lease_key(job_id: str) -> str:
+    return f"{job_prefix(job_id)}lease.json"
+
+
+class JobManager:
+    def __init__(self, store: ObjectStore, stages: StageClient, max_parallel_jobs: int = 2,
+                 lease_seconds: float = DEFAULT_LEASE_SECONDS) -> None:  # fmt: skip
+        self.store = store
+        self.runner = JobRunner(store, stages, self._emit)
+        self.owner = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.lease_seconds = lease_seconds
+        self._pool = ThreadPoolExecutor(max_workers=max_parallel_jobs, thread_name_prefix="job")
+        self._lock = threading.Lock()
+        self._cancels: dict[str, threading.Event] = {}  # jobs running here
+        self._history: dict[str, list[JobEvent]] = {}
+        self._watchers: dict[str, list[queue.Queue]] = {}
+        self._stopping = threading.Event()
+        self._lease_thread = threading.Thread(target=self._renew_leases, name="job-leases", daemon=True)
+        self._lease_thread.start()
+
+    # -- videos -------------------------------------------------------------------------------
+
+    def upload_video(self, chunks: Iterable[bytes], filename: str) -> VideoRef:
+        """Receive a video, check that it decodes, then store it under its content hash."""
+        with tempfile.TemporaryDirectory(prefix="inspatio-upload-") as folder:
+            path = Path(folder) / (Path(filename).name or "video")
+            digest, size = hashlib.sha256(), 0
+            with path.open("wb") as handle:
+                for chunk in chunks:
+                    size += len(chunk)
+                    if size > MAX_UPLOAD_BYTES:
+                        raise ValueError(f"upload larger than {MAX_UPLOAD_BYTES >> 20} MiB")
+                    digest.update(chunk)
+                    handle.write(chunk)
+            if size == 0:
+                raise ValueError(f"{filename}: the upload is empty")
+            probe_video(path)  # VideoError (a ValueError) for anything that is not a decodable video
+            sha = digest.hexdigest()
+            key = upload_key(sha, path.name)
+            if not self.store.exists(key):
+                self.store.put_file(key, path, content_type="video/mp4")
+        return VideoRef(key, sha, size)
+
+    def video_from_store(self, key: str) -> VideoRef:
+        """A video already in the store (e.g. s3://bucket/key); checked like an upload."""
+        info = self.store.stat(key)
+        if info is None:
+            raise ObjectNotFound(f"video {key!r} not found in bucket {self.store.bucket}")
+        with tempfile.TemporaryDirectory(prefix="inspatio-probe-") as folder:
+            path = self.store.download(key, Path(folder) / Path(key).name)
+            probe_video(path)
+            sha = info.sha256 or hashlib.sha256(path.read_bytes()).hexdigest()
+        return VideoRef(key, sha, info.size)
+
+    # -- jobs ---------------------------------------------------------------------------------
+
+    def submit(self, options: JobOptions, video: VideoRef) -> Manifest:
+        options.validate()
+        job = manifests.save(self.store, Manifest.new(options, video))
+        self._start(job)
+        return job
+
+    def get(self, job_id: str) -> Manifest:
+        try:
+            return manifests.load(self.store, job_id)
+        except ObjectNotFound:
+            raise ObjectNotFound(f"no job {job_id!r}") from None
+
+    def list(self, limit: int = 100) -> list[Manifest]:
+        jobs = sorted(manifests.list_manifests(self.store), key=lambda m: m.created, reverse=True)
+        return jobs[: limit or 100]
+
+    def cancel(self, job_id: str) -> Manifest:
+        job = self.get(job_id)
+        if job.state in TERMINAL:
+            return job
+        with self._lock:
+            cancel = self._cancels.get(job_id)
+        if cancel is not None:
+            cancel.set()  # the runner stops between steps and blocks, then saves CANCELLED
+            return job
+        # queued or running elsewhere: mark it; whoever resumes it finds it cancelled
+        return manifests.save(self.store, job.with_(state=CANCELLED))
+
+    def watch(self, job_id: str, poll_seconds: float = 1.0) -> Iterator[JobEvent]:
+        """This job's events until it ends. For a job running on another coordinator, only its end."""
+        job = self.get(job_id)
+        if job.state in TERMINAL:
+            yield JobFinished(job)
+            return
+        events: queue.Queue = queue.Queue()
+        with self._lock:
+            backlog = list(self._history.get(job_id, []))
+            self._watchers.setdefault(job_id, []).append(events)
+        try:
+            yield from backlog
+            if any(isinstance(e, JobFinished) for e in backlog):
+                return
+            while True:
+                try:
+                    event = events.get(timeout=poll_seconds)
+                except queue.Empty:
+                    job = self.get(job_id)
+                    if job.state in TERMINAL:
+                        yield JobFinished(job)
+                        return
+                    continue
+                yield event
+                if isinstance(event, JobFinished):
+                    return
+        finally:
+            with self._lock:
+                self._watchers.get(job_id, []).remove(events)
+
+    def resume_unfinished(self) -> list[str]:
+        """Start every unfinished job whose lease expired (its coordinator died); returns their ids."""
+        resumed = []
+        for job in manifests.list_manifests(self.store):
+            if job.state not in TERMINAL and not self._leased(job.job_id) and job.job_id not in self._cancels:
+                self._start(job)
+                resumed.append(job.job_id)
+        return resumed
+
+    def shutdown(self, wait: bool = True) -> None:
+        self._stopping.set()
+        with self._lock:
+            for cancel in self._cancels.values():
+                cancel.set()
+        self._pool.shutdown(wait=wait)
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _start(self, job: Manifest) -> None:
+        cancel = threading.Event()
+        with self._lock:
+            self._cancels[job.job_id] = cancel
+            self._history[job.job_id] = []
+        self._write_lease(job.job_id)
+        self._pool.submit(self._run, job, cancel)
+
+    def _run(self, job: Manifest, cancel: threading.Event) -> None:
+        try:
+            latest = self.get(job.job_id)  # it may have been cancelled while queued
+            if latest.state == CANCELLED:
+                self._emit(job.job_id, JobFinished(latest))
+                return
+            self.runner.run(latest, cancel)
+        finally:
+            with self._lock:
+                self._cancels.pop(job.job_id, None)
+            self.store.delete(lease_key(job.job_id))
+
+    def _emit(self, job_id: str, event: JobEvent) -> None:
+        with self._lock:
+            self._history.setdefault(job_id, []).append(event)
+            watchers = list(self._watchers.get(job_id, []))
+        for watcher in watchers:
+            watcher.put(event)
+
+    def _write_lease(self, job_id: str) -> None:
+        lease = {"owner": self.owner, "expires": time.time() + self.lease_seconds}
+        self.store.put_bytes(lease_key(job_id), json.dumps(lease).encode(), content_type="application/json")
+
+    def _leased(self, job_id: str) -> bool:
+        try:
+            lease = json.loads(self.store.get_bytes(lease_key(job_id)))
+        except ObjectNotFound:
+            return False
+        return lease["expires"] > time.time()
+
+    def _renew_leases(self) -> None:
+        while not self._stopping.wait(self.lease_seconds / 3):
+            with self._lock:
+                running = list(self._cancels)
+            for job_id in running:
+                try:
+                    self._write_lease(job_id)
+                except Exception:  # a store hiccup: the next renewal tries again
+                    pass

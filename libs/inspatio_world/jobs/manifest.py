@@ -1,0 +1,90 @@
+"""A job's state as one JSON object in the store (`jobs/<id>/manifest.json`), rewritten atomically
+after every step, so a restarted or different coordinator can resume the job where it stopped."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import asdict, dataclass, field, replace
+from typing import Iterator
+
+from ..store.base import ObjectStore
+from ..store.keys import manifest_key
+from .options import JobOptions
+
+QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
+TERMINAL = (SUCCEEDED, FAILED, CANCELLED)
+STAGES = ("caption", "depth", "render", "generate")
+
+
+@dataclass(frozen=True)
+class VideoRef:
+    key: str
+    sha256: str
+    size: int = 0
+
+
+@dataclass(frozen=True)
+class StageRecord:
+    seconds: float
+    cache_hit: bool
+    keys: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    job_id: str
+    state: str
+    options: JobOptions
+    video: VideoRef
+    created: float
+    updated: float
+    caption: str | None = None
+    stages: dict[str, StageRecord] = field(default_factory=dict)
+    blocks_done: int = 0
+    blocks_total: int = 0
+    outputs: dict[str, str] = field(default_factory=dict)  # pred/source/render/compare/manifest -> key
+    weights: dict[str, str] = field(default_factory=dict)  # stage -> weight digest
+    error: str | None = None
+
+    @classmethod
+    def new(cls, options: JobOptions, video: VideoRef) -> "Manifest":
+        now = time.time()
+        return cls(uuid.uuid4().hex[:16], QUEUED, options, video, now, now)
+
+    def with_(self, **changes) -> "Manifest":
+        return replace(self, updated=time.time(), **changes)
+
+    def with_stage(self, stage: str, record: StageRecord, **changes) -> "Manifest":
+        return self.with_(stages={**self.stages, stage: record}, **changes)
+
+    @property
+    def key(self) -> str:
+        return manifest_key(self.job_id)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> "Manifest":
+        raw = json.loads(text)
+        raw["options"] = JobOptions.from_dict(raw["options"])
+        raw["video"] = VideoRef(**raw["video"])
+        raw["stages"] = {name: StageRecord(**record) for name, record in raw["stages"].items()}
+        return cls(**raw)
+
+
+def save(store: ObjectStore, manifest: Manifest) -> Manifest:
+    store.put_bytes(manifest.key, manifest.to_json().encode(), content_type="application/json")
+    return manifest
+
+
+def load(store: ObjectStore, job_id: str) -> Manifest:
+    return Manifest.from_json(store.get_bytes(manifest_key(job_id)))
+
+
+def list_manifests(store: ObjectStore) -> Iterator[Manifest]:
+    for info in store.list("jobs/"):
+        if info.key.endswith("/manifest.json"):
+            yield Manifest.from_json(store.get_bytes(info.key))

@@ -1,0 +1,59 @@
+"""A job's options: every upstream option (trajectory, modes, frames, decoder, prompt, seed) + force."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from ..geometry.trajectory import SHIPPED_TRAJECTORIES, Trajectory, TrajectoryError, parse_trajectory
+from ..pipeline.models import AUTOENCODERS
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    trajectory_text: str = ""  # the trajectory file's text (keyframes or per-frame 4x4s)
+    trajectory_name: str = ""  # or the name of a shipped file in traj/
+    relative_to_source: bool = False
+    rotation_only: bool = False
+    adaptive_frames: bool = True
+    freeze_repeat: int = 0
+    freeze_frame: int | None = None
+    autoencoder: str = "wan_vae"
+    prompt: str | None = None  # replaces the caption
+    seed: int = 0
+    force: bool = False
+
+    def validate(self) -> None:
+        """Cheap checks; raises ValueError (TrajectoryError included) with a message a person can act on."""
+        if bool(self.trajectory_text) == bool(self.trajectory_name):
+            raise ValueError("give exactly one trajectory: its text or the name of a shipped file (e.g. x_y_circle_cycle.txt)")
+        self.trajectory()
+        if self.autoencoder not in AUTOENCODERS:
+            raise ValueError(f"autoencoder {self.autoencoder!r}: choose from {AUTOENCODERS}")
+        if not 0 <= self.freeze_repeat <= 10_000:
+            raise ValueError(f"freeze_repeat {self.freeze_repeat}: must be between 0 and 10000")
+        if self.freeze_frame is not None and self.freeze_frame < 0:
+            raise ValueError(f"freeze_frame {self.freeze_frame}: must be >= 0")
+        if self.prompt is not None and not self.prompt.strip():
+            raise ValueError("prompt is empty: leave it unset to use the caption")
+
+    def trajectory(self) -> Trajectory:
+        return parse_trajectory(self.resolved_trajectory_text(), source=self.trajectory_name or "<job trajectory>")
+
+    def resolved_trajectory_text(self) -> str:
+        """The trajectory's text; a name may only pick one of the shipped files (never a server path)."""
+        if not self.trajectory_name:
+            return self.trajectory_text
+        shipped = sorted(p.name for p in SHIPPED_TRAJECTORIES.glob("*.txt"))
+        if self.trajectory_name not in shipped:
+            raise TrajectoryError(f"unknown shipped trajectory {self.trajectory_name!r}; shipped: {', '.join(shipped)}")
+        return (SHIPPED_TRAJECTORIES / self.trajectory_name).read_text()
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> "JobOptions":
+        unknown = set(raw) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown job options {sorted(unknown)}")
+        return cls(**raw)

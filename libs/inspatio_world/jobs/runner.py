@@ -1,0 +1,139 @@
+"""Running one job: caption and depth at the same time, then render, then generation block by block.
+
+The runner talks to the stages through a `StageClient` (in process, or over gRPC), saves the
+manifest after every step and every block, and reports progress as events. Stage outputs are
+content-addressed, so re-running a job after a crash (or on another coordinator) repeats no work:
+finished stages come back from the store as cache hits.
+"""
+
+from __future__ import annotations
+
+import threading
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Callable, Iterator, Protocol
+
+from ..stages.artifacts import Timing
+from ..stages.caption import CaptionOutput
+from ..stages.depth import DepthOutput
+from ..stages.generate import BlockPublished, GenerateInputs, GenerateOutput
+from ..stages.render import RenderOptions, RenderOutput
+from ..store.base import ObjectStore
+from . import manifest as manifests
+from .manifest import CANCELLED, FAILED, RUNNING, SUCCEEDED, Manifest, StageRecord, VideoRef
+
+
+class StageClient(Protocol):
+    """The four stages, wherever they run."""
+
+    def caption(self, video: VideoRef, force: bool) -> CaptionOutput: ...
+
+    def depth(self, video: VideoRef, force: bool) -> DepthOutput: ...
+
+    def render(self, video: VideoRef, depth_key: str, options: RenderOptions, force: bool) -> RenderOutput: ...
+
+    def generate(self, inputs: GenerateInputs, force: bool) -> Iterator[BlockPublished | GenerateOutput]: ...
+
+
+@dataclass(frozen=True)
+class StageStarted:
+    stage: str
+
+
+@dataclass(frozen=True)
+class StageFinished:
+    timing: Timing
+
+
+@dataclass(frozen=True)
+class JobFinished:
+    manifest: Manifest
+
+
+JobEvent = StageStarted | StageFinished | BlockPublished | JobFinished
+EventSink = Callable[[str, JobEvent], None]
+
+
+class JobCancelled(Exception):
+    pass
+
+
+class JobRunner:
+    def __init__(self, store: ObjectStore, stages: StageClient, emit: EventSink = lambda job_id, event: None) -> None:
+        self.store = store
+        self.stages = stages
+        self.emit = emit
+
+    def run(self, manifest: Manifest, cancel: threading.Event | None = None) -> Manifest:
+        """Run (or resume) a job to a terminal state; never raises for a failing job."""
+        cancel = cancel or threading.Event()
+        job = manifests.save(self.store, manifest.with_(state=RUNNING, error=None))
+        try:
+            job = self._run_stages(job, cancel)
+            job = job.with_(state=SUCCEEDED)
+        except JobCancelled:
+            job = job.with_(state=CANCELLED)
+        except Exception as exc:  # the job fails; the runner (and the coordinator) go on
+            traceback.print_exc()
+            job = job.with_(state=FAILED, error=f"{type(exc).__name__}: {exc}")
+        job = manifests.save(self.store, job.with_(outputs={**job.outputs, "manifest": job.key}))
+        self.emit(job.job_id, JobFinished(job))
+        return job
+
+    def _check(self, cancel: threading.Event) -> None:
+        if cancel.is_set():
+            raise JobCancelled()
+
+    def _stage(self, job: Manifest, stage: str, call: Callable[[], object]):
+        self.emit(job.job_id, StageStarted(stage))
+        result = call()
+        self.emit(job.job_id, StageFinished(result.timing))
+        return result
+
+    def _run_stages(self, job: Manifest, cancel: threading.Event) -> Manifest:
+        options, force = job.options, job.options.force
+        self._check(cancel)
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"job-{job.job_id}") as pool:
+            depth_future = pool.submit(self._stage, job, "depth", lambda: self.stages.depth(job.video, force))
+            if options.prompt is None:
+                captioned = self._stage(job, "caption", lambda: self.stages.caption(job.video, force))
+                caption, caption_record = captioned.caption, _record(captioned.timing, caption=captioned.key)
+            else:  # the user's prompt replaces the caption: the captioner never runs
+                caption, caption_record = options.prompt, StageRecord(0.0, False)
+            depth = depth_future.result()
+        job = manifests.save(self.store, job.with_stage("caption", caption_record, caption=caption))
+        job = manifests.save(self.store, job.with_stage("depth", _record(depth.timing, depth=depth.key)))
+
+        self._check(cancel)
+        render_options = RenderOptions(
+            options.trajectory(), options.resolved_trajectory_text(), options.relative_to_source,
+            options.rotation_only, options.adaptive_frames, options.freeze_repeat, options.freeze_frame,
+        )  # fmt: skip
+        render = self._stage(job, "render", lambda: self.stages.render(job.video, depth.key, render_options, force))
+        job = manifests.save(self.store, job.with_stage("render", _record(
+            render.timing, schedule=render.schedule_key, render=render.render_key, mask=render.mask_key)))  # fmt: skip
+
+        self._check(cancel)
+        inputs = GenerateInputs(job.video.key, job.video.sha256, render.schedule_key, render.render_key, render.mask_key,
+                                caption, options.seed, options.autoencoder)  # fmt: skip
+        self.emit(job.job_id, StageStarted("generate"))
+        events = self.stages.generate(inputs, force)
+        try:
+            for event in events:
+                if isinstance(event, BlockPublished):
+                    job = manifests.save(self.store, job.with_(blocks_done=event.index + 1, blocks_total=event.blocks))
+                    self.emit(job.job_id, event)
+                    self._check(cancel)
+                else:
+                    self.emit(job.job_id, StageFinished(event.timing))
+                    return job.with_stage("generate", _record(event.timing, **event.keys), outputs=dict(event.keys))
+        finally:
+            close = getattr(events, "close", None)
+            if close is not None:
+                close()  # stops the generator (or cancels the stream) when the job is cancelled
+        raise RuntimeError("the generator stream ended without a result")
+
+
+def _record(timing: Timing, **keys: str) -> StageRecord:
+    return StageRecord(timing.seconds, timing.cache_hit, dict(keys))

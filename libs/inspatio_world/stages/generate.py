@@ -1,0 +1,113 @@
+"""Step 3 as a stage: generate block by block, publishing each block as soon as it is decoded.
+
+Inputs: the uploaded video, the render stage's schedule, render and mask. Every block's frames
+become an object of their own (lossless) the moment they exist, so a client can show them long
+before the video is done; at the end the whole video, the matching source and render, and a
+side-by-side comparison are published as H.264 mp4s (24 fps, upstream's 8-bit truncation).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import torch
+
+from ..media.dataset_inputs import load_render_and_mask, load_source_video
+from ..media.lossless import write_lossless
+from ..media.video_io import Mp4Writer, to_uint8
+from ..pipeline.generator import GenerationRequest, VideoGenerator
+from ..store.base import ObjectNotFound, ObjectStore
+from ..store.keys import content_key
+from .artifacts import MKV, MP4, Stopwatch, Timing, all_exist, fetch, get_json, scratch
+from .identity import ModelIdentity
+
+VIDEO_NAMES = ("pred.mp4", "source.mp4", "render.mp4", "compare.mp4")
+
+
+@dataclass(frozen=True)
+class GenerateInputs:
+    video_key: str
+    video_sha256: str
+    schedule_key: str
+    render_key: str
+    mask_key: str
+    prompt: str
+    seed: int = 0
+    autoencoder: str = "wan_vae"
+
+
+@dataclass(frozen=True)
+class BlockPublished:
+    index: int
+    blocks: int
+    first_frame: int
+    frames: int
+    key: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class GenerateOutput:
+    keys: dict[str, str]  # pred / source / render / compare -> key
+    frames: int
+    timing: Timing
+
+
+def _cache_keys(store: ObjectStore, inputs: GenerateInputs, identity: ModelIdentity) -> dict[str, str]:
+    digests = {"video": inputs.video_sha256}
+    for name in ("schedule_key", "render_key", "mask_key"):
+        info = store.stat(getattr(inputs, name))
+        if info is None:
+            raise ObjectNotFound(f"{getattr(inputs, name)}: input object not found in bucket {store.bucket}")
+        digests[name] = info.sha256
+    options = {"prompt_sha256": hashlib.sha256(inputs.prompt.encode()).hexdigest(), "seed": inputs.seed, "autoencoder": inputs.autoencoder}
+    return {name: content_key("generate", digests, options, identity.digest, name) for name in VIDEO_NAMES}
+
+
+def _load_request(store: ObjectStore, inputs: GenerateInputs, folder: Path) -> GenerationRequest:
+    schedule = get_json(store, inputs.schedule_key)
+    render, mask = load_render_and_mask(fetch(store, inputs.render_key, folder), fetch(store, inputs.mask_key, folder))
+    # The source is resized to the render's size: 480x832 for the real models (upstream's video_size).
+    source = load_source_video(fetch(store, inputs.video_key, folder, "video"), size=tuple(render.shape[2:]))
+    source_index, render_index = torch.tensor(schedule["source_index"]), torch.tensor(schedule["render_index"])
+    return GenerationRequest(source[source_index], render[render_index], mask[render_index], inputs.prompt, inputs.seed, inputs.autoencoder)
+
+
+def run_generate(store: ObjectStore, inputs: GenerateInputs, generator: VideoGenerator, identity: ModelIdentity,
+                 force: bool = False) -> Iterator[BlockPublished | GenerateOutput]:  # fmt: skip
+    """Yields a BlockPublished per block, then the GenerateOutput (only the output on a cache hit)."""
+    watch = Stopwatch()
+    keys = _cache_keys(store, inputs, identity)
+    if not force and all_exist(store, list(keys.values())):
+        frames = len(get_json(store, inputs.schedule_key)["source_index"])
+        yield GenerateOutput({k.removesuffix(".mp4"): v for k, v in keys.items()}, generator.plan(frames).output_frames, watch.timing("generate", True))
+        return
+    with scratch() as folder:
+        request = _load_request(store, inputs, folder)
+        plan = generator.validate(request)
+        height, width = request.source.shape[2:]
+        paths = {name: folder / name for name in VIDEO_NAMES}
+        writers = {name: Mp4Writer(path, width * (3 if name == "compare.mp4" else 1), height) for name, path in paths.items()}
+        try:
+            for block in generator.stream(request):
+                span = slice(block.first_frame, block.first_frame + block.frames.shape[0])
+                pred = block.frames.float().cpu()
+                source, render = ((v[span] * 0.5 + 0.5).clamp(0, 1) for v in (request.source, request.render))
+                chunk_key = keys["pred.mp4"].rsplit("/", 1)[0] + f"/block_{block.index:04d}.mkv"
+                chunk_path = folder / "block.mkv"
+                write_lossless(chunk_path, [to_uint8(pred)], width, height)
+                store.put_file(chunk_key, chunk_path, content_type=MKV)
+                for name, frames in (("pred.mp4", pred), ("source.mp4", source), ("render.mp4", render),
+                                     ("compare.mp4", torch.cat([source, render, pred], dim=3))):  # fmt: skip
+                    writers[name].write(frames)
+                yield BlockPublished(block.index, block.blocks, block.first_frame, pred.shape[0], chunk_key, block.seconds)
+        finally:
+            for writer in writers.values():
+                writer.close()
+        # pred last: its presence marks a complete result for the cache check's readers.
+        for name in ("source.mp4", "render.mp4", "compare.mp4", "pred.mp4"):
+            store.put_file(keys[name], paths[name], content_type=MP4)
+    yield GenerateOutput({k.removesuffix(".mp4"): v for k, v in keys.items()}, plan.output_frames, watch.timing("generate", False))

@@ -1,0 +1,113 @@
+"""Where things live in the bucket, and the key rules every store enforces.
+
+Layout:
+    uploads/<sha256>/<filename>      a user's video, under the sha256 of its bytes
+    cache/<stage>/<digest>/<name>    a stage output, content-addressed (recipe below)
+    jobs/<job_id>/manifest.json      a job's state (other per-job objects share the jobs/<job_id>/ prefix)
+
+Content address of a stage's work (`work_digest`):
+    sha256 of the UTF-8 bytes of
+        json.dumps({"inputs": inputs, "options": options, "weights": weights},
+                   sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    in lower-case hex. Sorted keys and no whitespace make the text depend only on the values, so the
+    same work always maps to the same key, and a changed input digest, option value or weight identity
+    to another one. Values are hashed as their JSON text: 1 and 1.0 give different keys, a tuple and a
+    list with the same items the same key; callers normalise option values before hashing.
+
+Key rules (S3 allows nearly anything; these keep keys portable to a local directory and URLs):
+non-empty, at most 1024 UTF-8 bytes, `/`-separated parts that are neither empty, `.` nor `..`, no
+leading `/`, no control characters or backslashes, and no part starting with `.inspatio-`
+(reserved for the local store's temporary names).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Mapping
+
+from .base import InvalidKey
+
+MAX_KEY_BYTES = 1024
+RESERVED_PREFIX = ".inspatio-"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\\]")
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_NAME_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # stage names and job ids: one plain part
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def validate_key(key: str) -> str:
+    """`key` if every store accepts it, else InvalidKey saying what is wrong."""
+    if not isinstance(key, str) or not key:
+        raise InvalidKey(f"object key must be a non-empty string, got {key!r}")
+    if len(key.encode("utf-8")) > MAX_KEY_BYTES:
+        raise InvalidKey(f"object key longer than {MAX_KEY_BYTES} bytes: {key[:80]!r}...")
+    if _CONTROL.search(key):
+        raise InvalidKey(f"object key {key!r} contains a control character or backslash")
+    if key.startswith("/"):
+        raise InvalidKey(f"object key {key!r} must be relative (no leading '/')")
+    for part in key.split("/"):
+        if part in ("", ".", ".."):
+            raise InvalidKey(f"object key {key!r} has an empty, '.' or '..' part")
+        if part.startswith(RESERVED_PREFIX):
+            raise InvalidKey(f"object key {key!r}: parts starting with {RESERVED_PREFIX!r} are reserved")
+    return key
+
+
+def validate_prefix(prefix: str) -> str:
+    """A listing prefix: empty, or a key possibly ending in '/' (e.g. 'jobs/')."""
+    if prefix:
+        validate_key(prefix[:-1] if prefix.endswith("/") else prefix)
+    return prefix
+
+
+def validate_bucket(bucket: str) -> str:
+    """S3 bucket naming: 3-63 lower-case letters, digits, '.' and '-', starting and ending alphanumeric."""
+    if not isinstance(bucket, str) or not _BUCKET.match(bucket) or ".." in bucket:
+        raise InvalidKey(f"bucket name {bucket!r}: use 3-63 lower-case letters, digits, '.' and '-', "
+                         "starting and ending with a letter or digit")
+    return bucket
+
+
+def work_digest(inputs: Mapping[str, str], options: Mapping[str, object], weights: str) -> str:
+    """The content address of a stage's work (recipe in the module docstring)."""
+    for name, value in inputs.items():
+        if not isinstance(value, str):
+            raise InvalidKey(f"input {name!r} must be a digest or key string, got {type(value).__name__}")
+    document = {"inputs": dict(inputs), "options": dict(options), "weights": weights}
+    try:
+        text = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    except (TypeError, ValueError) as error:  # a Path, an array, NaN...: no stable text form
+        raise InvalidKey(f"stage options must be plain JSON values (no NaN/inf): {error}") from error
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def content_key(stage: str, inputs: Mapping[str, str], options: Mapping[str, object], weights: str,
+                name: str) -> str:
+    """cache/<stage>/<work_digest>/<name>: the key of output `name` of `stage` for this work."""
+    _check_name_part("stage", stage)
+    return validate_key(f"cache/{stage}/{work_digest(inputs, options, weights)}/{name}")
+
+
+def upload_key(sha256: str, filename: str) -> str:
+    """uploads/<sha256>/<filename>: a user's file under its content hash (directories dropped)."""
+    if not isinstance(sha256, str) or not _SHA256.match(sha256):
+        raise InvalidKey(f"upload digest must be 64 lower-case hex digits, got {sha256!r}")
+    basename = filename.replace("\\", "/").rsplit("/", 1)[-1]
+    return validate_key(f"uploads/{sha256}/{basename}")
+
+
+def job_prefix(job_id: str) -> str:
+    """jobs/<job_id>/: the prefix under which everything about one job lives."""
+    _check_name_part("job id", job_id)
+    return f"jobs/{job_id}/"
+
+
+def manifest_key(job_id: str) -> str:
+    return f"{job_prefix(job_id)}manifest.json"
+
+
+def _check_name_part(what: str, value: str) -> None:
+    if not isinstance(value, str) or not _NAME_PART.match(value):
+        raise InvalidKey(f"{what} {value!r}: use letters, digits, '_', '.' and '-', starting with a letter or digit")
