@@ -50,6 +50,7 @@ class JobManager:
         self._cancels: dict[str, threading.Event] = {}  # jobs running here
         self._history: dict[str, list[JobEvent]] = {}
         self._watchers: dict[str, list[queue.Queue]] = {}
+        self._lease_lock = threading.Lock()  # a finished job's lease is never renewed after release
         self._stopping = threading.Event()
         self._lease_thread = threading.Thread(target=self._renew_leases, name="job-leases", daemon=True)
         self._lease_thread.start()
@@ -182,11 +183,19 @@ class JobManager:
                 return
             self.runner.run(latest, cancel)
         finally:
+            self._release(job.job_id)
+
+    def _release(self, job_id: str) -> None:
+        """The job no longer runs here: forget it and drop its lease (idempotent)."""
+        with self._lease_lock:
             with self._lock:
-                self._cancels.pop(job.job_id, None)
-            self.store.delete(lease_key(job.job_id))
+                running = self._cancels.pop(job_id, None) is not None
+            if running:
+                self.store.delete(lease_key(job_id))
 
     def _emit(self, job_id: str, event: JobEvent) -> None:
+        if isinstance(event, JobFinished):
+            self._release(job_id)  # before anyone hears of the end, so the state they see is final
         with self._lock:
             self._history.setdefault(job_id, []).append(event)
             watchers = list(self._watchers.get(job_id, []))
@@ -206,10 +215,11 @@ class JobManager:
 
     def _renew_leases(self) -> None:
         while not self._stopping.wait(self.lease_seconds / 3):
-            with self._lock:
-                running = list(self._cancels)
-            for job_id in running:
-                try:
-                    self._write_lease(job_id)
-                except Exception:  # a store hiccup: the next renewal tries again
-                    pass
+            with self._lease_lock:
+                with self._lock:
+                    running = list(self._cancels)
+                for job_id in running:
+                    try:
+                        self._write_lease(job_id)
+                    except Exception:  # a store hiccup: the next renewal tries again
+                        pass

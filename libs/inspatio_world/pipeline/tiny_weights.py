@@ -27,8 +27,8 @@ TINY_DIT = DiTConfig(dim=64, ffn_dim=128, num_heads=2, num_layers=2, text_dim=32
 TINY_VAE = WanVAEConfig(dim=8)
 TINY_TAEHV = TAEHVConfig(n_f=(32, 16, 16, 16))
 # DA3 at 112 (8x5 patches) instead of 504, and depth/render/generation at 224x128 instead of
-# 832x480: at full size the tiny pipeline takes minutes on a CPU, and its pictures are noise anyway.
-TINY_DEPTH = DepthSettings(process_res=112, output_size=(224, 128))
+# 832x480 (112x64): at full size the tiny pipeline takes minutes on a CPU; its pictures are noise anyway.
+TINY_DEPTH = DepthSettings(process_res=112, output_size=(112, 64))
 SPECIAL_TOKENS = ("<pad>", "</s>", "<unk>")  # ids 0, 1, 2 as in the umT5 vocabulary
 WORDS = (
     "a an the of in on at with and to is are from by into over under near its this that there "

@@ -1,0 +1,111 @@
+"""Conversions between protobuf messages and the library's types (one place, both directions)."""
+
+from __future__ import annotations
+
+from ..jobs.manifest import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, Manifest
+from ..jobs.options import JobOptions
+from ..stages.artifacts import Timing
+from ..stages.generate import BlockPublished
+from ..stages.identity import ModelIdentity
+from ..store.base import ObjectStore
+from .generated import common_pb2, coordinator_pb2
+
+AUTOENCODER_NAMES = {
+    common_pb2.AUTOENCODER_UNSPECIFIED: "wan_vae",
+    common_pb2.AUTOENCODER_WAN_VAE: "wan_vae",
+    common_pb2.AUTOENCODER_TAEHV: "taehv",
+}
+AUTOENCODER_ENUMS = {"wan_vae": common_pb2.AUTOENCODER_WAN_VAE, "taehv": common_pb2.AUTOENCODER_TAEHV}
+JOB_STATES = {
+    QUEUED: coordinator_pb2.JOB_STATE_QUEUED, RUNNING: coordinator_pb2.JOB_STATE_RUNNING,
+    SUCCEEDED: coordinator_pb2.JOB_STATE_SUCCEEDED, FAILED: coordinator_pb2.JOB_STATE_FAILED,
+    CANCELLED: coordinator_pb2.JOB_STATE_CANCELLED,
+}  # fmt: skip
+
+
+def autoencoder_name(value: int) -> str:
+    if value not in AUTOENCODER_NAMES:
+        raise ValueError(f"unknown autoencoder enum value {value}")
+    return AUTOENCODER_NAMES[value]
+
+
+def ref_to_key(store: ObjectStore, ref: common_pb2.ObjectRef, what: str) -> str:
+    """The key of a reference into this service's bucket (refs into other buckets are refused)."""
+    if not ref.key:
+        raise ValueError(f"{what}: object reference has no key")
+    if ref.bucket and ref.bucket != store.bucket:
+        raise ValueError(f"{what}: bucket {ref.bucket!r} is not this deployment's bucket {store.bucket!r}")
+    return ref.key
+
+
+def key_to_ref(store: ObjectStore, key: str) -> common_pb2.ObjectRef:
+    info = store.stat(key)
+    return common_pb2.ObjectRef(bucket=store.bucket, key=key, size=info.size if info else 0, sha256=info.sha256 if info else "")
+
+
+def timing_to_proto(timing: Timing) -> common_pb2.StageTiming:
+    return common_pb2.StageTiming(stage=timing.stage, seconds=timing.seconds, cache_hit=timing.cache_hit)
+
+
+def timing_from_proto(timing: common_pb2.StageTiming) -> Timing:
+    return Timing(timing.stage, timing.seconds, timing.cache_hit)
+
+
+def identity_to_proto(identity: ModelIdentity) -> common_pb2.ModelIdentity:
+    return common_pb2.ModelIdentity(name=identity.name, digest=identity.digest, random=identity.random)
+
+
+def options_from_proto(options: common_pb2.JobOptions) -> JobOptions:
+    source = options.trajectory.WhichOneof("source")
+    return JobOptions(
+        trajectory_text=options.trajectory.text if source == "text" else "",
+        trajectory_name=options.trajectory.shipped_name if source == "shipped_name" else "",
+        relative_to_source=options.relative_to_source,
+        rotation_only=options.rotation_only,
+        adaptive_frames=not options.disable_adaptive_frames,
+        freeze_repeat=options.freeze_repeat,
+        freeze_frame=options.freeze_frame if options.HasField("freeze_frame") else None,
+        autoencoder=autoencoder_name(options.autoencoder),
+        prompt=options.prompt if options.HasField("prompt") else None,
+        seed=options.seed,
+        force=options.force,
+    )
+
+
+def options_to_proto(options: JobOptions) -> common_pb2.JobOptions:
+    trajectory = (common_pb2.Trajectory(shipped_name=options.trajectory_name) if options.trajectory_name
+                  else common_pb2.Trajectory(text=options.trajectory_text))  # fmt: skip
+    message = common_pb2.JobOptions(
+        trajectory=trajectory, relative_to_source=options.relative_to_source, rotation_only=options.rotation_only,
+        disable_adaptive_frames=not options.adaptive_frames, freeze_repeat=options.freeze_repeat,
+        autoencoder=AUTOENCODER_ENUMS[options.autoencoder], seed=options.seed, force=options.force,
+    )  # fmt: skip
+    if options.freeze_frame is not None:
+        message.freeze_frame = options.freeze_frame
+    if options.prompt is not None:
+        message.prompt = options.prompt
+    return message
+
+
+def block_to_proto(store: ObjectStore, block: BlockPublished) -> common_pb2.BlockGenerated:
+    return common_pb2.BlockGenerated(
+        index=block.index, blocks=block.blocks, first_frame=block.first_frame, frames=block.frames,
+        chunk=key_to_ref(store, block.key), seconds=block.seconds,
+    )  # fmt: skip
+
+
+def block_from_proto(block: common_pb2.BlockGenerated) -> BlockPublished:
+    return BlockPublished(block.index, block.blocks, block.first_frame, block.frames, block.chunk.key, block.seconds)
+
+
+def job_to_proto(store: ObjectStore, job: Manifest) -> coordinator_pb2.Job:
+    outputs = {name: common_pb2.ObjectRef(bucket=store.bucket, key=key) for name, key in job.outputs.items()}
+    timings = [common_pb2.StageTiming(stage=name, seconds=record.seconds, cache_hit=record.cache_hit)
+               for name, record in job.stages.items()]  # fmt: skip
+    return coordinator_pb2.Job(
+        job_id=job.job_id, state=JOB_STATES[job.state], options=options_to_proto(job.options),
+        video=common_pb2.ObjectRef(bucket=store.bucket, key=job.video.key, size=job.video.size, sha256=job.video.sha256),
+        caption=job.caption or "", timings=timings, outputs=coordinator_pb2.JobOutputs(**outputs),
+        error=job.error or "", created_unix=job.created, updated_unix=job.updated,
+        blocks_done=job.blocks_done, blocks_total=job.blocks_total,
+    )  # fmt: skip
