@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import time
+
 from ..jobs.manifest import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, Manifest
 from ..jobs.options import JobOptions
+from ..jobs.runner import JobEvent, JobFinished, StageFinished, StageStarted
 from ..stages.artifacts import Timing
 from ..stages.generate import BlockPublished
+from ..stages.render import RenderOptions
 from ..stages.identity import ModelIdentity
 from ..store.base import ObjectStore
 from .generated import common_pb2, coordinator_pb2
@@ -98,8 +102,16 @@ def block_from_proto(block: common_pb2.BlockGenerated) -> BlockPublished:
     return BlockPublished(block.index, block.blocks, block.first_frame, block.frames, block.chunk.key, block.seconds)
 
 
+def _download_url(store: ObjectStore, key: str) -> str:
+    try:
+        return store.presigned_get(key)
+    except Exception:  # a store that cannot sign URLs: the client reads the key itself
+        return ""
+
+
 def job_to_proto(store: ObjectStore, job: Manifest) -> coordinator_pb2.Job:
-    outputs = {name: common_pb2.ObjectRef(bucket=store.bucket, key=key) for name, key in job.outputs.items()}
+    outputs = {name: common_pb2.ObjectRef(bucket=store.bucket, key=key, url=_download_url(store, key))
+               for name, key in job.outputs.items()}  # fmt: skip
     timings = [common_pb2.StageTiming(stage=name, seconds=record.seconds, cache_hit=record.cache_hit)
                for name, record in job.stages.items()]  # fmt: skip
     return coordinator_pb2.Job(
@@ -109,3 +121,39 @@ def job_to_proto(store: ObjectStore, job: Manifest) -> coordinator_pb2.Job:
         error=job.error or "", created_unix=job.created, updated_unix=job.updated,
         blocks_done=job.blocks_done, blocks_total=job.blocks_total,
     )  # fmt: skip
+
+
+def render_options_from_proto(options: common_pb2.JobOptions) -> RenderOptions:
+    """The render stage's options from a job's options (validated first: bad trajectories fail fast)."""
+    job_options = options_from_proto(options)
+    job_options.validate()
+    return RenderOptions(
+        job_options.trajectory(), job_options.resolved_trajectory_text(), job_options.relative_to_source,
+        job_options.rotation_only, job_options.adaptive_frames, job_options.freeze_repeat, job_options.freeze_frame,
+    )  # fmt: skip
+
+
+def render_options_to_proto(options: RenderOptions, force: bool) -> common_pb2.JobOptions:
+    message = common_pb2.JobOptions(
+        trajectory=common_pb2.Trajectory(text=options.trajectory_text), relative_to_source=options.relative_to_source,
+        rotation_only=options.rotation_only, disable_adaptive_frames=not options.adaptive_frames,
+        freeze_repeat=options.freeze_repeat, force=force,
+    )  # fmt: skip
+    if options.freeze_frame is not None:
+        message.freeze_frame = options.freeze_frame
+    return message
+
+
+def event_to_proto(store: ObjectStore, job_id: str, event: JobEvent) -> coordinator_pb2.JobEvent:
+    message = coordinator_pb2.JobEvent(job_id=job_id, unix_time=time.time())
+    if isinstance(event, StageStarted):
+        message.stage_started.stage = event.stage
+    elif isinstance(event, StageFinished):
+        message.stage_finished.timing.CopyFrom(timing_to_proto(event.timing))
+    elif isinstance(event, BlockPublished):
+        message.block.CopyFrom(block_to_proto(store, event))
+    elif isinstance(event, JobFinished):
+        message.finished.CopyFrom(job_to_proto(store, event.manifest))
+    else:
+        raise TypeError(f"unknown job event {event!r}")
+    return message

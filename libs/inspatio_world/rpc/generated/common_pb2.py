@@ -25,27 +25,27 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1einspatio/world/v1/common.proto\x12\x11inspatio.world.v1\"F\n\tObjectRef\x12\x0e\n\x06\x62ucket\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x03\x12\x0e\n\x06sha256\x18\x04 \x01(\t\"V\n\tVideoInfo\x12\x0e\n\x06\x66rames\x18\x01 \x01(\x05\x12\x0b\n\x03\x66ps\x18\x02 \x01(\x01\x12\r\n\x05width\x18\x03 \x01(\x05\x12\x0e\n\x06height\x18\x04 \x01(\x05\x12\r\n\x05\x63odec\x18\x05 \x01(\t\">\n\nTrajectory\x12\x0e\n\x04text\x18\x01 \x01(\tH\x00\x12\x16\n\x0cshipped_name\x18\x02 \x01(\tH\x00\x42\x08\n\x06source\"\xc8\x02\n\nJobOptions\x12\x31\n\ntrajectory\x18\x01 \x01(\x0b\x32\x1d.inspatio.world.v1.Trajectory\x12\x1a\n\x12relative_to_source\x18\x02 \x01(\x08\x12\x15\n\rrotation_only\x18\x03 \x01(\x08\x12\x1f\n\x17\x64isable_adaptive_frames\x18\x04 \x01(\x08\x12\x15\n\rfreeze_repeat\x18\x05 \x01(\x05\x12\x19\n\x0c\x66reeze_frame\x18\x06 \x01(\x05H\x00\x88\x01\x01\x12\x33\n\x0b\x61utoencoder\x18\x07 \x01(\x0e\x32\x1e.inspatio.world.v1.Autoencoder\x12\x13\n\x06prompt\x18\x08 \x01(\tH\x01\x88\x01\x01\x12\x0c\n\x04seed\x18\t \x01(\x03\x12\r\n\x05\x66orce\x18\n \x01(\x08\x42\x0f\n\r_freeze_frameB\t\n\x07_prompt\"@\n\x0bStageTiming\x12\r\n\x05stage\x18\x01 \x01(\t\x12\x0f\n\x07seconds\x18\x02 \x01(\x01\x12\x11\n\tcache_hit\x18\x03 \x01(\x08\"=\n\rModelIdentity\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06\x64igest\x18\x02 \x01(\t\x12\x0e\n\x06random\x18\x03 \x01(\x08\"\x92\x01\n\x0e\x42lockGenerated\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0e\n\x06\x62locks\x18\x02 \x01(\x05\x12\x13\n\x0b\x66irst_frame\x18\x03 \x01(\x05\x12\x0e\n\x06\x66rames\x18\x04 \x01(\x05\x12+\n\x05\x63hunk\x18\x05 \x01(\x0b\x32\x1c.inspatio.world.v1.ObjectRef\x12\x0f\n\x07seconds\x18\x06 \x01(\x01*Z\n\x0b\x41utoencoder\x12\x1b\n\x17\x41UTOENCODER_UNSPECIFIED\x10\x00\x12\x17\n\x13\x41UTOENCODER_WAN_VAE\x10\x01\x12\x15\n\x11\x41UTOENCODER_TAEHV\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1einspatio/world/v1/common.proto\x12\x11inspatio.world.v1\"S\n\tObjectRef\x12\x0e\n\x06\x62ucket\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x03\x12\x0e\n\x06sha256\x18\x04 \x01(\t\x12\x0b\n\x03url\x18\x05 \x01(\t\"V\n\tVideoInfo\x12\x0e\n\x06\x66rames\x18\x01 \x01(\x05\x12\x0b\n\x03\x66ps\x18\x02 \x01(\x01\x12\r\n\x05width\x18\x03 \x01(\x05\x12\x0e\n\x06height\x18\x04 \x01(\x05\x12\r\n\x05\x63odec\x18\x05 \x01(\t\">\n\nTrajectory\x12\x0e\n\x04text\x18\x01 \x01(\tH\x00\x12\x16\n\x0cshipped_name\x18\x02 \x01(\tH\x00\x42\x08\n\x06source\"\xc8\x02\n\nJobOptions\x12\x31\n\ntrajectory\x18\x01 \x01(\x0b\x32\x1d.inspatio.world.v1.Trajectory\x12\x1a\n\x12relative_to_source\x18\x02 \x01(\x08\x12\x15\n\rrotation_only\x18\x03 \x01(\x08\x12\x1f\n\x17\x64isable_adaptive_frames\x18\x04 \x01(\x08\x12\x15\n\rfreeze_repeat\x18\x05 \x01(\x05\x12\x19\n\x0c\x66reeze_frame\x18\x06 \x01(\x05H\x00\x88\x01\x01\x12\x33\n\x0b\x61utoencoder\x18\x07 \x01(\x0e\x32\x1e.inspatio.world.v1.Autoencoder\x12\x13\n\x06prompt\x18\x08 \x01(\tH\x01\x88\x01\x01\x12\x0c\n\x04seed\x18\t \x01(\x03\x12\r\n\x05\x66orce\x18\n \x01(\x08\x42\x0f\n\r_freeze_frameB\t\n\x07_prompt\"@\n\x0bStageTiming\x12\r\n\x05stage\x18\x01 \x01(\t\x12\x0f\n\x07seconds\x18\x02 \x01(\x01\x12\x11\n\tcache_hit\x18\x03 \x01(\x08\"=\n\rModelIdentity\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06\x64igest\x18\x02 \x01(\t\x12\x0e\n\x06random\x18\x03 \x01(\x08\"\x92\x01\n\x0e\x42lockGenerated\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0e\n\x06\x62locks\x18\x02 \x01(\x05\x12\x13\n\x0b\x66irst_frame\x18\x03 \x01(\x05\x12\x0e\n\x06\x66rames\x18\x04 \x01(\x05\x12+\n\x05\x63hunk\x18\x05 \x01(\x0b\x32\x1c.inspatio.world.v1.ObjectRef\x12\x0f\n\x07seconds\x18\x06 \x01(\x01*Z\n\x0b\x41utoencoder\x12\x1b\n\x17\x41UTOENCODER_UNSPECIFIED\x10\x00\x12\x17\n\x13\x41UTOENCODER_WAN_VAE\x10\x01\x12\x15\n\x11\x41UTOENCODER_TAEHV\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'inspatio.world.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_AUTOENCODER']._serialized_start=886
-  _globals['_AUTOENCODER']._serialized_end=976
+  _globals['_AUTOENCODER']._serialized_start=899
+  _globals['_AUTOENCODER']._serialized_end=989
   _globals['_OBJECTREF']._serialized_start=53
-  _globals['_OBJECTREF']._serialized_end=123
-  _globals['_VIDEOINFO']._serialized_start=125
-  _globals['_VIDEOINFO']._serialized_end=211
-  _globals['_TRAJECTORY']._serialized_start=213
-  _globals['_TRAJECTORY']._serialized_end=275
-  _globals['_JOBOPTIONS']._serialized_start=278
-  _globals['_JOBOPTIONS']._serialized_end=606
-  _globals['_STAGETIMING']._serialized_start=608
-  _globals['_STAGETIMING']._serialized_end=672
-  _globals['_MODELIDENTITY']._serialized_start=674
-  _globals['_MODELIDENTITY']._serialized_end=735
-  _globals['_BLOCKGENERATED']._serialized_start=738
-  _globals['_BLOCKGENERATED']._serialized_end=884
+  _globals['_OBJECTREF']._serialized_end=136
+  _globals['_VIDEOINFO']._serialized_start=138
+  _globals['_VIDEOINFO']._serialized_end=224
+  _globals['_TRAJECTORY']._serialized_start=226
+  _globals['_TRAJECTORY']._serialized_end=288
+  _globals['_JOBOPTIONS']._serialized_start=291
+  _globals['_JOBOPTIONS']._serialized_end=619
+  _globals['_STAGETIMING']._serialized_start=621
+  _globals['_STAGETIMING']._serialized_end=685
+  _globals['_MODELIDENTITY']._serialized_start=687
+  _globals['_MODELIDENTITY']._serialized_end=748
+  _globals['_BLOCKGENERATED']._serialized_start=751
+  _globals['_BLOCKGENERATED']._serialized_end=897
 # @@protoc_insertion_point(module_scope)

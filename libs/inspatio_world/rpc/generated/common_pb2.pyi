@@ -17,16 +17,18 @@ AUTOENCODER_WAN_VAE: Autoencoder
 AUTOENCODER_TAEHV: Autoencoder
 
 class ObjectRef(_message.Message):
-    __slots__ = ("bucket", "key", "size", "sha256")
+    __slots__ = ("bucket", "key", "size", "sha256", "url")
     BUCKET_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
     SIZE_FIELD_NUMBER: _ClassVar[int]
     SHA256_FIELD_NUMBER: _ClassVar[int]
+    URL_FIELD_NUMBER: _ClassVar[int]
     bucket: str
     key: str
     size: int
     sha256: str
-    def __init__(self, bucket: _Optional[str] = ..., key: _Optional[str] = ..., size: _Optional[int] = ..., sha256: _Optional[str] = ...) -> None: ...
+    url: str
+    def __init__(self, bucket: _Optional[str] = ..., key: _Optional[str] = ..., size: _Optional[int] = ..., sha256: _Optional[str] = ..., url: _Optional[str] = ...) -> None: ...
 
 class VideoInfo(_message.Message):
     __slots__ = ("frames", "fps", "width", "height", "codec")

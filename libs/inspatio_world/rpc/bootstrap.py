@@ -1,0 +1,102 @@
+"""Starting a service process: settings from the environment, the store, the server, then the models.
+
+The server starts first and reports NOT_SERVING; weight files are checked and models loaded; only
+then does health say SERVING. A weights problem ends the process with the file named, before any
+work is accepted.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+
+from .. import envvars
+from ..models.checkpoints import CheckpointError
+from ..pipeline.weights import WeightsFolder
+from ..store.base import ObjectStore
+from ..store.factory import open_store
+from .limits import ConcurrencyLimiter
+from .server import ServiceServer
+
+log = logging.getLogger(__name__)
+
+# Default ports of the local stack (127.0.0.1); Kubernetes sets the addresses explicitly.
+DEFAULT_PORTS = {"coordinator": (50051, 9101), "caption": (50061, 9102), "depthrender": (50062, 9103), "generator": (50063, 9104)}
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    name: str
+    address: str
+    metrics_address: str
+    store_url: str
+    weights_dir: str
+    device: str
+    max_in_flight: int
+    max_queue: int
+
+    @classmethod
+    def from_env(cls, name: str) -> "ServiceSettings":
+        grpc_port, metrics_port = DEFAULT_PORTS[name]
+        device = envvars.get(envvars.DEVICE)
+        return cls(
+            name=name,
+            address=envvars.get(envvars.GRPC_ADDRESS) or f"127.0.0.1:{grpc_port}",
+            metrics_address=envvars.get(envvars.METRICS_ADDRESS) or f"127.0.0.1:{metrics_port}",
+            store_url=envvars.get(envvars.STORE),
+            weights_dir=envvars.get(envvars.WEIGHTS),
+            device=("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device,
+            max_in_flight=int(envvars.get(envvars.MAX_IN_FLIGHT)),
+            max_queue=int(envvars.get(envvars.MAX_QUEUE)),
+        )
+
+    def weights(self) -> WeightsFolder:
+        if not self.weights_dir:
+            raise CheckpointError(f"{envvars.WEIGHTS.name} is not set: the {self.name} service needs a weights folder")
+        return WeightsFolder(Path(self.weights_dir))
+
+
+def run_service(settings: ServiceSettings, add_functions: Sequence[Callable], load: Callable[[ServiceSettings, ObjectStore, ServiceServer], Sequence[object]],
+                limited: bool = True) -> None:  # fmt: skip
+    """Serve until SIGTERM. `load` returns the servicers (in the order of `add_functions`) once the
+    models are ready; the server answers health checks (NOT_SERVING) meanwhile."""
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
+    store = open_store(settings.store_url)
+    limiter = ConcurrencyLimiter(settings.max_in_flight, settings.max_queue) if limited else None
+    ready: dict[Callable, object] = {}
+    proxies = [(add, _Deferred(ready, add)) for add in add_functions]
+    server = ServiceServer(proxies, address=settings.address, metrics_address=settings.metrics_address, limiter=limiter).start()
+    try:
+        servicers = load(settings, store, server)
+    except CheckpointError as exc:
+        log.error("%s: cannot load weights: %s", settings.name, exc)
+        server.stop(0)
+        raise SystemExit(2) from exc
+    ready.update(zip(add_functions, servicers))
+    server.set_serving()
+    log.info("%s ready on %s (metrics on port %s)", settings.name, server.address, server.metrics_port)
+    server.serve_forever()
+
+
+class _Deferred:
+    """Registered at start-up; forwards every RPC to the real servicer once the models are loaded
+    (before that, health says NOT_SERVING and clients are not routed here)."""
+
+    def __init__(self, ready: dict, key: Callable) -> None:
+        self._ready, self._key = ready, key
+
+    def __getattr__(self, method: str):
+        def call(request, context):
+            servicer = self._ready.get(self._key)
+            if servicer is None:
+                import grpc
+
+                context.abort(grpc.StatusCode.UNAVAILABLE, "the service is still loading its models")
+            return getattr(servicer, method)(request, context)
+
+        return call

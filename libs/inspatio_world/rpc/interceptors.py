@@ -1,0 +1,165 @@
+"""The layers every application RPC runs through, outermost first:
+
+1. observe: in-flight gauge, request counter and latency histogram, one structured log line;
+2. errors:  exceptions become statuses (errors.py), so servicers just raise;
+3. limit:   a concurrency slot (limits.py), held until a unary call returns or a stream ends.
+
+Layers wrap the whole call: for a server-streaming method that is every message of the stream, so
+latency covers the stream and the slot is held until it ends or the client cancels it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from functools import partial
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health
+from grpc_reflection.v1alpha import reflection
+
+from .errors import ErrorMap
+from .limits import ConcurrencyLimiter, QueueCancelled, QueueTimeout
+from .metrics import ServiceMetrics
+
+RPC_LOG = logging.getLogger("inspatio_world.rpc")
+
+# gRPC's own services are probes and tooling, not work: neither limited, counted nor logged.
+UNOBSERVED_SERVICES = frozenset({health.SERVICE_NAME, reflection.SERVICE_NAME})
+
+SERVER_FAULTS = frozenset({grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.DATA_LOSS})
+
+Around = Callable[[grpc.ServicerContext], AbstractContextManager[None]]
+
+
+def _wrap_handler(handler: grpc.RpcMethodHandler, around: Around) -> grpc.RpcMethodHandler:
+    def unary_response(behavior: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapped(request: Any, context: grpc.ServicerContext) -> Any:
+            with around(context):
+                return behavior(request, context)
+
+        return wrapped
+
+    def stream_response(behavior: Callable[..., Any]) -> Callable[..., Iterator[Any]]:
+        def wrapped(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+            with around(context):
+                yield from behavior(request, context)
+
+        return wrapped
+
+    codecs = {"request_deserializer": handler.request_deserializer,
+              "response_serializer": handler.response_serializer}
+    if handler.unary_unary:
+        return grpc.unary_unary_rpc_method_handler(unary_response(handler.unary_unary), **codecs)
+    if handler.stream_unary:
+        return grpc.stream_unary_rpc_method_handler(unary_response(handler.stream_unary), **codecs)
+    if handler.unary_stream:
+        return grpc.unary_stream_rpc_method_handler(stream_response(handler.unary_stream), **codecs)
+    return grpc.stream_stream_rpc_method_handler(stream_response(handler.stream_stream), **codecs)
+
+
+# Without a deadline gRPC reports ~9.2e18 s remaining, too large for threading's timeouts.
+NO_DEADLINE_SECONDS = 1e9
+
+
+def _time_left(context: grpc.ServicerContext) -> float | None:
+    remaining = context.time_remaining()
+    return remaining if remaining < NO_DEADLINE_SECONDS else None
+
+
+def _deadline_passed(context: grpc.ServicerContext) -> bool:
+    return context.time_remaining() <= 0
+
+
+def _on_termination(context: grpc.ServicerContext, callback: Callable[[], None]) -> None:
+    if not context.add_callback(callback):
+        callback()  # already terminated
+
+
+def _final_code(context: grpc.ServicerContext, failure: BaseException | None) -> grpc.StatusCode:
+    code = context.code()
+    if code is not None and code is not grpc.StatusCode.OK:
+        return code  # aborted, by errors.py or by the servicer
+    if isinstance(failure, GeneratorExit) or not context.is_active():
+        # The client went away (or its deadline passed) before the response was complete.
+        return grpc.StatusCode.DEADLINE_EXCEEDED if _deadline_passed(context) else grpc.StatusCode.CANCELLED
+    return grpc.StatusCode.OK if failure is None else grpc.StatusCode.UNKNOWN
+
+
+class ServiceInterceptor(grpc.ServerInterceptor):
+    """Applies observe → errors → limit to every method of the application services."""
+
+    def __init__(self, metrics: ServiceMetrics, errors: ErrorMap, limiter: ConcurrencyLimiter | None) -> None:
+        self._metrics = metrics
+        self._errors = errors
+        self._limiter = limiter
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        handler = continuation(handler_call_details)
+        full_method = handler_call_details.method
+        service, _, method = full_method.lstrip("/").partition("/")
+        if handler is None or service in UNOBSERVED_SERVICES:
+            return handler
+        return _wrap_handler(handler, partial(self._around, full_method, service, method))
+
+    @contextmanager
+    def _around(self, full_method: str, service: str, method: str, context: grpc.ServicerContext) -> Iterator[None]:
+        with (
+            self._observed(full_method, service, method, context),
+            self._errors.translated(context, full_method),
+            self._limited(service, context),
+        ):
+            yield
+
+    @contextmanager
+    def _observed(self, full_method: str, service: str, method: str, context: grpc.ServicerContext) -> Iterator[None]:
+        in_flight = self._metrics.in_flight(service)
+        in_flight.inc()
+        started = time.perf_counter()
+        failure: BaseException | None = None
+        try:
+            yield
+        except BaseException as exc:
+            failure = exc
+            raise
+        finally:
+            seconds = time.perf_counter() - started
+            in_flight.dec()
+            code = _final_code(context, failure)
+            self._metrics.observe_rpc(service, method, code.name, seconds)
+            fields: dict[str, Any] = {
+                "method": full_method, "status": code.name, "seconds": round(seconds, 4), "peer": context.peer()
+            }
+            if code is not grpc.StatusCode.OK and context.details():
+                fields["details"] = context.details().decode(errors="replace")
+            level = logging.ERROR if code in SERVER_FAULTS else logging.INFO
+            RPC_LOG.log(level, "%s %s %.3fs", full_method, code.name, seconds, extra={"fields": fields})
+
+    @contextmanager
+    def _limited(self, service: str, context: grpc.ServicerContext) -> Iterator[None]:
+        if self._limiter is None:
+            yield
+            return
+        started = time.monotonic()
+        try:
+            self._limiter.acquire(
+                timeout=_time_left(context),
+                on_cancel=partial(_on_termination, context),
+                queue_gauge=self._metrics.queue_depth(service),
+            )
+        except QueueCancelled:
+            # gRPC ends a call whose deadline passed just like a cancelled one; tell them apart.
+            if _deadline_passed(context):
+                raise QueueTimeout(time.monotonic() - started) from None
+            raise
+        try:
+            yield
+        finally:
+            self._limiter.release()
