@@ -41,7 +41,29 @@ COMPILE_CACHE = EnvVar(
     "(used unless TORCHINDUCTOR_CACHE_DIR is set).",
 )
 
-ALL: tuple[EnvVar, ...] = (ATTENTION, PARITY_PACK, WEIGHTS, COMPILE_CACHE)
+STORE = EnvVar(
+    "INSPATIO_STORE",
+    "file://.cache/store",
+    "Object store URL: a folder (file:///abs/path) or S3 (s3://bucket?endpoint=host:port&secure=0).",
+)
+S3_ACCESS_KEY = EnvVar("INSPATIO_S3_ACCESS_KEY", "", "S3 access key (falls back to AWS_ACCESS_KEY_ID).")
+S3_SECRET_KEY = EnvVar("INSPATIO_S3_SECRET_KEY", "", "S3 secret key (falls back to AWS_SECRET_ACCESS_KEY).")
+GRPC_ADDRESS = EnvVar("INSPATIO_GRPC_ADDRESS", "", "host:port a service listens on (default: its own port on 127.0.0.1).")
+METRICS_ADDRESS = EnvVar("INSPATIO_METRICS_ADDRESS", "", "host:port of a service's Prometheus /metrics (default: its own port on 127.0.0.1).")
+DEVICE = EnvVar("INSPATIO_DEVICE", "auto", "Torch device of a GPU service: auto (cuda when present), cuda, cuda:1, cpu.")
+MAX_IN_FLIGHT = EnvVar("INSPATIO_MAX_IN_FLIGHT", "1", "Heavy requests a service runs at once.")
+MAX_QUEUE = EnvVar("INSPATIO_MAX_QUEUE", "4", "Heavy requests a service queues; more get RESOURCE_EXHAUSTED.")
+CAPTION_ADDRESS = EnvVar("INSPATIO_CAPTION_ADDRESS", "127.0.0.1:50061", "Where the coordinator finds the caption service.")
+DEPTHRENDER_ADDRESS = EnvVar("INSPATIO_DEPTHRENDER_ADDRESS", "127.0.0.1:50062", "Where the coordinator finds the depth/render service.")
+GENERATOR_ADDRESS = EnvVar("INSPATIO_GENERATOR_ADDRESS", "127.0.0.1:50063", "Where the coordinator finds the generator service.")
+JOB_LEASE_SECONDS = EnvVar("INSPATIO_JOB_LEASE_SECONDS", "30", "How long a dead coordinator's job waits before another coordinator resumes it.")
+MAX_PARALLEL_JOBS = EnvVar("INSPATIO_MAX_PARALLEL_JOBS", "4", "Jobs a coordinator drives at once.")
+
+ALL: tuple[EnvVar, ...] = (
+    ATTENTION, PARITY_PACK, WEIGHTS, COMPILE_CACHE, STORE, S3_ACCESS_KEY, S3_SECRET_KEY, GRPC_ADDRESS,
+    METRICS_ADDRESS, DEVICE, MAX_IN_FLIGHT, MAX_QUEUE, CAPTION_ADDRESS, DEPTHRENDER_ADDRESS, GENERATOR_ADDRESS,
+    JOB_LEASE_SECONDS, MAX_PARALLEL_JOBS,
+)  # fmt: skip
 
 
 def get(var: EnvVar) -> str:

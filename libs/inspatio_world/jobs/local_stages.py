@@ -42,16 +42,29 @@ def generator_identity(weights: WeightsFolder, autoencoders: tuple[str, ...]) ->
     return weights_identity("generator", files, weights.is_random)
 
 
-def check_conditioning_weights(weights: WeightsFolder) -> None:
-    for folder, needed in ((weights.florence_dir, "config.json"), (weights.da3_dir, "model.safetensors")):
-        if not (folder / needed).is_file():
-            raise CheckpointError(f"{folder / needed}: required weight file not found (weights folder {weights.root})")
+def require_file(weights: WeightsFolder, path) -> None:
+    if not path.is_file():
+        raise CheckpointError(f"{path}: required weight file not found (weights folder {weights.root})")
+
+
+def check_caption_weights(weights: WeightsFolder) -> None:
+    require_file(weights, weights.florence_dir / "config.json")
+
+
+def check_depth_weights(weights: WeightsFolder) -> None:
+    require_file(weights, weights.da3_dir / "model.safetensors")
+
+
+def load_estimator(weights: WeightsFolder, device: torch.device) -> DepthEstimator:
+    """DA3 with upstream's settings, or the tiny profile's smaller ones."""
+    return DepthEstimator.from_folder(weights.da3_dir, DepthSettings(**weights.profile.get("depth", {})), device=device)
 
 
 class LocalStages:
     def __init__(self, store: ObjectStore, weights: WeightsFolder, device: torch.device | None = None,
                  autoencoders: tuple[str, ...] = ("wan_vae", "taehv"), compile_dit: bool | None = None) -> None:  # fmt: skip
-        check_conditioning_weights(weights)
+        check_caption_weights(weights)
+        check_depth_weights(weights)
         for name in autoencoders:
             weights.check(name)
         self.store = store
@@ -74,8 +87,7 @@ class LocalStages:
 
     @cached_property
     def estimator(self) -> DepthEstimator:
-        settings = DepthSettings(**self.weights.profile.get("depth", {}))
-        return DepthEstimator.from_folder(self.weights.da3_dir, settings, device=self.device)
+        return load_estimator(self.weights, self.device)
 
     @cached_property
     def generator(self) -> VideoGenerator:

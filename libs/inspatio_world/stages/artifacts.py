@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from ..store.base import ObjectInfo, ObjectStore
+from ..store.base import ObjectInfo, ObjectNotFound, ObjectStore
 
 JSON = "application/json"
 MKV = "video/x-matroska"
@@ -38,6 +38,15 @@ def put_json(store: ObjectStore, key: str, value: object) -> ObjectInfo:
 
 def get_json(store: ObjectStore, key: str) -> object:
     return json.loads(store.get_bytes(key))
+
+
+def object_digest(store: ObjectStore, key: str) -> str:
+    """The content identity of an input object: its sha256, or (for objects written by other S3
+    clients, which carry no sha256) its ETag and size. Raises ObjectNotFound."""
+    info = store.stat(key)
+    if info is None:
+        raise ObjectNotFound.for_key(store.bucket, key)
+    return info.sha256 or f"etag:{info.etag}:{info.size}"
 
 
 def all_exist(store: ObjectStore, keys: list[str]) -> list[ObjectInfo] | None:

@@ -19,9 +19,9 @@ from ..media.dataset_inputs import load_render_and_mask, load_source_video
 from ..media.lossless import write_lossless
 from ..media.video_io import Mp4Writer, to_uint8
 from ..pipeline.generator import GenerationRequest, VideoGenerator
-from ..store.base import ObjectNotFound, ObjectStore
+from ..store.base import ObjectStore
 from ..store.keys import content_key
-from .artifacts import MKV, MP4, Stopwatch, Timing, all_exist, fetch, get_json, scratch
+from .artifacts import MKV, MP4, Stopwatch, Timing, all_exist, fetch, get_json, object_digest, scratch
 from .identity import ModelIdentity
 
 VIDEO_NAMES = ("pred.mp4", "source.mp4", "render.mp4", "compare.mp4")
@@ -59,10 +59,7 @@ class GenerateOutput:
 def _cache_keys(store: ObjectStore, inputs: GenerateInputs, identity: ModelIdentity) -> dict[str, str]:
     digests = {"video": inputs.video_sha256}
     for name in ("schedule_key", "render_key", "mask_key"):
-        info = store.stat(getattr(inputs, name))
-        if info is None:
-            raise ObjectNotFound(f"{getattr(inputs, name)}: input object not found in bucket {store.bucket}")
-        digests[name] = info.sha256
+        digests[name] = object_digest(store, getattr(inputs, name))
     options = {"prompt_sha256": hashlib.sha256(inputs.prompt.encode()).hexdigest(), "seed": inputs.seed, "autoencoder": inputs.autoencoder}
     return {name: content_key("generate", digests, options, identity.digest, name) for name in VIDEO_NAMES}
 

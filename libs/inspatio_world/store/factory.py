@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Mapping
 from urllib.parse import SplitResult, parse_qs, unquote, urlsplit
 
+from .. import envvars
 from .base import ObjectStore, StoreError
 from .local import LocalStore
 from .s3 import MIB, S3Store
 
 # (access key, secret key) variable pairs, first complete pair wins; halves of two pairs never mix.
-CREDENTIAL_VARS = (("INSPATIO_S3_ACCESS_KEY", "INSPATIO_S3_SECRET_KEY"), ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"))
+CREDENTIAL_VARS = ((envvars.S3_ACCESS_KEY.name, envvars.S3_SECRET_KEY.name), ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"))
 AWS_ENDPOINT = "s3.amazonaws.com"
 
 

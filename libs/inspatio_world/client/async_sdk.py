@@ -1,0 +1,71 @@
+"""The asyncio twin of `sdk.Client`: the same calls, awaited (grpc.aio)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import AsyncIterator, Awaitable, Callable, TypeVar
+
+import grpc
+
+from ..rpc.generated import coordinator_pb2, coordinator_pb2_grpc
+from .sdk import JobEvent, JobRequest, JobStatus, submit_messages
+
+T = TypeVar("T")
+
+
+class AsyncClient:
+    def __init__(self, address: str = "127.0.0.1:50051", timeout: float = 60.0, attempts: int = 6, backoff: float = 0.5) -> None:
+        self.channel = grpc.aio.insecure_channel(address)
+        self.stub = coordinator_pb2_grpc.CoordinatorServiceStub(self.channel)
+        self.timeout, self.attempts, self.backoff = timeout, attempts, backoff
+
+    async def __aenter__(self) -> "AsyncClient":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self.channel.close()
+
+    async def _retry(self, call: Callable[[], Awaitable[T]]) -> T:
+        for attempt in range(self.attempts):
+            try:
+                return await call()
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() != grpc.StatusCode.UNAVAILABLE or attempt == self.attempts - 1:
+                    raise
+                await asyncio.sleep(self.backoff * 2**attempt)
+        raise AssertionError("unreachable")
+
+    async def submit(self, video: str | Path, request: JobRequest, timeout: float | None = None) -> JobStatus:
+        job = await self._retry(lambda: self.stub.SubmitJob(submit_messages(video, request), timeout=timeout or self.timeout))
+        return JobStatus.from_proto(job)
+
+    async def get(self, job_id: str) -> JobStatus:
+        request = coordinator_pb2.GetJobRequest(job_id=job_id)
+        return JobStatus.from_proto(await self._retry(lambda: self.stub.GetJob(request, timeout=self.timeout)))
+
+    async def list(self, limit: int = 100) -> list[JobStatus]:
+        response = await self._retry(lambda: self.stub.ListJobs(coordinator_pb2.ListJobsRequest(limit=limit), timeout=self.timeout))
+        return [JobStatus.from_proto(job) for job in response.jobs]
+
+    async def cancel(self, job_id: str) -> JobStatus:
+        request = coordinator_pb2.CancelJobRequest(job_id=job_id)
+        return JobStatus.from_proto(await self._retry(lambda: self.stub.CancelJob(request, timeout=self.timeout)))
+
+    async def watch(self, job_id: str, timeout: float | None = None) -> AsyncIterator[JobEvent]:
+        async for message in self.stub.WatchJob(coordinator_pb2.WatchJobRequest(job_id=job_id), timeout=timeout):
+            event = JobEvent.from_proto(message)
+            yield event
+            if event.kind == "finished":
+                return
+
+    async def wait(self, job_id: str, on_event: Callable[[JobEvent], None] | None = None, timeout: float | None = None) -> JobStatus:
+        async for event in self.watch(job_id, timeout=timeout):
+            if on_event is not None:
+                on_event(event)
+            if event.kind == "finished":
+                return event.status
+        return await self.get(job_id)

@@ -1,0 +1,219 @@
+"""The InSpatio-World client SDK: submit a video and a camera path, follow the job, fetch the results.
+
+    from inspatio_world.client import Client, JobRequest
+
+    with Client("127.0.0.1:50051") as client:
+        job = client.submit("street.mp4", JobRequest(trajectory="x_y_circle_cycle.txt"))
+        final = client.wait(job.job_id, on_event=lambda e: print(e.kind, e.stage or e.block_index))
+        client.download(final, "out/")        # pred.mp4, render.mp4, source.mp4, compare.mp4, manifest.json
+
+`AsyncClient` offers the same calls for asyncio. Calls are retried on UNAVAILABLE (a coordinator
+restarting) with backoff; every call takes a deadline (`timeout`, seconds).
+"""
+
+from __future__ import annotations
+
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator, TypeVar
+
+import grpc
+
+from ..rpc.generated import common_pb2, coordinator_pb2, coordinator_pb2_grpc
+
+CHUNK_BYTES = 1 << 20
+OUTPUT_FILES = {"pred": "pred.mp4", "render": "render.mp4", "source": "source.mp4", "compare": "compare.mp4", "manifest": "manifest.json"}
+STATES = {v: k.removeprefix("JOB_STATE_").lower() for k, v in coordinator_pb2.JobState.items()}
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """Job options; `trajectory` is a shipped trajectory name (e.g. "zoom_out_in.txt") or a local file."""
+
+    trajectory: str
+    relative_to_source: bool = False
+    rotation_only: bool = False
+    adaptive_frames: bool = True
+    freeze_repeat: int = 0
+    freeze_frame: int | None = None
+    autoencoder: str = "wan_vae"
+    prompt: str | None = None
+    seed: int = 0
+    force: bool = False
+
+    def to_proto(self) -> common_pb2.JobOptions:
+        path = Path(self.trajectory)
+        trajectory = (common_pb2.Trajectory(text=path.read_text()) if path.is_file()
+                      else common_pb2.Trajectory(shipped_name=self.trajectory))  # fmt: skip
+        autoencoders = {"wan_vae": common_pb2.AUTOENCODER_WAN_VAE, "taehv": common_pb2.AUTOENCODER_TAEHV}
+        if self.autoencoder not in autoencoders:
+            raise ValueError(f"autoencoder {self.autoencoder!r}: choose from {sorted(autoencoders)}")
+        options = common_pb2.JobOptions(
+            trajectory=trajectory, relative_to_source=self.relative_to_source, rotation_only=self.rotation_only,
+            disable_adaptive_frames=not self.adaptive_frames, freeze_repeat=self.freeze_repeat,
+            autoencoder=autoencoders[self.autoencoder], seed=self.seed, force=self.force,
+        )  # fmt: skip
+        if self.freeze_frame is not None:
+            options.freeze_frame = self.freeze_frame
+        if self.prompt is not None:
+            options.prompt = self.prompt
+        return options
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    job_id: str
+    state: str  # queued, running, succeeded, failed, cancelled
+    caption: str
+    blocks_done: int
+    blocks_total: int
+    error: str
+    timings: dict[str, tuple[float, bool]]  # stage -> (seconds, cache hit)
+    outputs: dict[str, common_pb2.ObjectRef] = field(default_factory=dict)
+
+    @property
+    def finished(self) -> bool:
+        return self.state in ("succeeded", "failed", "cancelled")
+
+    @classmethod
+    def from_proto(cls, job: coordinator_pb2.Job) -> "JobStatus":
+        outputs = {name: getattr(job.outputs, name) for name in OUTPUT_FILES if job.outputs.HasField(name)}
+        timings = {t.stage: (t.seconds, t.cache_hit) for t in job.timings}
+        return cls(job.job_id, STATES[job.state], job.caption, job.blocks_done, job.blocks_total, job.error, timings, outputs)
+
+
+@dataclass(frozen=True)
+class JobEvent:
+    kind: str  # stage_started, stage_finished, block, finished
+    job_id: str
+    stage: str = ""
+    seconds: float = 0.0
+    cache_hit: bool = False
+    block_index: int = -1
+    blocks: int = 0
+    frames: int = 0
+    status: JobStatus | None = None  # for "finished"
+
+    @classmethod
+    def from_proto(cls, event: coordinator_pb2.JobEvent) -> "JobEvent":
+        kind = event.WhichOneof("event")
+        if kind == "stage_started":
+            return cls(kind, event.job_id, stage=event.stage_started.stage)
+        if kind == "stage_finished":
+            timing = event.stage_finished.timing
+            return cls(kind, event.job_id, stage=timing.stage, seconds=timing.seconds, cache_hit=timing.cache_hit)
+        if kind == "block":
+            block = event.block
+            return cls(kind, event.job_id, stage="generate", seconds=block.seconds, block_index=block.index,
+                       blocks=block.blocks, frames=block.frames)  # fmt: skip
+        return cls(kind, event.job_id, status=JobStatus.from_proto(event.finished))
+
+
+def _upload_messages(video: Path, request: JobRequest) -> Iterator[coordinator_pb2.SubmitJobRequest]:
+    yield coordinator_pb2.SubmitJobRequest(spec=coordinator_pb2.JobSpec(options=request.to_proto(), upload_name=video.name))
+    with video.open("rb") as handle:
+        while chunk := handle.read(CHUNK_BYTES):
+            yield coordinator_pb2.SubmitJobRequest(chunk=chunk)
+
+
+def submit_messages(video: str | Path, request: JobRequest) -> Iterator[coordinator_pb2.SubmitJobRequest]:
+    """A local file is uploaded in chunks; an `s3://bucket/key` URI is referenced in place."""
+    if str(video).startswith("s3://"):
+        return iter([coordinator_pb2.SubmitJobRequest(spec=coordinator_pb2.JobSpec(options=request.to_proto(), video_uri=str(video)))])
+    path = Path(video)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such video file")
+    return _upload_messages(path, request)
+
+
+def download_outputs(status: JobStatus, out_dir: str | Path) -> dict[str, Path]:
+    """Fetch a finished job's outputs through their presigned URLs into out_dir."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for name, ref in status.outputs.items():
+        if not ref.url:
+            raise RuntimeError(f"output {name} ({ref.key}) has no download URL; read it from the store directly")
+        target = out_dir / OUTPUT_FILES[name]
+        partial = target.with_suffix(target.suffix + ".part")
+        with urllib.request.urlopen(ref.url) as response, partial.open("wb") as handle:
+            while chunk := response.read(CHUNK_BYTES):
+                handle.write(chunk)
+        partial.replace(target)  # no half-written file under the final name
+        written[name] = target
+    return written
+
+
+class Client:
+    """Synchronous client of the coordinator."""
+
+    def __init__(self, address: str = "127.0.0.1:50051", timeout: float = 60.0, attempts: int = 6, backoff: float = 0.5) -> None:
+        self.channel = grpc.insecure_channel(address)
+        self.stub = coordinator_pb2_grpc.CoordinatorServiceStub(self.channel)
+        self.timeout, self.attempts, self.backoff = timeout, attempts, backoff
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def _retry(self, call: Callable[[], T]) -> T:
+        for attempt in range(self.attempts):
+            try:
+                return call()
+            except grpc.RpcError as exc:
+                if exc.code() != grpc.StatusCode.UNAVAILABLE or attempt == self.attempts - 1:
+                    raise
+                time.sleep(self.backoff * 2**attempt)
+        raise AssertionError("unreachable")
+
+    def submit(self, video: str | Path, request: JobRequest, timeout: float | None = None) -> JobStatus:
+        # an upload is a stream: it is retried from the start, so the file is re-read each attempt
+        job = self._retry(lambda: self.stub.SubmitJob(submit_messages(video, request), timeout=timeout or self.timeout))
+        return JobStatus.from_proto(job)
+
+    def get(self, job_id: str) -> JobStatus:
+        request = coordinator_pb2.GetJobRequest(job_id=job_id)
+        return JobStatus.from_proto(self._retry(lambda: self.stub.GetJob(request, timeout=self.timeout)))
+
+    def list(self, limit: int = 100) -> list[JobStatus]:
+        request = coordinator_pb2.ListJobsRequest(limit=limit)
+        return [JobStatus.from_proto(j) for j in self._retry(lambda: self.stub.ListJobs(request, timeout=self.timeout)).jobs]
+
+    def cancel(self, job_id: str) -> JobStatus:
+        request = coordinator_pb2.CancelJobRequest(job_id=job_id)
+        return JobStatus.from_proto(self._retry(lambda: self.stub.CancelJob(request, timeout=self.timeout)))
+
+    def watch(self, job_id: str, timeout: float | None = None) -> Iterator[JobEvent]:
+        """Events until the job ends; a dropped stream (e.g. a coordinator restart) is re-opened."""
+        request = coordinator_pb2.WatchJobRequest(job_id=job_id)
+        for attempt in range(self.attempts):
+            try:
+                for message in self.stub.WatchJob(request, timeout=timeout):
+                    event = JobEvent.from_proto(message)
+                    yield event
+                    if event.kind == "finished":
+                        return
+                return
+            except grpc.RpcError as exc:
+                if exc.code() != grpc.StatusCode.UNAVAILABLE or attempt == self.attempts - 1:
+                    raise
+                time.sleep(self.backoff * 2**attempt)
+
+    def wait(self, job_id: str, on_event: Callable[[JobEvent], None] | None = None, timeout: float | None = None) -> JobStatus:
+        for event in self.watch(job_id, timeout=timeout):
+            if on_event is not None:
+                on_event(event)
+            if event.kind == "finished":
+                return event.status
+        return self.get(job_id)
+
+    def download(self, status: JobStatus, out_dir: str | Path) -> dict[str, Path]:
+        return download_outputs(status, out_dir)

@@ -1,0 +1,115 @@
+"""The stages over gRPC: the `StageClient` of a coordinator whose stages run as separate services.
+
+Calls are idempotent (every stage output is content-addressed), so a call that finds a service
+unavailable or busy is simply retried with backoff. Closing a generate stream cancels the RPC,
+which stops the generator.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Iterator, TypeVar
+
+import grpc
+
+from ..media.decode import VideoInfo
+from ..rpc.convert import AUTOENCODER_ENUMS, block_from_proto, render_options_to_proto, timing_from_proto
+from ..rpc.generated import (
+    caption_pb2, caption_pb2_grpc, common_pb2, depthrender_pb2, depthrender_pb2_grpc, generator_pb2, generator_pb2_grpc,
+)  # fmt: skip
+from ..stages.caption import CaptionOutput
+from ..stages.depth import DepthOutput
+from ..stages.generate import BlockPublished, GenerateInputs, GenerateOutput
+from ..stages.render import RenderOptions, RenderOutput
+from ..store.base import ObjectStore
+from .manifest import VideoRef
+
+RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED)
+T = TypeVar("T")
+
+
+class RemoteStages:
+    def __init__(self, store: ObjectStore, caption_address: str, depthrender_address: str, generator_address: str,
+                 attempts: int = 8, backoff_s: float = 0.5, timeout_s: float = 3600.0) -> None:  # fmt: skip
+        self.store = store
+        self.attempts, self.backoff_s, self.timeout_s = attempts, backoff_s, timeout_s
+        self._channels = [grpc.insecure_channel(a) for a in (caption_address, depthrender_address, generator_address)]
+        self._caption = caption_pb2_grpc.CaptionServiceStub(self._channels[0])
+        self._depthrender = depthrender_pb2_grpc.DepthRenderServiceStub(self._channels[1])
+        self._generator = generator_pb2_grpc.GeneratorServiceStub(self._channels[2])
+
+    def close(self) -> None:
+        for channel in self._channels:
+            channel.close()
+
+    def _ref(self, key: str, sha256: str = "") -> common_pb2.ObjectRef:
+        return common_pb2.ObjectRef(bucket=self.store.bucket, key=key, sha256=sha256)
+
+    def _call(self, call: Callable[[], T]) -> T:
+        for attempt in range(self.attempts):
+            try:
+                return call()
+            except grpc.RpcError as exc:
+                if exc.code() not in RETRYABLE or attempt == self.attempts - 1:
+                    raise
+                time.sleep(min(self.backoff_s * 2**attempt, 10.0))
+        raise AssertionError("unreachable")
+
+    def caption(self, video: VideoRef, force: bool) -> CaptionOutput:
+        request = caption_pb2.CaptionRequest(video=self._ref(video.key, video.sha256), force=force)
+        response = self._call(lambda: self._caption.Caption(request, timeout=self.timeout_s))
+        return CaptionOutput(response.caption, response.caption_ref.key, timing_from_proto(response.timing))
+
+    def depth(self, video: VideoRef, force: bool) -> DepthOutput:
+        request = depthrender_pb2.DepthRequest(video=self._ref(video.key, video.sha256), force=force)
+        response = self._call(lambda: self._depthrender.EstimateDepth(request, timeout=self.timeout_s))
+        info = response.video
+        return DepthOutput(response.depth.key, VideoInfo(info.frames, info.fps, info.width, info.height, info.codec, 0.0),
+                           timing_from_proto(response.timing))  # fmt: skip
+
+    def render(self, video: VideoRef, depth_key: str, options: RenderOptions, force: bool) -> RenderOutput:
+        request = depthrender_pb2.RenderRequest(
+            video=self._ref(video.key, video.sha256), depth=self._ref(depth_key), options=render_options_to_proto(options, force),
+        )  # fmt: skip
+        response = self._call(lambda: self._depthrender.Render(request, timeout=self.timeout_s))
+        return RenderOutput(response.schedule.key, response.render.key, response.mask.key, response.frames,
+                            timing_from_proto(response.timing))  # fmt: skip
+
+    def generate(self, inputs: GenerateInputs, force: bool) -> Iterator[BlockPublished | GenerateOutput]:
+        request = generator_pb2.GenerateRequest(
+            video=self._ref(inputs.video_key, inputs.video_sha256), schedule=self._ref(inputs.schedule_key),
+            render=self._ref(inputs.render_key), mask=self._ref(inputs.mask_key), prompt=inputs.prompt,
+            seed=inputs.seed, autoencoder=AUTOENCODER_ENUMS[inputs.autoencoder], force=force,
+        )  # fmt: skip
+        # Only the opening is retried: once blocks flow, a broken stream fails the job (which a
+        # resumed run repeats cheaply, earlier stages being cached).
+        stream = self._call(lambda: _opened(self._generator.Generate(request, timeout=self.timeout_s)))
+        try:
+            for event in stream:
+                if event.WhichOneof("event") == "block":
+                    yield block_from_proto(event.block)
+                else:
+                    done = event.done
+                    keys = {"pred": done.video.key, "source": done.source.key, "render": done.render.key, "compare": done.compare.key}
+                    yield GenerateOutput(keys, done.frames, timing_from_proto(done.timing))
+        finally:
+            stream.cancel()
+
+
+class _PeekedStream:
+    """A response stream whose first message was already read (so that opening errors surface)."""
+
+    def __init__(self, stream, first) -> None:
+        self._stream, self._first = stream, first
+
+    def __iter__(self):
+        if self._first is not None:
+            yield self._first
+        yield from self._stream
+
+    def cancel(self) -> None:
+        self._stream.cancel()
+
+
+def _opened(stream) -> _PeekedStream:
+    return _PeekedStream(stream, next(stream, None))

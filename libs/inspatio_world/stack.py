@@ -1,0 +1,134 @@
+"""The local stack: the four services as processes on 127.0.0.1, sharing one store and one weights folder.
+
+`inspatio up` runs it until Ctrl-C; tests start it on free ports. Each service is started with its
+own INSPATIO_* environment and is ready when its gRPC health check says SERVING.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from . import envvars
+from .rpc.bootstrap import DEFAULT_PORTS
+
+STAGE_SERVICES = ("caption", "depthrender", "generator")
+SERVICES = (*STAGE_SERVICES, "coordinator")
+HOST = "127.0.0.1"
+STOP_TIMEOUT_S = 20.0
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        return probe.getsockname()[1]
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind((HOST, port))
+        except OSError:
+            return False
+        return True
+
+
+def health(address: str, timeout: float = 1.0) -> str:
+    """SERVING / NOT_SERVING / UNREACHABLE of a service's overall health."""
+    with grpc.insecure_channel(address) as channel:
+        try:
+            response = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout)
+        except grpc.RpcError:
+            return "UNREACHABLE"
+    return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+
+
+@dataclass
+class LocalStack:
+    store_url: str
+    weights_dir: Path
+    default_ports: bool = True  # the well-known ports (if free), else random free ones
+    log_dir: Path | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
+    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+    addresses: dict[str, str] = field(default_factory=dict)
+    metrics_addresses: dict[str, str] = field(default_factory=dict)
+
+    def _ports(self, name: str) -> tuple[int, int]:
+        grpc_port, metrics_port = DEFAULT_PORTS[name]
+        if self.default_ports and port_is_free(grpc_port) and port_is_free(metrics_port):
+            return grpc_port, metrics_port
+        return free_port(), free_port()
+
+    def start(self, timeout: float = 300.0) -> "LocalStack":
+        for name in SERVICES:
+            grpc_port, metrics_port = self._ports(name)
+            self.addresses[name] = f"{HOST}:{grpc_port}"
+            self.metrics_addresses[name] = f"{HOST}:{metrics_port}"
+        base = {**os.environ, envvars.STORE.name: self.store_url, envvars.WEIGHTS.name: str(self.weights_dir),
+                envvars.CAPTION_ADDRESS.name: self.addresses["caption"],
+                envvars.DEPTHRENDER_ADDRESS.name: self.addresses["depthrender"],
+                envvars.GENERATOR_ADDRESS.name: self.addresses["generator"], **self.extra_env}  # fmt: skip
+        try:
+            for name in SERVICES:
+                env = {**base, envvars.GRPC_ADDRESS.name: self.addresses[name], envvars.METRICS_ADDRESS.name: self.metrics_addresses[name]}
+                log = open(self.log_dir / f"{name}.log", "ab") if self.log_dir else subprocess.DEVNULL
+                self.processes[name] = subprocess.Popen(
+                    [sys.executable, "-m", f"services.{name}.main"], env=env, stdout=log, stderr=subprocess.STDOUT,
+                    cwd=Path(__file__).resolve().parents[2],  # the repository (services/ lives there)
+                )  # fmt: skip
+            self.wait_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        waiting = set(SERVICES)
+        while waiting:
+            for name in list(waiting):
+                if self.processes[name].poll() is not None:
+                    raise RuntimeError(f"the {name} service exited with status {self.processes[name].returncode}" +
+                                       (f" (log: {self.log_dir / (name + '.log')})" if self.log_dir else ""))  # fmt: skip
+                if health(self.addresses[name]) == "SERVING":
+                    waiting.discard(name)
+            if waiting and time.monotonic() > deadline:
+                raise TimeoutError(f"services not ready after {timeout:.0f} s: {sorted(waiting)}")
+            time.sleep(0.2)
+
+    def stop_service(self, name: str, sig: int = signal.SIGTERM) -> None:
+        process = self.processes.get(name)
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(sig)
+        try:
+            process.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def restart_service(self, name: str, timeout: float = 120.0) -> None:
+        """Start a stopped service again on the same ports (e.g. after killing it in a test)."""
+        old = self.processes[name]
+        self.processes[name] = subprocess.Popen(old.args, env=old.env if hasattr(old, "env") else None)
+        self.wait_ready(timeout)
+
+    def stop(self) -> None:
+        for name in reversed(list(self.processes)):  # the coordinator first: it stops sending work
+            self.stop_service(name)
+
+    def __enter__(self) -> "LocalStack":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

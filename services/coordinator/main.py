@@ -1,0 +1,45 @@
+"""`python -m services.coordinator.main`: jobs in, progress out; calls the stage services over gRPC.
+
+On start it resumes every unfinished job whose coordinator is gone (expired lease), and keeps
+checking for such jobs, so jobs survive coordinator restarts.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from inspatio_world import envvars
+from inspatio_world.jobs.manager import JobManager
+from inspatio_world.jobs.remote_stages import RemoteStages
+from inspatio_world.rpc.bootstrap import ServiceSettings, run_service
+from inspatio_world.rpc.generated import coordinator_pb2_grpc
+
+from .servicer import CoordinatorServicer
+
+
+def load(settings, store, server):
+    stages = RemoteStages(store, envvars.get(envvars.CAPTION_ADDRESS), envvars.get(envvars.DEPTHRENDER_ADDRESS),
+                          envvars.get(envvars.GENERATOR_ADDRESS))  # fmt: skip
+    lease = float(envvars.get(envvars.JOB_LEASE_SECONDS))
+    manager = JobManager(store, stages, int(envvars.get(envvars.MAX_PARALLEL_JOBS)), lease_seconds=lease)
+    manager.resume_unfinished()
+    threading.Thread(target=_keep_resuming, args=(manager, lease), name="resume", daemon=True).start()
+    return [CoordinatorServicer(manager)]
+
+
+def _keep_resuming(manager: JobManager, lease: float) -> None:
+    while True:
+        threading.Event().wait(lease)
+        try:
+            manager.resume_unfinished()
+        except Exception:  # the store may be briefly unreachable; try again next round
+            pass
+
+
+def main() -> None:
+    settings = ServiceSettings.from_env("coordinator")
+    run_service(settings, [coordinator_pb2_grpc.add_CoordinatorServiceServicer_to_server], load, limited=False)
+
+
+if __name__ == "__main__":
+    main()

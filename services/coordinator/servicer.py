@@ -1,0 +1,60 @@
+"""CoordinatorService over `jobs.manager.JobManager`."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+from inspatio_world.jobs.manager import JobManager
+from inspatio_world.rpc.convert import event_to_proto, job_to_proto, options_from_proto
+from inspatio_world.rpc.generated import coordinator_pb2, coordinator_pb2_grpc
+
+
+def key_from_uri(uri: str, bucket: str) -> str:
+    """`s3://<bucket>/<key>` of this deployment's bucket -> key."""
+    prefix = f"s3://{bucket}/"
+    if not uri.startswith(prefix) or len(uri) == len(prefix):
+        raise ValueError(f"video_uri {uri!r}: expected {prefix}<key> (videos must be in this deployment's bucket)")
+    return uri[len(prefix):]
+
+
+class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
+    def __init__(self, manager: JobManager) -> None:
+        self.manager = manager
+        self.store = manager.store
+
+    def SubmitJob(self, request_iterator, context) -> coordinator_pb2.Job:
+        first = next(request_iterator, None)
+        if first is None or first.WhichOneof("part") != "spec":
+            raise ValueError("the first SubmitJob message must carry the job spec")
+        spec = first.spec
+        options = options_from_proto(spec.options)
+        options.validate()  # before a byte of the video is read
+        source = spec.WhichOneof("video")
+        if source == "upload_name":
+            video = self.manager.upload_video(_chunks(request_iterator), spec.upload_name)
+        elif source == "video_uri":
+            video = self.manager.video_from_store(key_from_uri(spec.video_uri, self.store.bucket))
+        else:
+            raise ValueError("the job spec names no video: set upload_name (and stream chunks) or video_uri")
+        return job_to_proto(self.store, self.manager.submit(options, video))
+
+    def WatchJob(self, request, context) -> Iterator[coordinator_pb2.JobEvent]:
+        for event in self.manager.watch(request.job_id):
+            yield event_to_proto(self.store, request.job_id, event)
+
+    def GetJob(self, request, context) -> coordinator_pb2.Job:
+        return job_to_proto(self.store, self.manager.get(request.job_id))
+
+    def ListJobs(self, request, context) -> coordinator_pb2.ListJobsResponse:
+        jobs = self.manager.list(request.limit or 100)
+        return coordinator_pb2.ListJobsResponse(jobs=[job_to_proto(self.store, job) for job in jobs])
+
+    def CancelJob(self, request, context) -> coordinator_pb2.Job:
+        return job_to_proto(self.store, self.manager.cancel(request.job_id))
+
+
+def _chunks(request_iterator) -> Iterator[bytes]:
+    for message in request_iterator:
+        if message.WhichOneof("part") != "chunk":
+            raise ValueError("after the spec, SubmitJob messages must carry video chunks only")
+        yield message.chunk

@@ -1,0 +1,48 @@
+"""DepthRenderService over `stages.depth.run_depth` and `stages.render.run_render`."""
+
+from __future__ import annotations
+
+import torch
+
+from inspatio_world.media.decode import VideoInfo
+from inspatio_world.models.depth import DepthEstimator
+from inspatio_world.rpc.convert import identity_to_proto, key_to_ref, ref_to_key, render_options_from_proto, timing_to_proto
+from inspatio_world.rpc.generated import common_pb2, depthrender_pb2, depthrender_pb2_grpc
+from inspatio_world.rpc.metrics import ServiceMetrics
+from inspatio_world.stages.artifacts import object_digest
+from inspatio_world.stages.depth import run_depth
+from inspatio_world.stages.identity import ModelIdentity
+from inspatio_world.stages.render import run_render
+from inspatio_world.store.base import ObjectStore
+
+
+def video_info_to_proto(info: VideoInfo) -> common_pb2.VideoInfo:
+    return common_pb2.VideoInfo(frames=info.frames, fps=info.fps, width=info.width, height=info.height, codec=info.codec)
+
+
+class DepthRenderServicer(depthrender_pb2_grpc.DepthRenderServiceServicer):
+    def __init__(self, store: ObjectStore, estimator: DepthEstimator, identity: ModelIdentity, device: torch.device,
+                 metrics: ServiceMetrics) -> None:  # fmt: skip
+        self.store, self.estimator, self.identity, self.device, self.metrics = store, estimator, identity, device, metrics
+
+    def EstimateDepth(self, request: depthrender_pb2.DepthRequest, context) -> depthrender_pb2.DepthResponse:
+        key = ref_to_key(self.store, request.video, "video")
+        digest = request.video.sha256 or object_digest(self.store, key)
+        out = run_depth(self.store, key, digest, self.estimator, self.identity, request.force)
+        self.metrics.observe_stage("depth", out.timing.seconds, out.timing.cache_hit)
+        return depthrender_pb2.DepthResponse(
+            depth=key_to_ref(self.store, out.key), video=video_info_to_proto(out.video),
+            timing=timing_to_proto(out.timing), model=identity_to_proto(self.identity),
+        )  # fmt: skip
+
+    def Render(self, request: depthrender_pb2.RenderRequest, context) -> depthrender_pb2.RenderResponse:
+        options = render_options_from_proto(request.options)  # bad trajectories fail before any download
+        video_key = ref_to_key(self.store, request.video, "video")
+        digest = request.video.sha256 or object_digest(self.store, video_key)
+        depth_key = ref_to_key(self.store, request.depth, "depth")
+        out = run_render(self.store, digest, depth_key, options, self.device, request.options.force)
+        self.metrics.observe_stage("render", out.timing.seconds, out.timing.cache_hit)
+        return depthrender_pb2.RenderResponse(
+            schedule=key_to_ref(self.store, out.schedule_key), render=key_to_ref(self.store, out.render_key),
+            mask=key_to_ref(self.store, out.mask_key), frames=out.frames, timing=timing_to_proto(out.timing),
+        )  # fmt: skip

@@ -1,0 +1,33 @@
+"""`python -m services.generator.main`: the block-causal generator over gRPC, streaming blocks.
+
+TAEHV is loaded when its checkpoint is present (jobs may then choose it); the Wan VAE always is.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from inspatio_world.jobs.local_stages import generator_identity
+from inspatio_world.pipeline.generator import VideoGenerator
+from inspatio_world.pipeline.models import GeneratorModels
+from inspatio_world.rpc.bootstrap import ServiceSettings, run_service
+from inspatio_world.rpc.generated import generator_pb2_grpc
+
+from .servicer import GeneratorServicer
+
+
+def load(settings, store, server):
+    weights = settings.weights()
+    autoencoders = ("wan_vae", "taehv") if weights.taehv_file.is_file() else ("wan_vae",)
+    identity = generator_identity(weights, autoencoders)
+    server.metrics.set_model(identity.name, identity.digest, identity.random)
+    models = GeneratorModels.load(weights, torch.device(settings.device), autoencoders)
+    return [GeneratorServicer(store, VideoGenerator(models), identity, server.metrics)]
+
+
+def main() -> None:
+    run_service(ServiceSettings.from_env("generator"), [generator_pb2_grpc.add_GeneratorServiceServicer_to_server], load)
+
+
+if __name__ == "__main__":
+    main()
