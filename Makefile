@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml requirements-da3.txt
 	touch $(STAMP)
 
 run: install
-	$(BIN)/inspatio generate --out outputs/sample
+	$(BIN)/inspatio run --sample --traj orbit_left.txt --out outputs
 
 test: install
 	$(BIN)/python -m pytest -q

@@ -1,4 +1,4 @@
-"""`inspatio ...` command line: sample generation, parity checks and benchmarks."""
+"""`inspatio ...` command line: jobs and the local stack, sample generation, parity checks, benchmarks."""
 
 from __future__ import annotations
 
@@ -72,6 +72,10 @@ def _generate(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="inspatio", description="InSpatio-World: camera-controlled video re-rendering")
     commands = parser.add_subparsers(dest="command", required=True)
+
+    from .cli_jobs import add_job_commands
+
+    add_job_commands(commands)
 
     parity = commands.add_parser("parity", help="run every case of a golden parity pack against this implementation")
     parity.add_argument("pack", help="pack folder: one sub-folder per case with case.json and tensors")

@@ -60,6 +60,7 @@ class LocalStack:
     log_dir: Path | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+    _envs: dict[str, dict[str, str]] = field(default_factory=dict)
     addresses: dict[str, str] = field(default_factory=dict)
     metrics_addresses: dict[str, str] = field(default_factory=dict)
 
@@ -80,17 +81,21 @@ class LocalStack:
                 envvars.GENERATOR_ADDRESS.name: self.addresses["generator"], **self.extra_env}  # fmt: skip
         try:
             for name in SERVICES:
-                env = {**base, envvars.GRPC_ADDRESS.name: self.addresses[name], envvars.METRICS_ADDRESS.name: self.metrics_addresses[name]}
-                log = open(self.log_dir / f"{name}.log", "ab") if self.log_dir else subprocess.DEVNULL
-                self.processes[name] = subprocess.Popen(
-                    [sys.executable, "-m", f"services.{name}.main"], env=env, stdout=log, stderr=subprocess.STDOUT,
-                    cwd=Path(__file__).resolve().parents[2],  # the repository (services/ lives there)
-                )  # fmt: skip
+                self._envs[name] = {**base, envvars.GRPC_ADDRESS.name: self.addresses[name],
+                                    envvars.METRICS_ADDRESS.name: self.metrics_addresses[name]}  # fmt: skip
+                self._spawn(name)
             self.wait_ready(timeout)
         except BaseException:
             self.stop()
             raise
         return self
+
+    def _spawn(self, name: str) -> None:
+        log = open(self.log_dir / f"{name}.log", "ab") if self.log_dir else subprocess.DEVNULL
+        self.processes[name] = subprocess.Popen(
+            [sys.executable, "-m", f"services.{name}.main"], env=self._envs[name], stdout=log, stderr=subprocess.STDOUT,
+            cwd=Path(__file__).resolve().parents[2],  # the repository (services/ lives there)
+        )  # fmt: skip
 
     def wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -118,9 +123,9 @@ class LocalStack:
             process.wait()
 
     def restart_service(self, name: str, timeout: float = 120.0) -> None:
-        """Start a stopped service again on the same ports (e.g. after killing it in a test)."""
-        old = self.processes[name]
-        self.processes[name] = subprocess.Popen(old.args, env=old.env if hasattr(old, "env") else None)
+        """Start a stopped service again, same ports and settings (e.g. after killing it in a test)."""
+        self.stop_service(name)
+        self._spawn(name)
         self.wait_ready(timeout)
 
     def stop(self) -> None:

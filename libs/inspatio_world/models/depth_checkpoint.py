@@ -20,6 +20,7 @@ runs (Gaussian-splat head and adapter, camera encoder for given poses); they kee
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,8 @@ INSTALL_HINT = "install it with: pip install --no-deps -r requirements-da3.txt"
 
 
 def _import_da3() -> tuple[Any, Any, dict[str, str]]:
+    # The package prints INFO lines on stdout for every network it builds; keep warnings only.
+    os.environ.setdefault("DA3_LOG_LEVEL", "WARN")
     try:
         from depth_anything_3.cfg import create_object, load_config
         from depth_anything_3.registry import MODEL_REGISTRY
