@@ -178,3 +178,22 @@ def test_prometheus_scrapes_the_services_and_answers_a_generator_query(stack, cl
         assert float(result[0]["value"][1]) == before + 9  # the job generated one 9-frame block
         blocks = prometheus.query('inspatio_block_seconds_count{job="generator"}')
         assert float(blocks[0]["value"][1]) >= 1
+
+
+def test_async_client_submits_waits_and_lists(stack, video):
+    import asyncio
+
+    from inspatio_world.client import AsyncClient
+
+    async def scenario():
+        async with AsyncClient(stack.addresses["coordinator"], timeout=120) as client:
+            job = await client.submit(video, JobRequest(trajectory="pan_right.txt", adaptive_frames=False, seed=3))
+            events = []
+            final = await client.wait(job.job_id, on_event=events.append)
+            listed = [status.job_id for status in await client.list(limit=50)]
+            return job, final, events, listed, await client.get(job.job_id)
+
+    job, final, events, listed, fetched = asyncio.run(scenario())
+    assert final.state == fetched.state == "succeeded"
+    assert any(e.kind == "block" for e in events)
+    assert job.job_id in listed
