@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Iterator
 
 from . import envvars
-from .client import Client, JobRequest, JobStatus
+from .client import Client, JobOptions, JobStatus
 from .media.video_io import write_mp4
 from .pipeline.local_job import RANDOM_WEIGHTS_BANNER, TINY_WEIGHTS_DIR
 from .pipeline.sample_clip import make_sample_clip
@@ -82,9 +82,9 @@ def _job_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="recompute every stage even when cached")
 
 
-def _request(args: argparse.Namespace) -> JobRequest:
-    return JobRequest(
-        trajectory=args.traj, relative_to_source=args.relative_to_source, rotation_only=args.rotation_only,
+def _request(args: argparse.Namespace) -> JobOptions:
+    return JobOptions.for_trajectory(
+        args.traj, relative_to_source=args.relative_to_source, rotation_only=args.rotation_only,
         adaptive_frames=not args.no_adaptive_frames, freeze_repeat=args.freeze_repeat, freeze_frame=args.freeze_frame,
         autoencoder=args.autoencoder, prompt=args.prompt, seed=args.seed, force=args.force,
     )  # fmt: skip
@@ -142,7 +142,7 @@ def _videos(args: argparse.Namespace) -> list[Path]:
     return [path]
 
 
-def _run_jobs(client: Client, videos: list[Path], request: JobRequest, out: Path) -> int:
+def _run_jobs(client: Client, videos: list[Path], request: JobOptions, out: Path) -> int:
     from tqdm import tqdm
 
     jobs = [(video, client.submit(video, request)) for video in videos]

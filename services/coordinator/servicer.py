@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Iterator
 
 from inspatio_world.jobs.manager import JobManager
-from inspatio_world.rpc.convert import event_to_proto, job_to_proto, options_from_proto
+from inspatio_world.rpc.convert import event_to_proto, job_to_proto
+from inspatio_world.rpc.options_proto import options_from_proto
 from inspatio_world.rpc.generated import coordinator_pb2, coordinator_pb2_grpc
 
 

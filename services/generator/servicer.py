@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Iterator
 
 from inspatio_world.pipeline.generator import VideoGenerator
-from inspatio_world.rpc.convert import autoencoder_name, block_to_proto, identity_to_proto, key_to_ref, ref_to_key, timing_to_proto
+from inspatio_world.rpc.convert import block_to_proto, identity_to_proto, key_to_ref, ref_to_key, timing_to_proto
+from inspatio_world.rpc.options_proto import autoencoder_name
 from inspatio_world.rpc.generated import generator_pb2, generator_pb2_grpc
 from inspatio_world.rpc.metrics import ServiceMetrics
 from inspatio_world.stages.artifacts import object_digest

@@ -12,7 +12,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from inspatio_world.client import Client, JobRequest
+from inspatio_world.client import Client, JobOptions
 from inspatio_world.media.decode import read_frames
 from inspatio_world.media.video_io import write_mp4
 from inspatio_world.pipeline.sample_clip import make_sample_clip
@@ -66,7 +66,7 @@ def _hits(stack: LocalStack, service: str, stage: str) -> float:
 
 
 def test_job_through_the_sdk_streams_blocks_and_writes_outputs(client, video, tmp_path):
-    job = client.submit(video, JobRequest(trajectory="x_y_circle_cycle.txt", adaptive_frames=False))
+    job = client.submit(video, JobOptions.for_trajectory("x_y_circle_cycle.txt", adaptive_frames=False))
     events = []
     final = client.wait(job.job_id, on_event=events.append)
     assert final.state == "succeeded", final.error
@@ -81,9 +81,9 @@ def test_job_through_the_sdk_streams_blocks_and_writes_outputs(client, video, tm
 
 
 def test_second_trajectory_hits_the_caption_and_depth_cache(stack, client, video):
-    first = client.wait(client.submit(video, JobRequest(trajectory="zoom_out_in.txt", adaptive_frames=False)).job_id)
+    first = client.wait(client.submit(video, JobOptions.for_trajectory("zoom_out_in.txt", adaptive_frames=False)).job_id)
     caption_hits, depth_hits = _hits(stack, "caption", "caption"), _hits(stack, "depthrender", "depth")
-    second = client.wait(client.submit(video, JobRequest(trajectory="pan_left.txt", adaptive_frames=False)).job_id)
+    second = client.wait(client.submit(video, JobOptions.for_trajectory("pan_left.txt", adaptive_frames=False)).job_id)
     assert first.state == second.state == "succeeded"
     assert second.timings["caption"][1] and second.timings["depth"][1]
     assert _hits(stack, "caption", "caption") == caption_hits + 1
@@ -94,7 +94,7 @@ def test_second_trajectory_hits_the_caption_and_depth_cache(stack, client, video
 def test_coordinator_killed_mid_job_and_restarted_completes_the_job(stack, video):
     with Client(stack.addresses["coordinator"], timeout=120) as client:
         # adaptive frames bounce 9 frames to 121: ten blocks, time enough to kill the coordinator
-        job = client.submit(video, JobRequest(trajectory="orbit_left.txt", seed=11))
+        job = client.submit(video, JobOptions.for_trajectory("orbit_left.txt", seed=11))
         for event in client.watch(job.job_id):
             if event.kind == "block":
                 break
@@ -108,7 +108,7 @@ def test_coordinator_killed_mid_job_and_restarted_completes_the_job(stack, video
 
 def test_cancelled_job_stops_its_stages(stack, client, video):
     frames_before = _metric(stack, "generator", r"inspatio_frames_generated_total")
-    job = client.submit(video, JobRequest(trajectory="orbit_left.txt", seed=12))
+    job = client.submit(video, JobOptions.for_trajectory("orbit_left.txt", seed=12))
     for event in client.watch(job.job_id):
         if event.kind == "block":
             client.cancel(job.job_id)
@@ -171,7 +171,7 @@ def test_prometheus_scrapes_the_services_and_answers_a_generator_query(stack, cl
         up = prometheus.wait_for("up", lambda r: len(r) == 4 and all(s["value"][1] == "1" for s in r))
         assert sorted(s["metric"]["job"] for s in up) == ["caption", "coordinator", "depthrender", "generator"]
         before = float(prometheus.query('inspatio_frames_generated_total{job="generator"}')[0]["value"][1])
-        job = client.wait(client.submit(video, JobRequest(trajectory="tilt_up.txt", adaptive_frames=False, seed=5)).job_id)
+        job = client.wait(client.submit(video, JobOptions.for_trajectory("tilt_up.txt", adaptive_frames=False, seed=5)).job_id)
         assert job.state == "succeeded"
         result = prometheus.wait_for('inspatio_frames_generated_total{job="generator"}',
                                      lambda r: r and float(r[0]["value"][1]) >= before + 9)  # fmt: skip
@@ -187,7 +187,7 @@ def test_async_client_submits_waits_and_lists(stack, video):
 
     async def scenario():
         async with AsyncClient(stack.addresses["coordinator"], timeout=120) as client:
-            job = await client.submit(video, JobRequest(trajectory="pan_right.txt", adaptive_frames=False, seed=3))
+            job = await client.submit(video, JobOptions.for_trajectory("pan_right.txt", adaptive_frames=False, seed=3))
             events = []
             final = await client.wait(job.job_id, on_event=events.append)
             listed = [status.job_id for status in await client.list(limit=50)]

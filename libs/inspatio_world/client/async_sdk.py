@@ -9,7 +9,8 @@ from typing import AsyncIterator, Awaitable, Callable, TypeVar
 import grpc
 
 from ..rpc.generated import coordinator_pb2, coordinator_pb2_grpc
-from .sdk import JobEvent, JobRequest, JobStatus, submit_messages
+from ..jobs.options import JobOptions
+from .sdk import JobEvent, JobStatus, submit_messages
 
 T = TypeVar("T")
 
@@ -39,8 +40,8 @@ class AsyncClient:
                 await asyncio.sleep(self.backoff * 2**attempt)
         raise AssertionError("unreachable")
 
-    async def submit(self, video: str | Path, request: JobRequest, timeout: float | None = None) -> JobStatus:
-        job = await self._retry(lambda: self.stub.SubmitJob(submit_messages(video, request), timeout=timeout or self.timeout))
+    async def submit(self, video: str | Path, options: JobOptions, timeout: float | None = None) -> JobStatus:
+        job = await self._retry(lambda: self.stub.SubmitJob(submit_messages(video, options), timeout=timeout or self.timeout))
         return JobStatus.from_proto(job)
 
     async def get(self, job_id: str) -> JobStatus:

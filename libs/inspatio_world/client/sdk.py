@@ -1,9 +1,9 @@
 """The InSpatio-World client SDK: submit a video and a camera path, follow the job, fetch the results.
 
-    from inspatio_world.client import Client, JobRequest
+    from inspatio_world.client import Client, JobOptions
 
     with Client("127.0.0.1:50051") as client:
-        job = client.submit("street.mp4", JobRequest(trajectory="x_y_circle_cycle.txt"))
+        job = client.submit("street.mp4", JobOptions.for_trajectory("x_y_circle_cycle.txt"))
         final = client.wait(job.job_id, on_event=lambda e: print(e.kind, e.stage or e.block_index))
         client.download(final, "out/")        # pred.mp4, render.mp4, source.mp4, compare.mp4, manifest.json
 
@@ -21,46 +21,14 @@ from typing import Callable, Iterator, TypeVar
 
 import grpc
 
+from ..jobs.options import JobOptions
 from ..rpc.generated import common_pb2, coordinator_pb2, coordinator_pb2_grpc
+from ..rpc.options_proto import options_to_proto
 
 CHUNK_BYTES = 1 << 20
 OUTPUT_FILES = {"pred": "pred.mp4", "render": "render.mp4", "source": "source.mp4", "compare": "compare.mp4", "manifest": "manifest.json"}
 STATES = {v: k.removeprefix("JOB_STATE_").lower() for k, v in coordinator_pb2.JobState.items()}
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class JobRequest:
-    """Job options; `trajectory` is a shipped trajectory name (e.g. "zoom_out_in.txt") or a local file."""
-
-    trajectory: str
-    relative_to_source: bool = False
-    rotation_only: bool = False
-    adaptive_frames: bool = True
-    freeze_repeat: int = 0
-    freeze_frame: int | None = None
-    autoencoder: str = "wan_vae"
-    prompt: str | None = None
-    seed: int = 0
-    force: bool = False
-
-    def to_proto(self) -> common_pb2.JobOptions:
-        path = Path(self.trajectory)
-        trajectory = (common_pb2.Trajectory(text=path.read_text()) if path.is_file()
-                      else common_pb2.Trajectory(shipped_name=self.trajectory))  # fmt: skip
-        autoencoders = {"wan_vae": common_pb2.AUTOENCODER_WAN_VAE, "taehv": common_pb2.AUTOENCODER_TAEHV}
-        if self.autoencoder not in autoencoders:
-            raise ValueError(f"autoencoder {self.autoencoder!r}: choose from {sorted(autoencoders)}")
-        options = common_pb2.JobOptions(
-            trajectory=trajectory, relative_to_source=self.relative_to_source, rotation_only=self.rotation_only,
-            disable_adaptive_frames=not self.adaptive_frames, freeze_repeat=self.freeze_repeat,
-            autoencoder=autoencoders[self.autoencoder], seed=self.seed, force=self.force,
-        )  # fmt: skip
-        if self.freeze_frame is not None:
-            options.freeze_frame = self.freeze_frame
-        if self.prompt is not None:
-            options.prompt = self.prompt
-        return options
 
 
 @dataclass(frozen=True)
@@ -112,21 +80,22 @@ class JobEvent:
         return cls(kind, event.job_id, status=JobStatus.from_proto(event.finished))
 
 
-def _upload_messages(video: Path, request: JobRequest) -> Iterator[coordinator_pb2.SubmitJobRequest]:
-    yield coordinator_pb2.SubmitJobRequest(spec=coordinator_pb2.JobSpec(options=request.to_proto(), upload_name=video.name))
+def _upload_messages(video: Path, options: JobOptions) -> Iterator[coordinator_pb2.SubmitJobRequest]:
+    yield coordinator_pb2.SubmitJobRequest(spec=coordinator_pb2.JobSpec(options=options_to_proto(options), upload_name=video.name))
     with video.open("rb") as handle:
         while chunk := handle.read(CHUNK_BYTES):
             yield coordinator_pb2.SubmitJobRequest(chunk=chunk)
 
 
-def submit_messages(video: str | Path, request: JobRequest) -> Iterator[coordinator_pb2.SubmitJobRequest]:
+def submit_messages(video: str | Path, options: JobOptions) -> Iterator[coordinator_pb2.SubmitJobRequest]:
     """A local file is uploaded in chunks; an `s3://bucket/key` URI is referenced in place."""
     if str(video).startswith("s3://"):
-        return iter([coordinator_pb2.SubmitJobRequest(spec=coordinator_pb2.JobSpec(options=request.to_proto(), video_uri=str(video)))])
+        spec = coordinator_pb2.JobSpec(options=options_to_proto(options), video_uri=str(video))
+        return iter([coordinator_pb2.SubmitJobRequest(spec=spec)])
     path = Path(video)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such video file")
-    return _upload_messages(path, request)
+    return _upload_messages(path, options)
 
 
 def download_outputs(status: JobStatus, out_dir: str | Path) -> dict[str, Path]:
@@ -174,9 +143,9 @@ class Client:
                 time.sleep(self.backoff * 2**attempt)
         raise AssertionError("unreachable")
 
-    def submit(self, video: str | Path, request: JobRequest, timeout: float | None = None) -> JobStatus:
+    def submit(self, video: str | Path, options: JobOptions, timeout: float | None = None) -> JobStatus:
         # an upload is a stream: it is retried from the start, so the file is re-read each attempt
-        job = self._retry(lambda: self.stub.SubmitJob(submit_messages(video, request), timeout=timeout or self.timeout))
+        job = self._retry(lambda: self.stub.SubmitJob(submit_messages(video, options), timeout=timeout or self.timeout))
         return JobStatus.from_proto(job)
 
     def get(self, job_id: str) -> JobStatus:

@@ -1,11 +1,15 @@
-"""A job's options: every upstream option (trajectory, modes, frames, decoder, prompt, seed) + force."""
+"""A job's options: every upstream option (trajectory, modes, frames, decoder, prompt, seed) + force.
+
+Shared by the client SDK and the services, so this module imports no model code: the trajectory
+is parsed (and scipy/torch imported) only when the options are validated.
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
-from ..geometry.trajectory import SHIPPED_TRAJECTORIES, Trajectory, TrajectoryError, parse_trajectory
-from ..pipeline.models import AUTOENCODERS
+AUTOENCODERS = ("wan_vae", "taehv")
 
 
 @dataclass(frozen=True)
@@ -22,6 +26,14 @@ class JobOptions:
     seed: int = 0
     force: bool = False
 
+    @classmethod
+    def for_trajectory(cls, trajectory: str | Path, **fields) -> "JobOptions":
+        """Options for a trajectory given as a local file (its text is sent) or a shipped name."""
+        path = Path(trajectory)
+        if path.is_file():
+            return cls(trajectory_text=path.read_text(), **fields)
+        return cls(trajectory_name=str(trajectory), **fields)
+
     def validate(self) -> None:
         """Cheap checks; raises ValueError (TrajectoryError included) with a message a person can act on."""
         if bool(self.trajectory_text) == bool(self.trajectory_name):
@@ -36,11 +48,15 @@ class JobOptions:
         if self.prompt is not None and not self.prompt.strip():
             raise ValueError("prompt is empty: leave it unset to use the caption")
 
-    def trajectory(self) -> Trajectory:
+    def trajectory(self):
+        from ..geometry.trajectory import parse_trajectory
+
         return parse_trajectory(self.resolved_trajectory_text(), source=self.trajectory_name or "<job trajectory>")
 
     def resolved_trajectory_text(self) -> str:
         """The trajectory's text; a name may only pick one of the shipped files (never a server path)."""
+        from ..geometry.trajectory import SHIPPED_TRAJECTORIES, TrajectoryError
+
         if not self.trajectory_name:
             return self.trajectory_text
         shipped = sorted(p.name for p in SHIPPED_TRAJECTORIES.glob("*.txt"))

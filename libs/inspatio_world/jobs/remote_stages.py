@@ -13,7 +13,8 @@ from typing import Callable, Iterator, TypeVar
 import grpc
 
 from ..media.decode import VideoInfo
-from ..rpc.convert import AUTOENCODER_ENUMS, block_from_proto, render_options_to_proto, timing_from_proto
+from ..rpc.convert import block_from_proto, render_options_to_proto, timing_from_proto
+from ..rpc.options_proto import autoencoder_enum
 from ..rpc.generated import (
     caption_pb2, caption_pb2_grpc, common_pb2, depthrender_pb2, depthrender_pb2_grpc, generator_pb2, generator_pb2_grpc,
 )  # fmt: skip
@@ -79,7 +80,7 @@ class RemoteStages:
         request = generator_pb2.GenerateRequest(
             video=self._ref(inputs.video_key, inputs.video_sha256), schedule=self._ref(inputs.schedule_key),
             render=self._ref(inputs.render_key), mask=self._ref(inputs.mask_key), prompt=inputs.prompt,
-            seed=inputs.seed, autoencoder=AUTOENCODER_ENUMS[inputs.autoencoder], force=force,
+            seed=inputs.seed, autoencoder=autoencoder_enum(inputs.autoencoder), force=force,
         )  # fmt: skip
         # Only the opening is retried: once blocks flow, a broken stream fails the job (which a
         # resumed run repeats cheaply, earlier stages being cached).

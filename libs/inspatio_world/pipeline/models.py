@@ -16,9 +16,9 @@ from ..models.dit import CausalDiT, DiTConfig
 from ..models.taehv import TAEHV, TAEHVConfig, load_taehv
 from ..models.text_encoder import PromptTokenizer, TextEncoder, TextEncoderConfig, build_encoder_model, load_text_encoder
 from ..models.wan_vae import WanVAE, WanVAEConfig, build_wan_vae, load_wan_vae
+from ..jobs.options import AUTOENCODERS
 from .weights import WeightsFolder
 
-AUTOENCODERS = ("wan_vae", "taehv")
 
 
 def default_dtype(device: torch.device) -> torch.dtype:

@@ -13,24 +13,13 @@ from ..stages.render import RenderOptions
 from ..stages.identity import ModelIdentity
 from ..store.base import ObjectStore
 from .generated import common_pb2, coordinator_pb2
+from .options_proto import options_from_proto, options_to_proto
 
-AUTOENCODER_NAMES = {
-    common_pb2.AUTOENCODER_UNSPECIFIED: "wan_vae",
-    common_pb2.AUTOENCODER_WAN_VAE: "wan_vae",
-    common_pb2.AUTOENCODER_TAEHV: "taehv",
-}
-AUTOENCODER_ENUMS = {"wan_vae": common_pb2.AUTOENCODER_WAN_VAE, "taehv": common_pb2.AUTOENCODER_TAEHV}
 JOB_STATES = {
     QUEUED: coordinator_pb2.JOB_STATE_QUEUED, RUNNING: coordinator_pb2.JOB_STATE_RUNNING,
     SUCCEEDED: coordinator_pb2.JOB_STATE_SUCCEEDED, FAILED: coordinator_pb2.JOB_STATE_FAILED,
     CANCELLED: coordinator_pb2.JOB_STATE_CANCELLED,
 }  # fmt: skip
-
-
-def autoencoder_name(value: int) -> str:
-    if value not in AUTOENCODER_NAMES:
-        raise ValueError(f"unknown autoencoder enum value {value}")
-    return AUTOENCODER_NAMES[value]
 
 
 def ref_to_key(store: ObjectStore, ref: common_pb2.ObjectRef, what: str) -> str:
@@ -57,38 +46,6 @@ def timing_from_proto(timing: common_pb2.StageTiming) -> Timing:
 
 def identity_to_proto(identity: ModelIdentity) -> common_pb2.ModelIdentity:
     return common_pb2.ModelIdentity(name=identity.name, digest=identity.digest, random=identity.random)
-
-
-def options_from_proto(options: common_pb2.JobOptions) -> JobOptions:
-    source = options.trajectory.WhichOneof("source")
-    return JobOptions(
-        trajectory_text=options.trajectory.text if source == "text" else "",
-        trajectory_name=options.trajectory.shipped_name if source == "shipped_name" else "",
-        relative_to_source=options.relative_to_source,
-        rotation_only=options.rotation_only,
-        adaptive_frames=not options.disable_adaptive_frames,
-        freeze_repeat=options.freeze_repeat,
-        freeze_frame=options.freeze_frame if options.HasField("freeze_frame") else None,
-        autoencoder=autoencoder_name(options.autoencoder),
-        prompt=options.prompt if options.HasField("prompt") else None,
-        seed=options.seed,
-        force=options.force,
-    )
-
-
-def options_to_proto(options: JobOptions) -> common_pb2.JobOptions:
-    trajectory = (common_pb2.Trajectory(shipped_name=options.trajectory_name) if options.trajectory_name
-                  else common_pb2.Trajectory(text=options.trajectory_text))  # fmt: skip
-    message = common_pb2.JobOptions(
-        trajectory=trajectory, relative_to_source=options.relative_to_source, rotation_only=options.rotation_only,
-        disable_adaptive_frames=not options.adaptive_frames, freeze_repeat=options.freeze_repeat,
-        autoencoder=AUTOENCODER_ENUMS[options.autoencoder], seed=options.seed, force=options.force,
-    )  # fmt: skip
-    if options.freeze_frame is not None:
-        message.freeze_frame = options.freeze_frame
-    if options.prompt is not None:
-        message.prompt = options.prompt
-    return message
 
 
 def block_to_proto(store: ObjectStore, block: BlockPublished) -> common_pb2.BlockGenerated:
@@ -134,14 +91,11 @@ def render_options_from_proto(options: common_pb2.JobOptions) -> RenderOptions:
 
 
 def render_options_to_proto(options: RenderOptions, force: bool) -> common_pb2.JobOptions:
-    message = common_pb2.JobOptions(
-        trajectory=common_pb2.Trajectory(text=options.trajectory_text), relative_to_source=options.relative_to_source,
-        rotation_only=options.rotation_only, disable_adaptive_frames=not options.adaptive_frames,
-        freeze_repeat=options.freeze_repeat, force=force,
-    )  # fmt: skip
-    if options.freeze_frame is not None:
-        message.freeze_frame = options.freeze_frame
-    return message
+    return options_to_proto(JobOptions(
+        trajectory_text=options.trajectory_text, relative_to_source=options.relative_to_source,
+        rotation_only=options.rotation_only, adaptive_frames=options.adaptive_frames,
+        freeze_repeat=options.freeze_repeat, freeze_frame=options.freeze_frame, force=force,
+    ))  # fmt: skip
 
 
 def event_to_proto(store: ObjectStore, job_id: str, event: JobEvent) -> coordinator_pb2.JobEvent:

@@ -1,0 +1,54 @@
+"""Job options <-> `JobOptions` messages, the one conversion used by the SDK and the services alike
+(it imports no model code, so the client stays light)."""
+
+from __future__ import annotations
+
+from ..jobs.options import JobOptions
+from .generated import common_pb2
+
+AUTOENCODER_ENUMS = {"wan_vae": common_pb2.AUTOENCODER_WAN_VAE, "taehv": common_pb2.AUTOENCODER_TAEHV}
+AUTOENCODER_NAMES = {common_pb2.AUTOENCODER_UNSPECIFIED: "wan_vae", **{v: k for k, v in AUTOENCODER_ENUMS.items()}}
+
+
+def autoencoder_name(value: int) -> str:
+    if value not in AUTOENCODER_NAMES:
+        raise ValueError(f"unknown autoencoder enum value {value}")
+    return AUTOENCODER_NAMES[value]
+
+
+def autoencoder_enum(name: str) -> int:
+    if name not in AUTOENCODER_ENUMS:
+        raise ValueError(f"autoencoder {name!r}: choose from {sorted(AUTOENCODER_ENUMS)}")
+    return AUTOENCODER_ENUMS[name]
+
+
+def options_to_proto(options: JobOptions) -> common_pb2.JobOptions:
+    trajectory = (common_pb2.Trajectory(shipped_name=options.trajectory_name) if options.trajectory_name
+                  else common_pb2.Trajectory(text=options.trajectory_text))  # fmt: skip
+    message = common_pb2.JobOptions(
+        trajectory=trajectory, relative_to_source=options.relative_to_source, rotation_only=options.rotation_only,
+        disable_adaptive_frames=not options.adaptive_frames, freeze_repeat=options.freeze_repeat,
+        autoencoder=autoencoder_enum(options.autoencoder), seed=options.seed, force=options.force,
+    )  # fmt: skip
+    if options.freeze_frame is not None:
+        message.freeze_frame = options.freeze_frame
+    if options.prompt is not None:
+        message.prompt = options.prompt
+    return message
+
+
+def options_from_proto(options: common_pb2.JobOptions) -> JobOptions:
+    source = options.trajectory.WhichOneof("source")
+    return JobOptions(
+        trajectory_text=options.trajectory.text if source == "text" else "",
+        trajectory_name=options.trajectory.shipped_name if source == "shipped_name" else "",
+        relative_to_source=options.relative_to_source,
+        rotation_only=options.rotation_only,
+        adaptive_frames=not options.disable_adaptive_frames,
+        freeze_repeat=options.freeze_repeat,
+        freeze_frame=options.freeze_frame if options.HasField("freeze_frame") else None,
+        autoencoder=autoencoder_name(options.autoencoder),
+        prompt=options.prompt if options.HasField("prompt") else None,
+        seed=options.seed,
+        force=options.force,
+    )
