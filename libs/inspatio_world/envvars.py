@@ -57,12 +57,13 @@ CAPTION_ADDRESS = EnvVar("INSPATIO_CAPTION_ADDRESS", "127.0.0.1:50061", "Where t
 DEPTHRENDER_ADDRESS = EnvVar("INSPATIO_DEPTHRENDER_ADDRESS", "127.0.0.1:50062", "Where the coordinator finds the depth/render service.")
 GENERATOR_ADDRESS = EnvVar("INSPATIO_GENERATOR_ADDRESS", "127.0.0.1:50063", "Where the coordinator finds the generator service.")
 JOB_LEASE_SECONDS = EnvVar("INSPATIO_JOB_LEASE_SECONDS", "30", "How long a dead coordinator's job waits before another coordinator resumes it.")
+DRAIN_SECONDS = EnvVar("INSPATIO_DRAIN_SECONDS", "30", "On SIGTERM, how long requests in progress may run before they are cancelled.")
 MAX_PARALLEL_JOBS = EnvVar("INSPATIO_MAX_PARALLEL_JOBS", "4", "Jobs a coordinator drives at once.")
 
 ALL: tuple[EnvVar, ...] = (
     ATTENTION, PARITY_PACK, WEIGHTS, COMPILE_CACHE, STORE, S3_ACCESS_KEY, S3_SECRET_KEY, GRPC_ADDRESS,
     METRICS_ADDRESS, DEVICE, MAX_IN_FLIGHT, MAX_QUEUE, CAPTION_ADDRESS, DEPTHRENDER_ADDRESS, GENERATOR_ADDRESS,
-    JOB_LEASE_SECONDS, MAX_PARALLEL_JOBS,
+    JOB_LEASE_SECONDS, MAX_PARALLEL_JOBS, DRAIN_SECONDS,
 )  # fmt: skip
 
 

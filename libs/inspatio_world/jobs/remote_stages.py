@@ -1,8 +1,11 @@
 """The stages over gRPC: the `StageClient` of a coordinator whose stages run as separate services.
 
 Calls are idempotent (every stage output is content-addressed), so a call that finds a service
-unavailable or busy is simply retried with backoff. Closing a generate stream cancels the RPC,
-which stops the generator.
+busy is simply retried with backoff; a service with no ready replica (restarting, or scaled to
+zero and waking up) is waited for (`wait_for_ready`) until the call's deadline. Channels balance
+calls over every address a name resolves to (`round_robin`: point them at headless Services), so
+every replica of a stage gets work. Closing a generate stream cancels the RPC, which stops the
+generator.
 """
 
 from __future__ import annotations
@@ -34,7 +37,8 @@ class RemoteStages:
                  attempts: int = 8, backoff_s: float = 0.5, timeout_s: float = 3600.0) -> None:  # fmt: skip
         self.store = store
         self.attempts, self.backoff_s, self.timeout_s = attempts, backoff_s, timeout_s
-        self._channels = [grpc.insecure_channel(a) for a in (caption_address, depthrender_address, generator_address)]
+        options = [("grpc.lb_policy_name", "round_robin")]
+        self._channels = [grpc.insecure_channel(a, options=options) for a in (caption_address, depthrender_address, generator_address)]
         self._caption = caption_pb2_grpc.CaptionServiceStub(self._channels[0])
         self._depthrender = depthrender_pb2_grpc.DepthRenderServiceStub(self._channels[1])
         self._generator = generator_pb2_grpc.GeneratorServiceStub(self._channels[2])
@@ -58,12 +62,12 @@ class RemoteStages:
 
     def caption(self, video: VideoRef, force: bool) -> CaptionOutput:
         request = caption_pb2.CaptionRequest(video=self._ref(video.key, video.sha256), force=force)
-        response = self._call(lambda: self._caption.Caption(request, timeout=self.timeout_s))
+        response = self._call(lambda: self._caption.Caption(request, timeout=self.timeout_s, wait_for_ready=True))
         return CaptionOutput(response.caption, response.caption_ref.key, timing_from_proto(response.timing))
 
     def depth(self, video: VideoRef, force: bool) -> DepthOutput:
         request = depthrender_pb2.DepthRequest(video=self._ref(video.key, video.sha256), force=force)
-        response = self._call(lambda: self._depthrender.EstimateDepth(request, timeout=self.timeout_s))
+        response = self._call(lambda: self._depthrender.EstimateDepth(request, timeout=self.timeout_s, wait_for_ready=True))
         info = response.video
         return DepthOutput(response.depth.key, VideoInfo(info.frames, info.fps, info.width, info.height, info.codec, 0.0),
                            timing_from_proto(response.timing))  # fmt: skip
@@ -72,7 +76,7 @@ class RemoteStages:
         request = depthrender_pb2.RenderRequest(
             video=self._ref(video.key, video.sha256), depth=self._ref(depth_key), options=render_options_to_proto(options, force),
         )  # fmt: skip
-        response = self._call(lambda: self._depthrender.Render(request, timeout=self.timeout_s))
+        response = self._call(lambda: self._depthrender.Render(request, timeout=self.timeout_s, wait_for_ready=True))
         return RenderOutput(response.schedule.key, response.render.key, response.mask.key, response.frames,
                             timing_from_proto(response.timing))  # fmt: skip
 
@@ -84,7 +88,8 @@ class RemoteStages:
         )  # fmt: skip
         # Only the opening is retried: once blocks flow, a broken stream fails the job (which a
         # resumed run repeats cheaply, earlier stages being cached).
-        stream = self._call(lambda: _opened(self._generator.Generate(request, timeout=self.timeout_s)))
+        stream = self._call(lambda: _opened(self._generator.Generate(request, timeout=self.timeout_s, wait_for_ready=True)))
+        output = None
         try:
             for event in stream:
                 if event.WhichOneof("event") == "block":
@@ -92,9 +97,14 @@ class RemoteStages:
                 else:
                     done = event.done
                     keys = {"pred": done.video.key, "source": done.source.key, "render": done.render.key, "compare": done.compare.key}
-                    yield GenerateOutput(keys, done.frames, timing_from_proto(done.timing))
+                    output = GenerateOutput(keys, done.frames, timing_from_proto(done.timing))
         finally:
+            # Stops the generator when the job is cancelled; a no-op once the call has ended.
             stream.cancel()
+        # Handed over only after the stream's end, so that a caller which stops reading at the result
+        # does not cancel a finished call (the generator would count it CANCELLED, not OK).
+        if output is not None:
+            yield output
 
 
 class _PeekedStream:

@@ -39,6 +39,7 @@ class ServiceSettings:
     device: str
     max_in_flight: int
     max_queue: int
+    drain_seconds: float
 
     @classmethod
     def from_env(cls, name: str) -> "ServiceSettings":
@@ -53,6 +54,7 @@ class ServiceSettings:
             device=("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device,
             max_in_flight=int(envvars.get(envvars.MAX_IN_FLIGHT)),
             max_queue=int(envvars.get(envvars.MAX_QUEUE)),
+            drain_seconds=float(envvars.get(envvars.DRAIN_SECONDS)),
         )
 
     def weights(self) -> WeightsFolder:
@@ -70,7 +72,8 @@ def run_service(settings: ServiceSettings, add_functions: Sequence[Callable], lo
     limiter = ConcurrencyLimiter(settings.max_in_flight, settings.max_queue) if limited else None
     ready: dict[Callable, object] = {}
     proxies = [(add, _Deferred(ready, add)) for add in add_functions]
-    server = ServiceServer(proxies, address=settings.address, metrics_address=settings.metrics_address, limiter=limiter).start()
+    server = ServiceServer(proxies, address=settings.address, metrics_address=settings.metrics_address, limiter=limiter,
+                           grace=settings.drain_seconds).start()  # fmt: skip
     try:
         servicers = load(settings, store, server)
     except CheckpointError as exc:

@@ -40,6 +40,7 @@ AddServicer = Callable[[Any, grpc.Server], None]  # a generated add_<Service>Ser
 # quickly. A call finding every thread busy waits unseen inside gRPC, outside the limiter's queue.
 SPARE_WORKERS = 8
 DEFAULT_GRACE_SECONDS = 30.0
+MAX_CONNECTION_AGE_MS = 5 * 60 * 1000
 SIGNAL_CHECK_SECONDS = 0.1
 
 
@@ -88,7 +89,13 @@ class ServiceServer:
             interceptors=[ServiceInterceptor(self.metrics, errors, limiter)],
             # gRPC sets SO_REUSEPORT by default: a second server on a taken port would start
             # silently and share its traffic. Fail loudly instead.
-            options=[("grpc.so_reuseport", 0)],
+            options=[
+                ("grpc.so_reuseport", 0),
+                # Clients re-resolve a name when a connection ends: ending connections from time to
+                # time lets round_robin clients find new replicas. Calls in progress are never cut.
+                ("grpc.max_connection_age_ms", MAX_CONNECTION_AGE_MS),
+                ("grpc.max_connection_age_grace_ms", 2**31 - 1),
+            ],
         )
         registrar = _Registrar(self._server)
         for add, servicer in servicers:
