@@ -1,0 +1,209 @@
+{{/*
+Helpers shared by every template. The four services are rendered by looping over
+"inspatio.roles"; everything that differs between them lives in values.yaml, not in templates.
+*/}}
+
+{{/* The four services, in pipeline order. */}}
+{{- define "inspatio.roles" -}}coordinator caption depthrender generator{{- end -}}
+{{/* The three GPU stages (everything but the coordinator): weights, GPUs, autoscaling. */}}
+{{- define "inspatio.stages" -}}caption depthrender generator{{- end -}}
+
+{{/* gRPC service names: the `service` label of the inspatio_* metrics. */}}
+{{- define "inspatio.grpcService" -}}
+{{- get (dict "coordinator" "inspatio.world.v1.CoordinatorService" "caption" "inspatio.world.v1.CaptionService"
+              "depthrender" "inspatio.world.v1.DepthRenderService" "generator" "inspatio.world.v1.GeneratorService") . -}}
+{{- end -}}
+
+{{- define "inspatio.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* <release>-<chart>, shortened so that "-<role>" suffixes still fit in 63 characters. */}}
+{{- define "inspatio.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 45 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 45 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 45 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Name of one component's objects: (dict "ctx" $ "role" "generator") -> <fullname>-generator */}}
+{{- define "inspatio.componentName" -}}
+{{- printf "%s-%s" (include "inspatio.fullname" .ctx) .role -}}
+{{- end -}}
+
+{{- define "inspatio.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Labels of every object; (dict "ctx" $ "role" "caption"). */}}
+{{- define "inspatio.labels" -}}
+helm.sh/chart: {{ include "inspatio.chart" .ctx }}
+{{ include "inspatio.selectorLabels" . }}
+app.kubernetes.io/version: {{ .ctx.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
+app.kubernetes.io/part-of: inspatio-world
+{{- end -}}
+
+{{/* Selector labels: immutable once deployed, so nothing here may depend on values. */}}
+{{- define "inspatio.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "inspatio.name" .ctx }}
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+{{- if .role }}
+app.kubernetes.io/component: {{ .role }}
+{{- end }}
+{{- end -}}
+
+{{- define "inspatio.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "inspatio.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Image of a role: (dict "ctx" $ "role" "generator") -> [registry/]inspatio-world/generator:tag */}}
+{{- define "inspatio.image" -}}
+{{- $v := .ctx.Values -}}
+{{- $own := (index $v .role).image -}}
+{{- $repository := $own.repository | default (printf "%s/%s" $v.image.repositoryPrefix .role) -}}
+{{- if $v.image.registry -}}
+{{- $repository = printf "%s/%s" (trimSuffix "/" $v.image.registry) $repository -}}
+{{- end -}}
+{{- printf "%s:%s" $repository ($own.tag | default $v.image.tag | default .ctx.Chart.AppVersion) -}}
+{{- end -}}
+
+{{/* DNS name of a role's Service, fully qualified so every gRPC resolver finds it. */}}
+{{- define "inspatio.serviceHost" -}}
+{{- printf "%s.%s.svc.%s" (include "inspatio.componentName" .) .ctx.Release.Namespace .ctx.Values.clusterDomain -}}
+{{- end -}}
+
+{{/* ---------------------------------------------------------------- object store */}}
+
+{{- define "inspatio.minioName" -}}
+{{- include "inspatio.componentName" (dict "ctx" . "role" "minio") -}}
+{{- end -}}
+
+{{/* INSPATIO_STORE: store.url as given, else the in-cluster MinIO, else built from store.* */}}
+{{- define "inspatio.storeURL" -}}
+{{- $s := .Values.store -}}
+{{- if $s.url -}}
+{{- $s.url -}}
+{{- else -}}
+{{- $query := list -}}
+{{- if .Values.minio.enabled -}}
+{{- $query = append $query (printf "endpoint=%s:9000" (include "inspatio.serviceHost" (dict "ctx" . "role" "minio"))) -}}
+{{- $query = append $query "secure=0" -}}
+{{- else -}}
+{{- if $s.endpoint }}{{ $query = append $query (printf "endpoint=%s" $s.endpoint) }}{{ end -}}
+{{- $query = append $query (printf "secure=%s" (ternary "1" "0" $s.secure)) -}}
+{{- end -}}
+{{- if $s.region }}{{ $query = append $query (printf "region=%s" $s.region) }}{{ end -}}
+{{- if ne (int $s.partSizeMb) 64 }}{{ $query = append $query (printf "part_size_mb=%d" (int $s.partSizeMb)) }}{{ end -}}
+{{- printf "s3://%s?%s" $s.bucket (join "&" $query) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The Secret with the S3 keys: the existing one, or the one this chart creates. */}}
+{{- define "inspatio.s3SecretName" -}}
+{{- .Values.store.credentials.existingSecret | default (printf "%s-s3" (include "inspatio.fullname" .)) -}}
+{{- end -}}
+
+{{/*
+Keys of a chart-created Secret: as given, else (MinIO only) the ones already in the cluster, else
+new random ones. `lookup` keeps random keys stable across upgrades; it returns nothing under
+`helm template`, which then shows fresh random keys.
+*/}}
+{{- define "inspatio.s3Keys" -}}
+{{- $c := .Values.store.credentials -}}
+{{- if and $c.accessKey $c.secretKey -}}
+{{- dict "access" $c.accessKey "secret" $c.secretKey | toJson -}}
+{{- else if .Values.minio.enabled -}}
+{{- $existing := lookup "v1" "Secret" .Release.Namespace (include "inspatio.s3SecretName" .) -}}
+{{- if and $existing $existing.data (hasKey $existing.data $c.accessKeyKey) (hasKey $existing.data $c.secretKeyKey) -}}
+{{- dict "access" (index $existing.data $c.accessKeyKey | b64dec) "secret" (index $existing.data $c.secretKeyKey | b64dec) | toJson -}}
+{{- else -}}
+{{- dict "access" (randAlphaNum 20) "secret" (randAlphaNum 40) | toJson -}}
+{{- end -}}
+{{- else -}}
+{{- fail "store.credentials: set existingSecret (recommended), or accessKey and secretKey, or enable minio" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* env entries with the S3 keys, from the Secret. */}}
+{{- define "inspatio.s3Env" -}}
+- name: INSPATIO_S3_ACCESS_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "inspatio.s3SecretName" . }}
+      key: {{ .Values.store.credentials.accessKeyKey }}
+- name: INSPATIO_S3_SECRET_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "inspatio.s3SecretName" . }}
+      key: {{ .Values.store.credentials.secretKeyKey }}
+{{- end -}}
+
+{{/* ---------------------------------------------------------------- weights */}}
+
+{{- define "inspatio.weightsClaim" -}}
+{{- .Values.weights.existingClaim | default (printf "%s-weights" (include "inspatio.fullname" .)) -}}
+{{- end -}}
+
+{{/*
+What the download Job fetches, as a short digest: the Job's name and its completion marker carry it,
+so changing the list downloads again (a new Job) and stage pods wait for the new marker.
+*/}}
+{{- define "inspatio.weightsDigest" -}}
+{{- dict "repos" .Values.weights.download.repos "urls" .Values.weights.download.urls | toJson | sha256sum | trunc 8 -}}
+{{- end -}}
+
+{{- define "inspatio.weightsJobName" -}}
+{{- printf "%s-weights-%s" (include "inspatio.fullname" .) (include "inspatio.weightsDigest" .) -}}
+{{- end -}}
+
+{{- define "inspatio.weightsMarker" -}}
+{{- printf "%s/.inspatio-download-%s" (trimSuffix "/" .Values.weights.mountPath) (include "inspatio.weightsDigest" .) -}}
+{{- end -}}
+
+{{/* ---------------------------------------------------------------- pods */}}
+
+{{/* Soft spread over nodes for one role: (dict "ctx" $ "role" "coordinator") */}}
+{{- define "inspatio.spreadOverNodes" -}}
+- maxSkew: 1
+  topologyKey: kubernetes.io/hostname
+  whenUnsatisfiable: ScheduleAnyway
+  labelSelector:
+    matchLabels:
+      {{- include "inspatio.selectorLabels" . | nindent 6 }}
+{{- end -}}
+
+{{/* Demand PromQL of a stage for KEDA: in-flight RPCs (running + queued) of all its replicas. */}}
+{{- define "inspatio.demandQuery" -}}
+{{- $svc := index .ctx.Values .role -}}
+{{- if $svc.autoscaling.query -}}
+{{- tpl $svc.autoscaling.query .ctx -}}
+{{- else -}}
+{{- printf "sum(inspatio_rpc_in_flight{namespace=%q,service=%q}) or vector(0)" .ctx.Release.Namespace (include "inspatio.grpcService" .role) -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Wake-up PromQL for a stage at zero replicas: its own metrics are gone then, so demand is read from
+the coordinator: RPCs it is serving (uploads, watches) plus jobs submitted in the last cooldown.
+*/}}
+{{- define "inspatio.wakeQuery" -}}
+{{- $ns := .Release.Namespace -}}
+{{- $coordinator := include "inspatio.grpcService" "coordinator" -}}
+{{- printf "(sum(inspatio_rpc_in_flight{namespace=%q,service=%q}) or vector(0)) + (sum(increase(inspatio_rpc_requests_total{namespace=%q,service=%q,method=\"SubmitJob\"}[%ds])) or vector(0))" $ns $coordinator $ns $coordinator (int .Values.autoscaling.keda.cooldownPeriod) -}}
+{{- end -}}
+
+{{/* Replicas the Deployment sets itself: none when an autoscaler owns the count. */}}
+{{- define "inspatio.autoscaled" -}}
+{{- if and .ctx.Values.autoscaling.enabled (ne .role "coordinator") -}}true{{- end -}}
+{{- end -}}

@@ -1,0 +1,27 @@
+{{/*
+Checks that need more than one value at a time (values.schema.json checks each value alone).
+Each failure says what to change.
+*/}}
+{{- define "inspatio.validate" -}}
+{{- range $role := splitList " " (include "inspatio.roles" .) -}}
+{{- $svc := index $.Values $role -}}
+{{- $needed := add (int $svc.drainSeconds) (int $svc.preStopSleepSeconds) -}}
+{{- if le (int $svc.terminationGracePeriodSeconds) $needed -}}
+{{- fail (printf "%s.terminationGracePeriodSeconds (%d) must exceed preStopSleepSeconds (%d) + drainSeconds (%d): set it to at least %d" $role (int $svc.terminationGracePeriodSeconds) (int $svc.preStopSleepSeconds) (int $svc.drainSeconds) (add1 $needed)) -}}
+{{- end -}}
+{{- end -}}
+{{- if .Values.autoscaling.enabled -}}
+{{- range $role := splitList " " (include "inspatio.stages" .) -}}
+{{- $a := (index $.Values $role).autoscaling -}}
+{{- if gt (int $a.minReplicas) (int $a.maxReplicas) -}}
+{{- fail (printf "%s.autoscaling: minReplicas (%d) is above maxReplicas (%d)" $role (int $a.minReplicas) (int $a.maxReplicas)) -}}
+{{- end -}}
+{{- if and (eq $.Values.autoscaling.engine "hpa") (lt (int $a.minReplicas) 1) -}}
+{{- fail (printf "%s.autoscaling.minReplicas is 0, but a HorizontalPodAutoscaler cannot scale to zero: use autoscaling.engine=keda, or minReplicas >= 1" $role) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if and .Values.minio.enabled (or .Values.store.url .Values.store.endpoint) -}}
+{{- fail "minio.enabled runs a store in the cluster: leave store.url and store.endpoint empty (or disable minio to use your own S3)" -}}
+{{- end -}}
+{{- end -}}
