@@ -22,17 +22,26 @@ def prometheus_binary() -> str:
 
 
 class Prometheus:
-    def __init__(self, targets: dict[str, str], port: int) -> None:
+    """Scrapes `targets` (job name -> address), each sample labelled with `labels`, and evaluates the
+    recording and alerting rules of `rule_files` every second."""
+
+    def __init__(self, targets: dict[str, str], port: int, rule_files: tuple[Path, ...] = (),
+                 labels: dict[str, str] | None = None) -> None:  # fmt: skip
         self.targets, self.port = targets, port
+        self.rule_files, self.labels = tuple(rule_files), dict(labels or {})
         self.url = f"http://127.0.0.1:{port}"
         self._folder = Path(tempfile.mkdtemp(prefix="prometheus-"))
         self._process: subprocess.Popen | None = None
 
     def __enter__(self) -> "Prometheus":
-        jobs = [{"job_name": name, "scrape_interval": "1s", "static_configs": [{"targets": [target]}]}
+        jobs = [{"job_name": name, "scrape_interval": "1s", "static_configs": [{"targets": [target], "labels": self.labels}]}
                 for name, target in self.targets.items()]  # fmt: skip
         config = self._folder / "prometheus.yml"
-        config.write_text(json.dumps({"global": {"scrape_interval": "1s"}, "scrape_configs": jobs}))  # JSON is YAML
+        config.write_text(json.dumps({  # JSON is YAML
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "rule_files": [str(path) for path in self.rule_files],
+            "scrape_configs": jobs,
+        }))  # fmt: skip
         self._process = subprocess.Popen(
             [prometheus_binary(), f"--config.file={config}", f"--storage.tsdb.path={self._folder / 'tsdb'}",
              f"--web.listen-address=127.0.0.1:{self.port}"],
@@ -49,8 +58,10 @@ class Prometheus:
                     raise RuntimeError(f"prometheus did not start: {(self._folder / 'log.txt').read_text()[-2000:]}")
                 time.sleep(0.2)
 
-    def query(self, expression: str) -> list[dict]:
-        url = f"{self.url}/api/v1/query?" + urllib.parse.urlencode({"query": expression})
+    def query(self, expression: str, at: float | None = None) -> list[dict]:
+        """The instant vector of `expression`, now or at the Unix time `at`."""
+        params = {"query": expression} if at is None else {"query": expression, "time": repr(at)}
+        url = f"{self.url}/api/v1/query?" + urllib.parse.urlencode(params)
         answer = json.loads(urllib.request.urlopen(url, timeout=5).read())
         assert answer["status"] == "success", answer
         return answer["data"]["result"]
