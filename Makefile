@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # CPU build of torch, pinned: a bare `torch` pulls a multi-GB CUDA build.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install test parity bench-generator run proto clean
+.PHONY: install test parity bench-generator run proto images helm clean
 
 install: $(STAMP)
 
@@ -34,6 +34,14 @@ bench-generator: install
 # Regenerate the gRPC stubs (libs/inspatio_world/rpc/generated) from protos/.
 proto: install
 	$(BIN)/python protos/generate.py
+
+# The four service images (needs a Docker engine); TAG=..., REGISTRY=... to push. See deploy/docker/README.md.
+images:
+	deploy/docker/build.sh $(TAG)
+
+# helm into .tools/bin (the chart tests fetch it themselves).
+helm:
+	$(PYTHON) tools/get_helm.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
