@@ -43,6 +43,7 @@ def _bench(args: argparse.Namespace) -> int:
         compile=args.compile,
         cuda_graphs=args.cuda_graphs,
         pipeline=args.pipeline,
+        fp8=args.fp8,
     )
     return _print_report(run_generator_bench(config, progress=progress), args.json_out)
 
@@ -112,6 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--pipeline", action="store_true",
                        help="also time step 3 end to end (text, encode, generate, decode) for TAEHV and the Wan VAE")
     bench.add_argument("--profile", action="store_true", help="add a per-kernel CUDA time breakdown of one block")
+    bench.add_argument("--fp8", action="store_true",
+                       help="FP8 linear layers in the DiT blocks (Hopper+); also reports their error against bf16")
     bench.add_argument("--json-out", help="also write the JSON report to this file")
     bench.set_defaults(func=_bench)
     return parser

@@ -1,12 +1,14 @@
 """`python -m services.generator.main`: the block-causal generator over gRPC, streaming blocks.
 
 TAEHV is loaded when its checkpoint is present (jobs may then choose it); the Wan VAE always is.
+INSPATIO_FP8=1 runs the DiT blocks' linear layers in FP8 (under a separate model identity).
 """
 
 from __future__ import annotations
 
 import torch
 
+from inspatio_world import envvars
 from inspatio_world.jobs.local_stages import generator_identity
 from inspatio_world.pipeline.generator import VideoGenerator
 from inspatio_world.pipeline.models import GeneratorModels
@@ -19,9 +21,10 @@ from .servicer import GeneratorServicer
 def load(settings, store, server):
     weights = settings.weights()
     autoencoders = ("wan_vae", "taehv") if weights.taehv_file.is_file() else ("wan_vae",)
-    identity = generator_identity(weights, autoencoders)
+    fp8 = envvars.get_flag(envvars.FP8)
+    identity = generator_identity(weights, autoencoders, fp8)
     server.metrics.set_model(identity.name, identity.digest, identity.random)
-    models = GeneratorModels.load(weights, torch.device(settings.device), autoencoders)
+    models = GeneratorModels.load(weights, torch.device(settings.device), autoencoders, fp8=fp8)
     return [GeneratorServicer(store, VideoGenerator(models), identity, server.metrics)]
 
 

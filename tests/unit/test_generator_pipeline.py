@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from inspatio_world.jobs.local_stages import generator_identity
 from inspatio_world.models.checkpoints import CheckpointError
+from inspatio_world.models.fp8_linear import Fp8Linear
 from inspatio_world.models.mask_latents import mask_to_latent
 from inspatio_world.models.sampler import Conditioning, GeneratorNoise
 from inspatio_world.pipeline.generator import GenerationRequest, VideoGenerator
@@ -90,3 +92,20 @@ def test_missing_weights_fail_at_load_naming_the_file(tmp_path):
         GeneratorModels.load(weights, torch.device("cpu"))
     with pytest.raises(CheckpointError, match="weights folder not found"):
         GeneratorModels.load(WeightsFolder(tmp_path / "nowhere"), torch.device("cpu"))
+
+
+def test_fp8_option_quantizes_the_blocks_and_stays_near_the_plain_video(generator, tmp_path):
+    weights = write_tiny_weights(tmp_path / "weights", conditioning=False)
+    fp8 = VideoGenerator(GeneratorModels.load(weights, torch.device("cpu"), autoencoders=("wan_vae",), fp8=True))
+    assert any(isinstance(m, Fp8Linear) for m in fp8.models.dit.blocks.modules())
+    assert not any(isinstance(m, Fp8Linear) for m in generator.models.dit.modules())
+    quantized = torch.cat([b.frames for b in fp8.stream(_request("wan_vae"))])
+    plain = torch.cat([b.frames for b in generator.stream(_request("wan_vae"))])
+    error = float((quantized - plain).norm() / plain.norm())
+    assert 0 < error < 0.1, error
+
+
+def test_fp8_outputs_have_their_own_model_identity(tmp_path):
+    weights = write_tiny_weights(tmp_path / "weights", conditioning=False)
+    plain, fp8 = (generator_identity(weights, ("wan_vae",), fp8=flag) for flag in (False, True))
+    assert plain.digest != fp8.digest and fp8.name == "generator-fp8"

@@ -40,6 +40,7 @@ class GeneratorBenchConfig:
     profile: bool = False  # add a per-kernel breakdown of one steady-state block
     compile: bool = True  # regional torch.compile of the DiT blocks (the product's GPU path)
     cuda_graphs: bool = True  # replay each pass shape from a captured CUDA graph
+    fp8: bool = False  # FP8 linear layers in the DiT blocks; adds their error against bf16
 
 
 def pass_flops(config: DiTConfig, query_tokens: int, key_tokens: int) -> float:
@@ -93,6 +94,7 @@ def bench_dit(config: GeneratorBenchConfig, progress: Callable[[str], None]) -> 
     dit_config = DiTConfig(num_layers=config.layers)
     progress(f"building the DiT ({config.layers} layers) with random weights on {torch.cuda.get_device_name()}")
     dit = init_random_(build_dit(dit_config, torch.bfloat16, device))
+    fp8_error = _fp8_error(dit, dit_config, device) if config.fp8 else None
     if config.compile:
         dit.compile_blocks()
     sampler = BlockSampler(dit, cuda_graphs=config.cuda_graphs)
@@ -111,6 +113,8 @@ def bench_dit(config: GeneratorBenchConfig, progress: Callable[[str], None]) -> 
     return {
         "compiled": config.compile,
         "cuda_graphs": config.cuda_graphs,
+        "linear_dtype": "float8_e4m3fn" if config.fp8 else "bfloat16",
+        **({"fp8_vs_bf16": fp8_error} if fp8_error is not None else {}),
         "warmup_s": round(warmup_s, 2),
         "block_ms": round(1000 * block_s, 2),
         "block_ms_min": round(1000 * min(steady), 2),
@@ -124,6 +128,24 @@ def bench_dit(config: GeneratorBenchConfig, progress: Callable[[str], None]) -> 
         "dit_peak_gpu_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
         **({"profile_top_kernels": kernels} if kernels is not None else {}),
     }
+
+
+def _fp8_error(dit, dit_config: DiTConfig, device) -> dict:
+    """Quantizes `dit` in place, measuring what that changes: relative L2 distance of each of two
+    sampled blocks (4 steps each, eager, same noise), FP8 against the same weights in bf16."""
+    cond = _random_conditioning(dit_config, 6, 480 // SPATIAL, 832 // SPATIAL, device)
+
+    def sample() -> list[torch.Tensor]:
+        noise = GeneratorNoise(torch.Generator(device).manual_seed(7))
+        return [block.float() for block in BlockSampler(dit).blocks(cond, noise)]
+
+    with torch.no_grad():
+        reference = sample()
+        dit.use_fp8_linears()
+        quantized = sample()
+    torch.cuda.empty_cache()
+    errors = [float((q - r).norm() / r.norm()) for q, r in zip(quantized, reference)]
+    return {"block_rel_l2": [round(e, 5) for e in errors]}
 
 
 def _profile_block(sampler: BlockSampler, dit_config: DiTConfig, h: int, w: int, device, top: int = 25) -> list[dict]:
@@ -164,7 +186,8 @@ def run_generator_bench(config: GeneratorBenchConfig, progress: Callable[[str], 
         from .pipeline import bench_pipeline
 
         torch.cuda.empty_cache()
-        report["pipeline"] = bench_pipeline(config.num_frames, config.height, config.width, config.compile, config.cuda_graphs, progress)
+        report["pipeline"] = bench_pipeline(config.num_frames, config.height, config.width, config.compile, config.cuda_graphs,
+                                            progress, fp8=config.fp8)  # fmt: skip
     stages = [report["dit"]] + [v for part in ("autoencoders", "pipeline") for v in report.get(part, {}).values() if isinstance(v, dict)]
     stage_peaks = [stage.get("peak_gpu_gib", stage.get("dit_peak_gpu_gib", 0.0)) for stage in stages]
     report["peak_gpu_gib"] = max(stage_peaks)  # stages run one after another, so the largest stage bounds it

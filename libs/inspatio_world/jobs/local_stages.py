@@ -35,11 +35,12 @@ def depth_identity(weights: WeightsFolder) -> ModelIdentity:
     return weights_identity("depth", [weights.da3_dir], weights.is_random)
 
 
-def generator_identity(weights: WeightsFolder, autoencoders: tuple[str, ...]) -> ModelIdentity:
+def generator_identity(weights: WeightsFolder, autoencoders: tuple[str, ...], fp8: bool = False) -> ModelIdentity:
+    """FP8 gives other numbers from the same files: a separate identity, so cached outputs never mix."""
     files = [weights.dit_file, weights.dit_config_file, weights.text_encoder_file, weights.tokenizer_dir]
     files += [weights.vae_file] if "wan_vae" in autoencoders else []
     files += [weights.taehv_file] if "taehv" in autoencoders else []
-    return weights_identity("generator", files, weights.is_random)
+    return weights_identity("generator-fp8" if fp8 else "generator", files, weights.is_random)
 
 
 def require_file(weights: WeightsFolder, path) -> None:
@@ -62,7 +63,8 @@ def load_estimator(weights: WeightsFolder, device: torch.device) -> DepthEstimat
 
 class LocalStages:
     def __init__(self, store: ObjectStore, weights: WeightsFolder, device: torch.device | None = None,
-                 autoencoders: tuple[str, ...] = ("wan_vae", "taehv"), compile_dit: bool | None = None) -> None:  # fmt: skip
+                 autoencoders: tuple[str, ...] = ("wan_vae", "taehv"), compile_dit: bool | None = None,
+                 fp8: bool = False) -> None:  # fmt: skip
         check_caption_weights(weights)
         check_depth_weights(weights)
         for name in autoencoders:
@@ -71,11 +73,11 @@ class LocalStages:
         self.weights = weights
         self.device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.autoencoders = autoencoders
-        self.compile_dit = compile_dit
+        self.compile_dit, self.fp8 = compile_dit, fp8
         self.identities = {
             "caption": caption_identity(weights),
             "depth": depth_identity(weights),
-            "generator": generator_identity(weights, autoencoders),
+            "generator": generator_identity(weights, autoencoders, fp8),
         }
         # One call per stage at a time (a model, its KV cache and CUDA graphs serve one job at a
         # time); different stages may run side by side, as caption and depth do.
@@ -91,7 +93,7 @@ class LocalStages:
 
     @cached_property
     def generator(self) -> VideoGenerator:
-        models = GeneratorModels.load(self.weights, self.device, self.autoencoders, compile_dit=self.compile_dit)
+        models = GeneratorModels.load(self.weights, self.device, self.autoencoders, compile_dit=self.compile_dit, fp8=self.fp8)
         return VideoGenerator(models)
 
     def caption(self, video: VideoRef, force: bool) -> CaptionOutput:

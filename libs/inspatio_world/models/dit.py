@@ -208,6 +208,12 @@ class CausalDiT(nn.Module):
         for block in self.blocks:
             block.compile(dynamic=False)
 
+    def use_fp8_linears(self) -> None:
+        """Quantize the blocks' linear layers to FP8 (models/fp8_linear.py); before `compile_blocks`."""
+        from .fp8_linear import quantize_blocks_fp8
+
+        quantize_blocks_fp8(self.blocks)
+
     def embed_text(self, prompt_embeds: torch.Tensor) -> torch.Tensor:
         """[B, text_len, text_dim] umT5 output -> [B, text_len, dim]; padded rows are not masked."""
         return self.text_embedding(prompt_embeds)

@@ -31,8 +31,11 @@ def taehv_dtype(device: torch.device) -> torch.dtype:
     return torch.float16 if device.type == "cuda" else torch.float32
 
 
-def _compile_if_wanted(dit: CausalDiT, compile_dit: bool | None, device: torch.device) -> None:
-    """None means: compile on CUDA (the fast path); eager stays the plain reference path."""
+def _prepare_dit(dit: CausalDiT, compile_dit: bool | None, fp8: bool, device: torch.device) -> None:
+    """`compile_dit` None means: compile on CUDA (the fast path); eager stays the plain reference
+    path. `fp8` quantizes the blocks' linear layers first (changes the numbers; off by default)."""
+    if fp8:
+        dit.use_fp8_linears()
     if compile_dit if compile_dit is not None else device.type == "cuda":
         dit.compile_blocks()
 
@@ -59,10 +62,12 @@ class GeneratorModels:
         dtype: torch.dtype | None = None,
         compile_dit: bool | None = None,
         offload_text_encoder: bool = False,
+        fp8: bool = False,
     ) -> "GeneratorModels":
         """Check the files, then load. `compile_dit` None compiles the DiT blocks on CUDA.
         `offload_text_encoder` keeps umT5 in host memory
-        between prompts (about 11 GB less GPU memory, one copy per uncached prompt)."""
+        between prompts (about 11 GB less GPU memory, one copy per uncached prompt).
+        `fp8`: FP8 linear layers in the DiT blocks (models/fp8_linear.py)."""
         unknown = set(autoencoders) - set(AUTOENCODERS)
         if unknown or not autoencoders:
             raise ValueError(f"autoencoders {autoencoders!r}: choose from {AUTOENCODERS}")
@@ -72,7 +77,7 @@ class GeneratorModels:
         profile = weights.profile
         dit_config = DiTConfig.from_dict(read_json(weights.dit_config_file), in_dim=36)
         dit = load_dit(weights.dit_file, dit_config, wan_dir=weights.wan_dir, dtype=dtype, device=device)
-        _compile_if_wanted(dit, compile_dit, device)
+        _prepare_dit(dit, compile_dit, fp8, device)
         text_encoder = load_text_encoder(
             weights.text_encoder_file, weights.tokenizer_dir, dtype=dtype, device=device,
             config=TextEncoderConfig.from_dict(profile.get("text_encoder", {})), offload=offload_text_encoder,
@@ -86,12 +91,12 @@ class GeneratorModels:
 
     @classmethod
     def random(cls, device: torch.device, tokenizer_dir, autoencoders: tuple[str, ...] = ("wan_vae", "taehv"),
-               compile_dit: bool | None = None, offload_text_encoder: bool = False) -> "GeneratorModels":  # fmt: skip
+               compile_dit: bool | None = None, offload_text_encoder: bool = False, fp8: bool = False) -> "GeneratorModels":  # fmt: skip
         """Real-size models with random weights, built on the device (benchmarks: speed does not
         depend on the values). `tokenizer_dir` may hold any umT5-style tokenizer."""
         dtype = default_dtype(device)
         dit = init_random_(build_dit(DiTConfig(), dtype, device))
-        _compile_if_wanted(dit, compile_dit, device)
+        _prepare_dit(dit, compile_dit, fp8, device)
         config = TextEncoderConfig()
         encoder = init_random_(build_encoder_model(config, dtype, device))
         text_encoder = TextEncoder(encoder, config, PromptTokenizer(tokenizer_dir, config.text_len), offload=offload_text_encoder)

@@ -76,8 +76,8 @@ def run_service(settings: ServiceSettings, add_functions: Sequence[Callable], lo
                            grace=settings.drain_seconds).start()  # fmt: skip
     try:
         servicers = load(settings, store, server)
-    except CheckpointError as exc:
-        log.error("%s: cannot load weights: %s", settings.name, exc)
+    except (CheckpointError, ValueError) as exc:  # missing weights, or a bad setting
+        log.error("%s: cannot start: %s", settings.name, exc)
         server.stop(0)
         raise SystemExit(2) from exc
     ready.update(zip(add_functions, servicers))
