@@ -14,21 +14,14 @@ from inspatio_world.models.dit import DiTConfig
 from inspatio_world.models.fp8_linear import fp8_supported
 from inspatio_world.models.sampler import BlockSampler, Conditioning, GeneratorNoise
 
+from tests.support.tensors import randn_bf16, relative_error
+
 pytestmark = pytest.mark.skipif(
     not torch.cuda.is_available() or not fp8_supported(torch.device("cuda")), reason="needs a CUDA GPU with FP8 (sm89+)"
 )
 
 CONFIG = DiTConfig(num_layers=2)
 DEVICE = "cuda"
-
-
-def _randn(g, *shape):
-    return torch.randn(shape, generator=g, device=DEVICE, dtype=torch.bfloat16)
-
-
-def _relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
-    a, b = a.float(), b.float()
-    return float((a - b).norm() / b.norm())
 
 
 def _model(fp8: bool, compiled: bool):
@@ -43,8 +36,8 @@ def _model(fp8: bool, compiled: bool):
 @pytest.fixture(scope="module")
 def conditioning():
     g = torch.Generator(DEVICE).manual_seed(1)
-    return Conditioning(_randn(g, 1, 512, 4096), _randn(g, 1, 6, 16, 60, 104), _randn(g, 1, 6, 16, 60, 104),
-                        _randn(g, 1, 6, 4, 60, 104).sign())  # fmt: skip
+    return Conditioning(randn_bf16(g, 1, 512, 4096), randn_bf16(g, 1, 6, 16, 60, 104), randn_bf16(g, 1, 6, 16, 60, 104),
+                        randn_bf16(g, 1, 6, 4, 60, 104).sign())  # fmt: skip
 
 
 def _sample(model, cond) -> torch.Tensor:
@@ -54,13 +47,13 @@ def _sample(model, cond) -> torch.Tensor:
 
 def test_compiled_fp8_matches_eager_fp8(conditioning):
     eager, compiled = _sample(_model(True, False), conditioning), _sample(_model(True, True), conditioning)
-    error = _relative_error(compiled, eager)
+    error = relative_error(compiled, eager)
     print(f"FP8 compiled vs FP8 eager, 2 blocks x 4 steps: relative L2 error {error:.2e}")
     assert error < 1e-2
 
 
 def test_fp8_stays_near_bf16(conditioning):
     reference, quantized = _sample(_model(False, False), conditioning), _sample(_model(True, False), conditioning)
-    error = _relative_error(quantized, reference)
+    error = relative_error(quantized, reference)
     print(f"FP8 vs bf16, 2 blocks x 4 steps: relative L2 error {error:.2e}")
     assert 0 < error < 0.1

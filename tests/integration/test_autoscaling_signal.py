@@ -11,10 +11,9 @@ from pathlib import Path
 import pytest
 
 from inspatio_world.client import Client, JobOptions
-from inspatio_world.media.video_io import write_mp4
-from inspatio_world.pipeline.sample_clip import make_sample_clip
 from inspatio_world.pipeline.tiny_weights import write_tiny_weights
 from inspatio_world.stack import LocalStack, free_port
+from tests.support.clips import write_sample_mp4
 from tests.support.helm import NAMESPACE, RELEASE, make_helm
 from tests.support.prometheus import Prometheus
 
@@ -52,10 +51,7 @@ def stack(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def video(tmp_path_factory) -> Path:
-    clip = make_sample_clip(FRAMES, HEIGHT, WIDTH)
-    path = tmp_path_factory.mktemp("clip") / "clip.mp4"
-    write_mp4(path, [clip.source * 0.5 + 0.5], WIDTH, HEIGHT)
-    return path
+    return write_sample_mp4(tmp_path_factory.mktemp("clip"), FRAMES, HEIGHT, WIDTH)
 
 
 def test_busy_fraction_and_queue_follow_the_jobs(stack, video, tmp_path):

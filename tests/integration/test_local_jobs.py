@@ -16,10 +16,10 @@ from inspatio_world.jobs.manifest import CANCELLED, RUNNING, SUCCEEDED, Manifest
 from inspatio_world.jobs.options import JobOptions
 from inspatio_world.jobs.runner import BlockPublished, JobFinished, StageFinished
 from inspatio_world.media.decode import VideoError, read_frames
-from inspatio_world.media.video_io import write_mp4
-from inspatio_world.pipeline.sample_clip import make_sample_clip
 from inspatio_world.pipeline.tiny_weights import write_tiny_weights
 from inspatio_world.store.local import LocalStore
+
+from tests.support.clips import write_sample_mp4
 
 FRAMES, HEIGHT, WIDTH = 9, 64, 96  # 9 frames = one block of 3 latents
 
@@ -31,10 +31,7 @@ def weights(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def video_file(tmp_path_factory):
-    clip = make_sample_clip(FRAMES, HEIGHT, WIDTH)
-    path = tmp_path_factory.mktemp("clip") / "clip.mp4"
-    write_mp4(path, [clip.source * 0.5 + 0.5], WIDTH, HEIGHT)
-    return path
+    return write_sample_mp4(tmp_path_factory.mktemp("clip"), FRAMES, HEIGHT, WIDTH)
 
 
 @pytest.fixture

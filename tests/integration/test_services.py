@@ -14,11 +14,11 @@ import pytest
 
 from inspatio_world.client import Client, JobOptions
 from inspatio_world.media.decode import read_frames
-from inspatio_world.media.video_io import write_mp4
-from inspatio_world.pipeline.sample_clip import make_sample_clip
 from inspatio_world.pipeline.tiny_weights import write_tiny_weights
 from inspatio_world.rpc.generated import common_pb2, coordinator_pb2, coordinator_pb2_grpc
 from inspatio_world.stack import LocalStack
+
+from tests.support.clips import write_sample_mp4
 
 BUCKET = "inspatio-services-test"
 FRAMES, HEIGHT, WIDTH = 9, 64, 96
@@ -49,10 +49,7 @@ def client(stack):
 
 @pytest.fixture(scope="module")
 def video(tmp_path_factory) -> Path:
-    clip = make_sample_clip(FRAMES, HEIGHT, WIDTH)
-    path = tmp_path_factory.mktemp("clip") / "clip.mp4"
-    write_mp4(path, [clip.source * 0.5 + 0.5], WIDTH, HEIGHT)
-    return path
+    return write_sample_mp4(tmp_path_factory.mktemp("clip"), FRAMES, HEIGHT, WIDTH)
 
 
 def _metric(stack: LocalStack, service: str, pattern: str) -> float:
