@@ -23,11 +23,16 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
+from inspatio_world.jobs.manifest import VideoRef
+from inspatio_world.jobs.remote_stages import RemoteStages, StageCallFailed
 from inspatio_world.rpc.errors import ErrorMap
 from inspatio_world.rpc.generated import caption_pb2, caption_pb2_grpc, common_pb2, generator_pb2, generator_pb2_grpc
 from inspatio_world.rpc.limits import ConcurrencyLimiter
 from inspatio_world.rpc.logs import JsonFormatter
 from inspatio_world.rpc.server import ServiceServer
+from inspatio_world.stack import free_port
+from inspatio_world.stages.generate import GenerateInputs, GenerateOutput
+from inspatio_world.store.local import LocalStore
 
 CAPTION = "inspatio.world.v1.CaptionService"
 GENERATOR = "inspatio.world.v1.GeneratorService"
@@ -428,3 +433,52 @@ def test_sigterm_drains_then_exits(tmp_path):
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+# --- the coordinator's stage client (jobs/remote_stages.py) ------------------------------------------
+
+def stage_client(address: str, tmp_path) -> RemoteStages:
+    return RemoteStages(LocalStore(tmp_path / "store"), address, address, address, attempts=2, backoff_s=0.05, timeout_s=10)
+
+
+def test_a_stage_error_becomes_a_readable_job_error(start, tmp_path):
+    running = start()
+    stages = stage_client(running.server.address, tmp_path)
+    with pytest.raises(StageCallFailed) as caught:
+        stages.caption(VideoRef("abort", ""), force=False)
+    assert str(caught.value) == "caption: FAILED_PRECONDITION: weights are still loading"
+    assert caught.value.code is grpc.StatusCode.FAILED_PRECONDITION
+    stages.close()
+
+
+def test_a_stage_call_waits_for_a_replica_that_is_not_up_yet(tmp_path):
+    address = f"127.0.0.1:{free_port()}"
+    stages = stage_client(address, tmp_path)
+    answers: list[str] = []
+    caller = threading.Thread(target=lambda: answers.append(stages.caption(VideoRef("ok", ""), force=False).caption))
+    caller.start()
+    time.sleep(1.0)  # the call is waiting for the (absent) server, not failing
+    assert caller.is_alive() and answers == []
+    server = ServiceServer([(caption_pb2_grpc.add_CaptionServiceServicer_to_server, CaptionBehavior())],
+                           address=address, metrics_address=None).start()  # fmt: skip
+    try:
+        caller.join(10)
+        assert answers == ["caption of ok"]
+    finally:
+        stages.close()
+        server.stop(grace=0)
+
+
+def test_a_generate_stream_read_to_its_result_ends_ok_not_cancelled(start, tmp_path):
+    running = start()
+    running.generator.release.set()
+    stages = stage_client(running.server.address, tmp_path)
+    events = stages.generate(GenerateInputs("v", "", "s", "r", "m", "a prompt", 0, "wan_vae"), force=False)
+    for event in events:
+        if isinstance(event, GenerateOutput):
+            events.close()  # as the job runner does once it has the result
+            break
+    assert event.frames == 8
+    wait_until(lambda: requests_total(running.server, "Generate", "OK", GENERATOR) == 1)
+    assert requests_total(running.server, "Generate", "CANCELLED", GENERATOR) == 0
+    stages.close()

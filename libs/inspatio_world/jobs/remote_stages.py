@@ -29,6 +29,15 @@ from ..store.base import ObjectStore
 from .manifest import VideoRef
 
 RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED)
+
+
+class StageCallFailed(RuntimeError):
+    """A stage service ended a call with an error status. The message (which becomes the job's
+    error) names the call, the status and the service's own words, not gRPC's internals."""
+
+    def __init__(self, call: str, error: grpc.RpcError) -> None:
+        self.code = error.code()
+        super().__init__(f"{call}: {self.code.name}: {error.details()}")
 T = TypeVar("T")
 
 
@@ -50,24 +59,24 @@ class RemoteStages:
     def _ref(self, key: str, sha256: str = "") -> common_pb2.ObjectRef:
         return common_pb2.ObjectRef(bucket=self.store.bucket, key=key, sha256=sha256)
 
-    def _call(self, call: Callable[[], T]) -> T:
+    def _call(self, name: str, call: Callable[[], T]) -> T:
         for attempt in range(self.attempts):
             try:
                 return call()
             except grpc.RpcError as exc:
                 if exc.code() not in RETRYABLE or attempt == self.attempts - 1:
-                    raise
+                    raise StageCallFailed(name, exc) from exc
                 time.sleep(min(self.backoff_s * 2**attempt, 10.0))
         raise AssertionError("unreachable")
 
     def caption(self, video: VideoRef, force: bool) -> CaptionOutput:
         request = caption_pb2.CaptionRequest(video=self._ref(video.key, video.sha256), force=force)
-        response = self._call(lambda: self._caption.Caption(request, timeout=self.timeout_s, wait_for_ready=True))
+        response = self._call("caption", lambda: self._caption.Caption(request, timeout=self.timeout_s, wait_for_ready=True))
         return CaptionOutput(response.caption, response.caption_ref.key, timing_from_proto(response.timing))
 
     def depth(self, video: VideoRef, force: bool) -> DepthOutput:
         request = depthrender_pb2.DepthRequest(video=self._ref(video.key, video.sha256), force=force)
-        response = self._call(lambda: self._depthrender.EstimateDepth(request, timeout=self.timeout_s, wait_for_ready=True))
+        response = self._call("depth", lambda: self._depthrender.EstimateDepth(request, timeout=self.timeout_s, wait_for_ready=True))
         info = response.video
         return DepthOutput(response.depth.key, VideoInfo(info.frames, info.fps, info.width, info.height, info.codec, 0.0),
                            timing_from_proto(response.timing))  # fmt: skip
@@ -76,7 +85,7 @@ class RemoteStages:
         request = depthrender_pb2.RenderRequest(
             video=self._ref(video.key, video.sha256), depth=self._ref(depth_key), options=render_options_to_proto(options, force),
         )  # fmt: skip
-        response = self._call(lambda: self._depthrender.Render(request, timeout=self.timeout_s, wait_for_ready=True))
+        response = self._call("render", lambda: self._depthrender.Render(request, timeout=self.timeout_s, wait_for_ready=True))
         return RenderOutput(response.schedule.key, response.render.key, response.mask.key, response.frames,
                             timing_from_proto(response.timing))  # fmt: skip
 
@@ -88,7 +97,7 @@ class RemoteStages:
         )  # fmt: skip
         # Only the opening is retried: once blocks flow, a broken stream fails the job (which a
         # resumed run repeats cheaply, earlier stages being cached).
-        stream = self._call(lambda: _opened(self._generator.Generate(request, timeout=self.timeout_s, wait_for_ready=True)))
+        stream = self._call("generate", lambda: _opened(self._generator.Generate(request, timeout=self.timeout_s, wait_for_ready=True)))
         output = None
         try:
             for event in stream:
@@ -98,6 +107,8 @@ class RemoteStages:
                     done = event.done
                     keys = {"pred": done.video.key, "source": done.source.key, "render": done.render.key, "compare": done.compare.key}
                     output = GenerateOutput(keys, done.frames, timing_from_proto(done.timing))
+        except grpc.RpcError as exc:
+            raise StageCallFailed("generate", exc) from exc
         finally:
             # Stops the generator when the job is cancelled; a no-op once the call has ended.
             stream.cancel()
