@@ -159,7 +159,10 @@ def _run_jobs(client: Client, videos: list[Path], request: JobOptions, out: Path
                 bar.refresh()
 
         final = client.wait(job.job_id, on_event=show)
-        bar.set_description(f"{video.name} [{final.state}]")
+        cached = final.state == "succeeded" and final.timings and all(hit for _, hit in final.timings.values())
+        bar.set_description(f"{video.name} [{final.state}{', every stage from the cache' if cached else ''}]")
+        if final.state == "succeeded":  # a cached generation streams no blocks: show it complete
+            bar.n = bar.total
         bar.close()
         if final.state != "succeeded":
             failures += 1
