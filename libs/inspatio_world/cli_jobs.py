@@ -83,6 +83,16 @@ def _job_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _request(args: argparse.Namespace) -> JobOptions:
+    """The job's options; a trajectory file is checked here, so that its errors name the file and
+    come before any stack starts or video uploads."""
+    from .geometry.trajectory import TrajectoryError, parse_trajectory
+
+    path = Path(args.traj)
+    if path.is_file():
+        try:
+            parse_trajectory(path.read_text(), source=str(path))
+        except TrajectoryError as exc:
+            raise SystemExit(f"error: {exc}") from exc
     return JobOptions.for_trajectory(
         args.traj, relative_to_source=args.relative_to_source, rotation_only=args.rotation_only,
         adaptive_frames=not args.no_adaptive_frames, freeze_repeat=args.freeze_repeat, freeze_frame=args.freeze_frame,

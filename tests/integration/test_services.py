@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import re
 import signal
+import subprocess
+import sys
 import urllib.request
 from pathlib import Path
 
@@ -157,6 +159,14 @@ def test_unknown_job_is_not_found(client):
     with pytest.raises(grpc.RpcError) as error:
         client.get("no-such-job")
     assert error.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_cli_reports_a_server_error_in_one_line(stack):
+    done = subprocess.run([sys.executable, "-m", "inspatio_world.cli", "get", "no-such-job",
+                           "--coordinator", stack.addresses["coordinator"]], capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: NOT_FOUND: ") and "no-such-job" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
 
 
 def test_prometheus_scrapes_the_services_and_answers_a_generator_query(stack, client, video):
