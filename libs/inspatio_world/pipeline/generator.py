@@ -109,6 +109,7 @@ class VideoGenerator:
         self.models = models
         use_graphs = models.device.type == "cuda" if cuda_graphs is None else cuda_graphs
         self.sampler = BlockSampler(models.dit, sampler_config, cuda_graphs=use_graphs)
+        self._decode_stream: torch.cuda.Stream | None = None  # made on first use (CUDA only)
 
     def plan(self, num_frames: int) -> FramePlan:
         usable = self.sampler.usable_frames(latent_count(num_frames))
@@ -143,14 +144,46 @@ class VideoGenerator:
         decoder = self._decoder(request.autoencoder)
         first_frame = 0
         start = time.perf_counter()
-        for index, latents in enumerate(self.sampler.blocks(conditioning, noise)):
-            frames = decoder(latents)[0].float()
-            if models.device.type == "cuda":
-                torch.cuda.synchronize(models.device)
+        for index, frames in enumerate(self._decoded(self.sampler.blocks(conditioning, noise), decoder)):
             now = time.perf_counter()
             yield GeneratedBlock(index, plan.blocks, first_frame, frames, now - start)
             first_frame += frames.shape[0]
             start = time.perf_counter()
+
+    def _decoded(self, blocks: Iterator[torch.Tensor], decoder) -> Iterator[torch.Tensor]:
+        """Each block's frames [F, 3, H, W], computed and ready to read when yielded.
+
+        On CUDA a block is decoded on a high-priority side stream while the next block is encoded
+        and generated on the main one, so the GPU keeps working while the decoder runs and while
+        the caller handles the frames. The first block is handed over as soon as it is decoded:
+        decoding beside the DiT's long kernels slows the decoder down (0.5 -> 0.85 s to the first
+        frames on an H100), while later blocks only need to keep pace. The same kernels run in the
+        same order, so the numbers are those of decoding in line (tests/gpu).
+        """
+        device = self.models.device
+        if device.type != "cuda":
+            for latents in blocks:
+                yield decoder(latents)[0].float()
+            return
+        if self._decode_stream is None:
+            self._decode_stream = torch.cuda.Stream(device, priority=-1)
+        main, side = torch.cuda.current_stream(device), self._decode_stream
+        pending: tuple[torch.Tensor, torch.cuda.Event] | None = None
+        for index, latents in enumerate(blocks):
+            side.wait_stream(main)
+            with torch.cuda.stream(side):
+                latents.record_stream(side)  # made on the main stream, read on this one
+                frames = decoder(latents)[0].float()
+                decoded = torch.cuda.Event()
+                decoded.record(side)
+            if index == 0:
+                yield _ready(frames, decoded, main)
+                continue
+            if pending is not None:
+                yield _ready(*pending, main)
+            pending = (frames, decoded)
+        if pending is not None:
+            yield _ready(*pending, main)
 
     def _decoder(self, name: str):
         """Per-block decode to [1, F, 3, H, W] in [0, 1], carrying the causal state across blocks."""
@@ -160,3 +193,10 @@ class VideoGenerator:
         stream = DecoderStream(self.models.taehv)
         tae_dtype = next(self.models.taehv.parameters()).dtype
         return lambda latents: stream.push(latents.to(tae_dtype))
+
+
+def _ready(frames: torch.Tensor, decoded: torch.cuda.Event, main: torch.cuda.Stream) -> torch.Tensor:
+    """Frames decoded on the side stream, safe for the caller to use on the main stream."""
+    decoded.synchronize()
+    frames.record_stream(main)  # the allocator must not hand this memory to the side stream early
+    return frames
