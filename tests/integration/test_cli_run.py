@@ -52,6 +52,8 @@ def test_run_re_renders_every_video_of_a_folder(tmp_path, weights):
         assert compare.shape[3] == 3 * pred.shape[3]  # source | render | prediction
         manifest = json.loads((folder / "manifest.json").read_text())
         assert manifest["state"] == "succeeded" and manifest["options"]["seed"] == 3
+        assert sorted(manifest["weights"]) == ["caption", "depth", "generator"]
+        assert all(len(digest) == 32 for digest in manifest["weights"].values())
         assert f"{name}.mp4: " in done.stdout  # where the outputs went
     # progress reached the terminal: tqdm's bar with the job's stages
     assert "[generate]" in done.stderr and "[succeeded" in done.stderr

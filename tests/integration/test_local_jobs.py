@@ -64,6 +64,10 @@ def test_job_writes_every_output_and_reports_progress(manager, video_file):
         assert frames.shape[2:] == ((64, 112 * 3) if name == "compare" else (64, 112))
     stored = json.loads(manager.store.get_bytes(job.outputs["manifest"]))
     assert stored["state"] == SUCCEEDED and stored["caption"] == job.caption
+    # which weights made each output: the identities the stages key their outputs with
+    identities = manager.runner.stages.identities
+    assert stored["weights"] == {"caption": identities["caption"].digest, "depth": identities["depth"].digest,
+                                 "generator": identities["generator"].digest}  # fmt: skip
 
 
 def test_second_trajectory_reuses_caption_and_depth(manager, video_file):

@@ -72,14 +72,14 @@ class RemoteStages:
     def caption(self, video: VideoRef, force: bool) -> CaptionOutput:
         request = caption_pb2.CaptionRequest(video=self._ref(video.key, video.sha256), force=force)
         response = self._call("caption", lambda: self._caption.Caption(request, timeout=self.timeout_s, wait_for_ready=True))
-        return CaptionOutput(response.caption, response.caption_ref.key, timing_from_proto(response.timing))
+        return CaptionOutput(response.caption, response.caption_ref.key, timing_from_proto(response.timing), response.model.digest)
 
     def depth(self, video: VideoRef, force: bool) -> DepthOutput:
         request = depthrender_pb2.DepthRequest(video=self._ref(video.key, video.sha256), force=force)
         response = self._call("depth", lambda: self._depthrender.EstimateDepth(request, timeout=self.timeout_s, wait_for_ready=True))
         info = response.video
         return DepthOutput(response.depth.key, VideoInfo(info.frames, info.fps, info.width, info.height, info.codec, 0.0),
-                           timing_from_proto(response.timing))  # fmt: skip
+                           timing_from_proto(response.timing), response.model.digest)  # fmt: skip
 
     def render(self, video: VideoRef, depth_key: str, options: RenderOptions, force: bool) -> RenderOutput:
         request = depthrender_pb2.RenderRequest(
@@ -106,7 +106,7 @@ class RemoteStages:
                 else:
                     done = event.done
                     keys = {"pred": done.video.key, "source": done.source.key, "render": done.render.key, "compare": done.compare.key}
-                    output = GenerateOutput(keys, done.frames, timing_from_proto(done.timing))
+                    output = GenerateOutput(keys, done.frames, timing_from_proto(done.timing), done.model.digest)
         except grpc.RpcError as exc:
             raise StageCallFailed("generate", exc) from exc
         finally:

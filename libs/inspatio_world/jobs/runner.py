@@ -102,7 +102,8 @@ class JobRunner:
             else:  # the user's prompt replaces the caption: the captioner never runs
                 caption, caption_record = options.prompt, StageRecord(0.0, False)
             depth = depth_future.result()
-        job = manifests.save(self.store, job.with_stage("caption", caption_record, caption=caption))
+        models = {**job.weights, "depth": depth.model, **({"caption": captioned.model} if options.prompt is None else {})}
+        job = manifests.save(self.store, job.with_stage("caption", caption_record, caption=caption, weights=models))
         job = manifests.save(self.store, job.with_stage("depth", _record(depth.timing, depth=depth.key)))
 
         self._check(cancel)
@@ -127,7 +128,8 @@ class JobRunner:
                     self._check(cancel)
                 else:
                     self.emit(job.job_id, StageFinished(event.timing))
-                    return job.with_stage("generate", _record(event.timing, **event.keys), outputs=dict(event.keys))
+                    return job.with_stage("generate", _record(event.timing, **event.keys), outputs=dict(event.keys),
+                                          weights={**job.weights, "generator": event.model})  # fmt: skip
         finally:
             close = getattr(events, "close", None)
             if close is not None:

@@ -17,6 +17,7 @@ class CaptionOutput:
     caption: str
     key: str
     timing: Timing
+    model: str  # digest of the weights that made it (stages/identity.py)
 
 
 def run_caption(store: ObjectStore, video_key: str, video_sha256: str, captioner: Captioner,
@@ -24,7 +25,7 @@ def run_caption(store: ObjectStore, video_key: str, video_sha256: str, captioner
     watch = Stopwatch()
     key = content_key("caption", {"video": video_sha256}, {}, identity.digest, "caption.json")
     if not force and store.exists(key):
-        return CaptionOutput(get_json(store, key)["caption"], key, watch.timing("caption", True))
+        return CaptionOutput(get_json(store, key)["caption"], key, watch.timing("caption", True), identity.digest)
     with scratch() as folder:
         path = fetch(store, video_key, folder, "video")
         # Upstream seeks to frame_count // 2 using the container's frame count (OpenCV).
@@ -34,4 +35,4 @@ def run_caption(store: ObjectStore, video_key: str, video_sha256: str, captioner
             frame = read_images(path)[-1:]
         caption = captioner.caption_images([frame[0].numpy()])[0]
     put_json(store, key, {"caption": caption, "model": identity.digest, "random_weights": identity.random})
-    return CaptionOutput(caption, key, watch.timing("caption", False))
+    return CaptionOutput(caption, key, watch.timing("caption", False), identity.digest)

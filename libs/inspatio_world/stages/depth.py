@@ -33,6 +33,7 @@ class DepthOutput:
     key: str
     video: VideoInfo
     timing: Timing
+    model: str  # digest of the weights that made it (stages/identity.py)
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ def run_depth(store: ObjectStore, video_key: str, video_sha256: str, estimator: 
     with scratch() as folder:
         if not force and store.exists(key):
             bundle = load_depth_bundle(fetch(store, key, folder))
-            return DepthOutput(key, bundle.video, watch.timing("depth", True))
+            return DepthOutput(key, bundle.video, watch.timing("depth", True), identity.digest)
         path = fetch(store, video_key, folder, "video")
         info = probe_video(path)
         images = read_images(path, stop=SOURCE_MAX_FRAMES).numpy()
@@ -95,4 +96,4 @@ def run_depth(store: ObjectStore, video_key: str, video_sha256: str, estimator: 
         bundle_path = folder / "depth.safetensors"
         save_file(tensors, str(bundle_path), metadata={"video": _video_meta(info), "model": identity.digest})
         store.put_file(key, bundle_path, content_type=SAFETENSORS)
-    return DepthOutput(key, info, watch.timing("depth", False))
+    return DepthOutput(key, info, watch.timing("depth", False), identity.digest)

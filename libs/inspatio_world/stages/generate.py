@@ -54,6 +54,7 @@ class GenerateOutput:
     keys: dict[str, str]  # pred / source / render / compare -> key
     frames: int
     timing: Timing
+    model: str  # digest of the weights that made it (stages/identity.py)
 
 
 def _cache_keys(store: ObjectStore, inputs: GenerateInputs, identity: ModelIdentity) -> dict[str, str]:
@@ -80,7 +81,7 @@ def run_generate(store: ObjectStore, inputs: GenerateInputs, generator: VideoGen
     keys = _cache_keys(store, inputs, identity)
     if not force and all_exist(store, list(keys.values())):
         frames = len(get_json(store, inputs.schedule_key)["source_index"])
-        yield GenerateOutput({k.removesuffix(".mp4"): v for k, v in keys.items()}, generator.plan(frames).output_frames, watch.timing("generate", True))
+        yield GenerateOutput({k.removesuffix(".mp4"): v for k, v in keys.items()}, generator.plan(frames).output_frames, watch.timing("generate", True), identity.digest)
         return
     with scratch() as folder:
         request = _load_request(store, inputs, folder)
@@ -107,4 +108,4 @@ def run_generate(store: ObjectStore, inputs: GenerateInputs, generator: VideoGen
         # pred last: its presence marks a complete result for the cache check's readers.
         for name in ("source.mp4", "render.mp4", "compare.mp4", "pred.mp4"):
             store.put_file(keys[name], paths[name], content_type=MP4)
-    yield GenerateOutput({k.removesuffix(".mp4"): v for k, v in keys.items()}, plan.output_frames, watch.timing("generate", False))
+    yield GenerateOutput({k.removesuffix(".mp4"): v for k, v in keys.items()}, plan.output_frames, watch.timing("generate", False), identity.digest)
