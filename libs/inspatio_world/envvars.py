@@ -57,6 +57,7 @@ CAPTION_ADDRESS = EnvVar("INSPATIO_CAPTION_ADDRESS", "127.0.0.1:50061", "Where t
 DEPTHRENDER_ADDRESS = EnvVar("INSPATIO_DEPTHRENDER_ADDRESS", "127.0.0.1:50062", "Where the coordinator finds the depth/render service.")
 GENERATOR_ADDRESS = EnvVar("INSPATIO_GENERATOR_ADDRESS", "127.0.0.1:50063", "Where the coordinator finds the generator service.")
 JOB_LEASE_SECONDS = EnvVar("INSPATIO_JOB_LEASE_SECONDS", "30", "How long a dead coordinator's job waits before another coordinator resumes it.")
+STAGE_WAIT_SECONDS = EnvVar("INSPATIO_STAGE_WAIT_SECONDS", "600", "Coordinator: how long a stage call waits for a ready replica of the stage before its job fails.")
 DRAIN_SECONDS = EnvVar("INSPATIO_DRAIN_SECONDS", "30", "On SIGTERM, how long requests in progress may run before they are cancelled.")
 FP8 = EnvVar("INSPATIO_FP8", "0", "Generator: 1 runs the DiT blocks' linear layers in FP8 (faster on Hopper, changes the numbers; README Performance).")
 MAX_PARALLEL_JOBS = EnvVar("INSPATIO_MAX_PARALLEL_JOBS", "4", "Jobs a coordinator drives at once.")
@@ -64,7 +65,7 @@ MAX_PARALLEL_JOBS = EnvVar("INSPATIO_MAX_PARALLEL_JOBS", "4", "Jobs a coordinato
 ALL: tuple[EnvVar, ...] = (
     ATTENTION, PARITY_PACK, WEIGHTS, COMPILE_CACHE, STORE, S3_ACCESS_KEY, S3_SECRET_KEY, GRPC_ADDRESS,
     METRICS_ADDRESS, DEVICE, MAX_IN_FLIGHT, MAX_QUEUE, CAPTION_ADDRESS, DEPTHRENDER_ADDRESS, GENERATOR_ADDRESS,
-    JOB_LEASE_SECONDS, MAX_PARALLEL_JOBS, DRAIN_SECONDS, FP8,
+    JOB_LEASE_SECONDS, MAX_PARALLEL_JOBS, DRAIN_SECONDS, FP8, STAGE_WAIT_SECONDS,
 )  # fmt: skip
 
 

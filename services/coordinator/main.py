@@ -19,7 +19,8 @@ from .servicer import CoordinatorServicer
 
 def load(settings, store, server):
     stages = RemoteStages(store, envvars.get(envvars.CAPTION_ADDRESS), envvars.get(envvars.DEPTHRENDER_ADDRESS),
-                          envvars.get(envvars.GENERATOR_ADDRESS))  # fmt: skip
+                          envvars.get(envvars.GENERATOR_ADDRESS),
+                          ready_wait_s=float(envvars.get(envvars.STAGE_WAIT_SECONDS)))  # fmt: skip
     lease = float(envvars.get(envvars.JOB_LEASE_SECONDS))
     manager = JobManager(store, stages, int(envvars.get(envvars.MAX_PARALLEL_JOBS)), lease_seconds=lease)
     manager.resume_unfinished()

@@ -287,6 +287,11 @@ def test_ports_services_and_environment_agree(rendered: dict[str, Rendered], sce
     for stage, var in zip(STAGES, (envvars.CAPTION_ADDRESS, envvars.DEPTHRENDER_ADDRESS, envvars.GENERATOR_ADDRESS)):
         host = f"{PREFIX}-{stage}.{NAMESPACE}.svc.cluster.local"
         assert env_value(coordinator, var.name) == f"{host}:{DEFAULT_PORTS[stage][0]}"
+    # a stage waking from zero may use its whole startup allowance: the coordinator waits longer
+    wait = float(env_value(coordinator, envvars.STAGE_WAIT_SECONDS.name))
+    for stage in STAGES:
+        probe = container(result.deployment(stage))["startupProbe"]
+        assert wait > probe["periodSeconds"] * probe["failureThreshold"], stage
 
 
 def test_extra_env_replaces_chart_values_without_duplicates(helm: Helm) -> None:

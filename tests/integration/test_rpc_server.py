@@ -469,6 +469,18 @@ def test_a_stage_call_waits_for_a_replica_that_is_not_up_yet(tmp_path):
         server.stop(grace=0)
 
 
+def test_a_stage_that_never_becomes_ready_fails_the_call_after_the_wait(tmp_path):
+    address = f"127.0.0.1:{free_port()}"
+    stages = RemoteStages(LocalStore(tmp_path / "store"), address, address, address, ready_wait_s=0.5)
+    started = time.monotonic()
+    with pytest.raises(StageCallFailed) as caught:
+        stages.depth(VideoRef("ok", ""), force=False)
+    assert time.monotonic() - started < 5
+    assert caught.value.code is grpc.StatusCode.UNAVAILABLE
+    assert str(caught.value) == f"depth: UNAVAILABLE: no replica at {address} became ready within 0.5 s"
+    stages.close()
+
+
 def test_a_generate_stream_read_to_its_result_ends_ok_not_cancelled(start, tmp_path):
     running = start()
     running.generator.release.set()

@@ -35,19 +35,26 @@ class StageCallFailed(RuntimeError):
     """A stage service ended a call with an error status. The message (which becomes the job's
     error) names the call, the status and the service's own words, not gRPC's internals."""
 
-    def __init__(self, call: str, error: grpc.RpcError) -> None:
-        self.code = error.code()
-        super().__init__(f"{call}: {self.code.name}: {error.details()}")
+    def __init__(self, call: str, code: grpc.StatusCode, details: str) -> None:
+        self.code = code
+        super().__init__(f"{call}: {code.name}: {details}")
+
+    @classmethod
+    def from_error(cls, call: str, error: grpc.RpcError) -> "StageCallFailed":
+        return cls(call, error.code(), error.details())
 T = TypeVar("T")
 
 
 class RemoteStages:
     def __init__(self, store: ObjectStore, caption_address: str, depthrender_address: str, generator_address: str,
-                 attempts: int = 8, backoff_s: float = 0.5, timeout_s: float = 3600.0) -> None:  # fmt: skip
+                 attempts: int = 8, backoff_s: float = 0.5, timeout_s: float = 3600.0, ready_wait_s: float = 600.0) -> None:  # fmt: skip
+        """`ready_wait_s`: how long a call waits for the stage to have a ready replica (starting, or
+        waking from zero) before the job fails; `timeout_s`: the whole call's deadline."""
         self.store = store
-        self.attempts, self.backoff_s, self.timeout_s = attempts, backoff_s, timeout_s
+        self.attempts, self.backoff_s, self.timeout_s, self.ready_wait_s = attempts, backoff_s, timeout_s, ready_wait_s
         options = [("grpc.lb_policy_name", "round_robin")]
-        self._channels = [grpc.insecure_channel(a, options=options) for a in (caption_address, depthrender_address, generator_address)]
+        self._addresses = (caption_address, depthrender_address, generator_address)
+        self._channels = [grpc.insecure_channel(a, options=options) for a in self._addresses]
         self._caption = caption_pb2_grpc.CaptionServiceStub(self._channels[0])
         self._depthrender = depthrender_pb2_grpc.DepthRenderServiceStub(self._channels[1])
         self._generator = generator_pb2_grpc.GeneratorServiceStub(self._channels[2])
@@ -60,14 +67,23 @@ class RemoteStages:
         return common_pb2.ObjectRef(bucket=self.store.bucket, key=key, sha256=sha256)
 
     def _call(self, name: str, call: Callable[[], T]) -> T:
+        self._wait_until_ready(name)
         for attempt in range(self.attempts):
             try:
                 return call()
             except grpc.RpcError as exc:
                 if exc.code() not in RETRYABLE or attempt == self.attempts - 1:
-                    raise StageCallFailed(name, exc) from exc
+                    raise StageCallFailed.from_error(name, exc) from exc
                 time.sleep(min(self.backoff_s * 2**attempt, 10.0))
         raise AssertionError("unreachable")
+
+    def _wait_until_ready(self, name: str) -> None:
+        index = {"caption": 0, "depth": 1, "render": 1, "generate": 2}[name]
+        try:
+            grpc.channel_ready_future(self._channels[index]).result(timeout=self.ready_wait_s)
+        except grpc.FutureTimeoutError:
+            details = f"no replica at {self._addresses[index]} became ready within {self.ready_wait_s:g} s"
+            raise StageCallFailed(name, grpc.StatusCode.UNAVAILABLE, details) from None
 
     def caption(self, video: VideoRef, force: bool) -> CaptionOutput:
         request = caption_pb2.CaptionRequest(video=self._ref(video.key, video.sha256), force=force)
@@ -108,7 +124,7 @@ class RemoteStages:
                     keys = {"pred": done.video.key, "source": done.source.key, "render": done.render.key, "compare": done.compare.key}
                     output = GenerateOutput(keys, done.frames, timing_from_proto(done.timing), done.model.digest)
         except grpc.RpcError as exc:
-            raise StageCallFailed("generate", exc) from exc
+            raise StageCallFailed.from_error("generate", exc) from exc
         finally:
             # Stops the generator when the job is cancelled; a no-op once the call has ended.
             stream.cancel()
