@@ -87,17 +87,17 @@ def _request(args: argparse.Namespace) -> JobOptions:
     come before any stack starts or video uploads."""
     from .geometry.trajectory import TrajectoryError, parse_trajectory
 
-    path = Path(args.traj)
-    if path.is_file():
-        try:
-            parse_trajectory(path.read_text(), source=str(path))
-        except TrajectoryError as exc:
-            raise SystemExit(f"error: {exc}") from exc
-    return JobOptions.for_trajectory(
+    options = JobOptions.for_trajectory(
         args.traj, relative_to_source=args.relative_to_source, rotation_only=args.rotation_only,
         adaptive_frames=not args.no_adaptive_frames, freeze_repeat=args.freeze_repeat, freeze_frame=args.freeze_frame,
         autoencoder=args.autoencoder, prompt=args.prompt, seed=args.seed, force=args.force,
     )  # fmt: skip
+    if options.trajectory_text:  # read from a local file
+        try:
+            parse_trajectory(options.trajectory_text, source=args.traj)
+        except TrajectoryError as exc:
+            raise SystemExit(f"error: {exc}") from exc
+    return options
 
 
 def _weights(args: argparse.Namespace) -> WeightsFolder:

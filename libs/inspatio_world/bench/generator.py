@@ -94,11 +94,11 @@ def bench_dit(config: GeneratorBenchConfig, progress: Callable[[str], None]) -> 
     dit_config = DiTConfig(num_layers=config.layers)
     progress(f"building the DiT ({config.layers} layers) with random weights on {torch.cuda.get_device_name()}")
     dit = init_random_(build_dit(dit_config, torch.bfloat16, device))
-    fp8_error = _fp8_error(dit, dit_config, device) if config.fp8 else None
+    h, w = config.height // SPATIAL, config.width // SPATIAL
+    fp8_error = _fp8_error(dit, dit_config, h, w, device) if config.fp8 else None
     if config.compile:
         dit.compile_blocks()
     sampler = BlockSampler(dit, cuda_graphs=config.cuda_graphs)
-    h, w = config.height // SPATIAL, config.width // SPATIAL
 
     progress(f"warm-up: {config.warmup_blocks} blocks")
     warmup_s = _time_blocks(sampler, _random_conditioning(dit_config, 3 * config.warmup_blocks, h, w, device), seed=1)[-1]
@@ -130,10 +130,10 @@ def bench_dit(config: GeneratorBenchConfig, progress: Callable[[str], None]) -> 
     }
 
 
-def _fp8_error(dit, dit_config: DiTConfig, device) -> dict:
+def _fp8_error(dit, dit_config: DiTConfig, h: int, w: int, device) -> dict:
     """Quantizes `dit` in place, measuring what that changes: relative L2 distance of each of two
     sampled blocks (4 steps each, eager, same noise), FP8 against the same weights in bf16."""
-    cond = _random_conditioning(dit_config, 6, 480 // SPATIAL, 832 // SPATIAL, device)
+    cond = _random_conditioning(dit_config, 6, h, w, device)
 
     def sample() -> list[torch.Tensor]:
         noise = GeneratorNoise(torch.Generator(device).manual_seed(7))

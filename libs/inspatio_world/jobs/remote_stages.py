@@ -2,7 +2,7 @@
 
 Calls are idempotent (every stage output is content-addressed), so a call that finds a service
 busy is simply retried with backoff; a service with no ready replica (restarting, or scaled to
-zero and waking up) is waited for (`wait_for_ready`) until the call's deadline. Channels balance
+zero and waking up) is waited for, up to `ready_wait_s`, before the call fails. Channels balance
 calls over every address a name resolves to (`round_robin`: point them at headless Services), so
 every replica of a stage gets work. Closing a generate stream cancels the RPC, which stops the
 generator.
@@ -42,6 +42,8 @@ class StageCallFailed(RuntimeError):
     @classmethod
     def from_error(cls, call: str, error: grpc.RpcError) -> "StageCallFailed":
         return cls(call, error.code(), error.details())
+
+
 T = TypeVar("T")
 
 

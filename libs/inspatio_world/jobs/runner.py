@@ -99,12 +99,14 @@ class JobRunner:
             if options.prompt is None:
                 captioned = self._stage(job, "caption", lambda: self.stages.caption(job.video, force))
                 caption, caption_record = captioned.caption, _record(captioned.timing, caption=captioned.key)
+                caption_weights = {"caption": captioned.model}
             else:  # the user's prompt replaces the caption: the captioner never runs
-                caption, caption_record = options.prompt, StageRecord(0.0, False)
+                caption, caption_record, caption_weights = options.prompt, StageRecord(0.0, False), {}
             depth = depth_future.result()
-        models = {**job.weights, "depth": depth.model, **({"caption": captioned.model} if options.prompt is None else {})}
-        job = manifests.save(self.store, job.with_stage("caption", caption_record, caption=caption, weights=models))
-        job = manifests.save(self.store, job.with_stage("depth", _record(depth.timing, depth=depth.key)))
+        job = manifests.save(self.store, job.with_stage("caption", caption_record, caption=caption,
+                                                        weights={**job.weights, **caption_weights}))  # fmt: skip
+        job = manifests.save(self.store, job.with_stage("depth", _record(depth.timing, depth=depth.key),
+                                                        weights={**job.weights, "depth": depth.model}))  # fmt: skip
 
         self._check(cancel)
         render_options = RenderOptions(
