@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from inspatio_world.models.captioner import Captioner
-from inspatio_world.rpc.convert import identity_to_proto, key_to_ref, ref_to_key, timing_to_proto
+from inspatio_world.rpc.convert import identity_to_proto, key_to_ref, timing_to_proto, video_ref_to_key
 from inspatio_world.rpc.generated import caption_pb2, caption_pb2_grpc
 from inspatio_world.rpc.metrics import ServiceMetrics
-from inspatio_world.stages.artifacts import object_digest
 from inspatio_world.stages.caption import run_caption
 from inspatio_world.stages.identity import ModelIdentity
 from inspatio_world.store.base import ObjectStore
@@ -17,8 +16,7 @@ class CaptionServicer(caption_pb2_grpc.CaptionServiceServicer):
         self.store, self.captioner, self.identity, self.metrics = store, captioner, identity, metrics
 
     def Caption(self, request: caption_pb2.CaptionRequest, context) -> caption_pb2.CaptionResponse:
-        key = ref_to_key(self.store, request.video, "video")
-        digest = request.video.sha256 or object_digest(self.store, key)
+        key, digest = video_ref_to_key(self.store, request.video)
         out = run_caption(self.store, key, digest, self.captioner, self.identity, request.force)
         self.metrics.observe_stage("caption", out.timing.seconds, out.timing.cache_hit)
         return caption_pb2.CaptionResponse(

@@ -6,10 +6,9 @@ import torch
 
 from inspatio_world.media.decode import VideoInfo
 from inspatio_world.models.depth import DepthEstimator
-from inspatio_world.rpc.convert import identity_to_proto, key_to_ref, ref_to_key, render_options_from_proto, timing_to_proto
+from inspatio_world.rpc.convert import identity_to_proto, key_to_ref, ref_to_key, render_options_from_proto, timing_to_proto, video_ref_to_key
 from inspatio_world.rpc.generated import common_pb2, depthrender_pb2, depthrender_pb2_grpc
 from inspatio_world.rpc.metrics import ServiceMetrics
-from inspatio_world.stages.artifacts import object_digest
 from inspatio_world.stages.depth import run_depth
 from inspatio_world.stages.identity import ModelIdentity
 from inspatio_world.stages.render import run_render
@@ -26,8 +25,7 @@ class DepthRenderServicer(depthrender_pb2_grpc.DepthRenderServiceServicer):
         self.store, self.estimator, self.identity, self.device, self.metrics = store, estimator, identity, device, metrics
 
     def EstimateDepth(self, request: depthrender_pb2.DepthRequest, context) -> depthrender_pb2.DepthResponse:
-        key = ref_to_key(self.store, request.video, "video")
-        digest = request.video.sha256 or object_digest(self.store, key)
+        key, digest = video_ref_to_key(self.store, request.video)
         out = run_depth(self.store, key, digest, self.estimator, self.identity, request.force)
         self.metrics.observe_stage("depth", out.timing.seconds, out.timing.cache_hit)
         return depthrender_pb2.DepthResponse(
@@ -37,8 +35,7 @@ class DepthRenderServicer(depthrender_pb2_grpc.DepthRenderServiceServicer):
 
     def Render(self, request: depthrender_pb2.RenderRequest, context) -> depthrender_pb2.RenderResponse:
         options = render_options_from_proto(request.options)  # bad trajectories fail before any download
-        video_key = ref_to_key(self.store, request.video, "video")
-        digest = request.video.sha256 or object_digest(self.store, video_key)
+        _, digest = video_ref_to_key(self.store, request.video)
         depth_key = ref_to_key(self.store, request.depth, "depth")
         out = run_render(self.store, digest, depth_key, options, self.device, request.options.force)
         self.metrics.observe_stage("render", out.timing.seconds, out.timing.cache_hit)

@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Iterator
 
 from inspatio_world.pipeline.generator import VideoGenerator
-from inspatio_world.rpc.convert import block_to_proto, identity_to_proto, key_to_ref, ref_to_key, timing_to_proto
+from inspatio_world.rpc.convert import block_to_proto, identity_to_proto, key_to_ref, ref_to_key, timing_to_proto, video_ref_to_key
 from inspatio_world.rpc.options_proto import autoencoder_name
 from inspatio_world.rpc.generated import generator_pb2, generator_pb2_grpc
 from inspatio_world.rpc.metrics import ServiceMetrics
-from inspatio_world.stages.artifacts import object_digest
 from inspatio_world.stages.generate import BlockPublished, GenerateInputs, run_generate
 from inspatio_world.stages.identity import ModelIdentity
 from inspatio_world.store.base import ObjectStore
@@ -22,9 +21,8 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServiceServicer):
     def Generate(self, request: generator_pb2.GenerateRequest, context) -> Iterator[generator_pb2.GenerateEvent]:
         if not request.prompt.strip():
             raise ValueError("prompt is empty")
-        video_key = ref_to_key(self.store, request.video, "video")
         inputs = GenerateInputs(
-            video_key, request.video.sha256 or object_digest(self.store, video_key),
+            *video_ref_to_key(self.store, request.video),
             ref_to_key(self.store, request.schedule, "schedule"), ref_to_key(self.store, request.render, "render"),
             ref_to_key(self.store, request.mask, "mask"), request.prompt, request.seed, autoencoder_name(request.autoencoder),
         )  # fmt: skip

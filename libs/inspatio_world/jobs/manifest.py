@@ -15,7 +15,6 @@ from .options import JobOptions
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
 TERMINAL = (SUCCEEDED, FAILED, CANCELLED)
-STAGES = ("caption", "depth", "render", "generate")
 
 
 @dataclass(frozen=True)

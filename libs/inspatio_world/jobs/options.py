@@ -6,7 +6,7 @@ is parsed (and scipy/torch imported) only when the options are validated.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 AUTOENCODERS = ("wan_vae", "taehv")
@@ -49,9 +49,20 @@ class JobOptions:
             raise ValueError("prompt is empty: leave it unset to use the caption")
 
     def trajectory(self):
+        return self._parse(self.resolved_trajectory_text())
+
+    def render_options(self):
+        """The render stage's options (`stages.render.RenderOptions`); the trajectory is read once."""
+        from ..stages.render import RenderOptions
+
+        text = self.resolved_trajectory_text()
+        return RenderOptions(self._parse(text), text, self.relative_to_source, self.rotation_only, self.adaptive_frames,
+                             self.freeze_repeat, self.freeze_frame)  # fmt: skip
+
+    def _parse(self, text: str):
         from ..geometry.trajectory import parse_trajectory
 
-        return parse_trajectory(self.resolved_trajectory_text(), source=self.trajectory_name or "<job trajectory>")
+        return parse_trajectory(text, source=self.trajectory_name or "<job trajectory>")
 
     def resolved_trajectory_text(self) -> str:
         """The trajectory's text; a name may only pick one of the shipped files (never a server path)."""
@@ -63,9 +74,6 @@ class JobOptions:
         if self.trajectory_name not in shipped:
             raise TrajectoryError(f"unknown shipped trajectory {self.trajectory_name!r}; shipped: {', '.join(shipped)}")
         return (SHIPPED_TRAJECTORIES / self.trajectory_name).read_text()
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
     @classmethod
     def from_dict(cls, raw: dict) -> "JobOptions":

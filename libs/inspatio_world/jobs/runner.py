@@ -103,16 +103,12 @@ class JobRunner:
             else:  # the user's prompt replaces the caption: the captioner never runs
                 caption, caption_record, caption_weights = options.prompt, StageRecord(0.0, False), {}
             depth = depth_future.result()
-        job = manifests.save(self.store, job.with_stage("caption", caption_record, caption=caption,
-                                                        weights={**job.weights, **caption_weights}))  # fmt: skip
+        job = job.with_stage("caption", caption_record, caption=caption, weights={**job.weights, **caption_weights})
         job = manifests.save(self.store, job.with_stage("depth", _record(depth.timing, depth=depth.key),
                                                         weights={**job.weights, "depth": depth.model}))  # fmt: skip
 
         self._check(cancel)
-        render_options = RenderOptions(
-            options.trajectory(), options.resolved_trajectory_text(), options.relative_to_source,
-            options.rotation_only, options.adaptive_frames, options.freeze_repeat, options.freeze_frame,
-        )  # fmt: skip
+        render_options = options.render_options()
         render = self._stage(job, "render", lambda: self.stages.render(job.video, depth.key, render_options, force))
         job = manifests.save(self.store, job.with_stage("render", _record(
             render.timing, schedule=render.schedule_key, render=render.render_key, mask=render.mask_key)))  # fmt: skip

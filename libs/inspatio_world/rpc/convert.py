@@ -7,7 +7,7 @@ import time
 from ..jobs.manifest import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, Manifest
 from ..jobs.options import JobOptions
 from ..jobs.runner import JobEvent, JobFinished, StageFinished, StageStarted
-from ..stages.artifacts import Timing
+from ..stages.artifacts import Timing, object_digest
 from ..stages.generate import BlockPublished
 from ..stages.render import RenderOptions
 from ..stages.identity import ModelIdentity
@@ -20,6 +20,12 @@ JOB_STATES = {
     SUCCEEDED: coordinator_pb2.JOB_STATE_SUCCEEDED, FAILED: coordinator_pb2.JOB_STATE_FAILED,
     CANCELLED: coordinator_pb2.JOB_STATE_CANCELLED,
 }  # fmt: skip
+
+
+def video_ref_to_key(store: ObjectStore, ref: common_pb2.ObjectRef) -> tuple[str, str]:
+    """The input video's key and content digest (the caller's sha256, else the store's)."""
+    key = ref_to_key(store, ref, "video")
+    return key, ref.sha256 or object_digest(store, key)
 
 
 def ref_to_key(store: ObjectStore, ref: common_pb2.ObjectRef, what: str) -> str:
@@ -84,10 +90,7 @@ def render_options_from_proto(options: common_pb2.JobOptions) -> RenderOptions:
     """The render stage's options from a job's options (validated first: bad trajectories fail fast)."""
     job_options = options_from_proto(options)
     job_options.validate()
-    return RenderOptions(
-        job_options.trajectory(), job_options.resolved_trajectory_text(), job_options.relative_to_source,
-        job_options.rotation_only, job_options.adaptive_frames, job_options.freeze_repeat, job_options.freeze_frame,
-    )  # fmt: skip
+    return job_options.render_options()
 
 
 def render_options_to_proto(options: RenderOptions, force: bool) -> common_pb2.JobOptions:

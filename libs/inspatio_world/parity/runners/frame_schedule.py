@@ -8,7 +8,6 @@ scaled by the first depth frame's minimum times radius_ratio.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from ...geometry.frame_schedule import bounce_indices, plan_frames
