@@ -10,7 +10,7 @@ from typing import Callable
 import torch
 
 from .case import ParityCase
-from .compare import EXACT, compare, tolerance_for
+from .compare import compare, output_tolerance
 from .runners import find_runner
 
 
@@ -36,8 +36,7 @@ def run_case(case: ParityCase, device: torch.device) -> CaseResult:
         for key, want in case.outputs.items():
             if key not in produced:
                 return CaseResult(case.name, False, reason=f"output {key!r} not produced")
-            # Integer outputs (indices) are exact whatever the tolerance block says.
-            tol = tolerance_for(case.meta.get("tolerance", {}), key) if want.is_floating_point() else EXACT
+            tol = output_tolerance(case.meta.get("tolerance", {}), key, want.dtype)
             err, mismatch = compare(key, produced[key], want, tol)
             if mismatch is not None:
                 return CaseResult(case.name, False, err, f"{mismatch.key}: {mismatch.reason}")
