@@ -1,9 +1,13 @@
 """The four real services on 127.0.0.1 with a real S3 server (SeaweedFS), driven through the SDK:
-end-to-end jobs, streamed progress, cache reuse seen in the services' metrics, a coordinator killed
-and restarted mid-job, cancellation, and bad input answered with the right status."""
+end-to-end jobs, streamed progress with each block's frames, cache reuse seen in the services'
+metrics, a coordinator killed and restarted mid-job, cancellation, bad input answered with the right
+status, and the README's SDK example run as written."""
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import json
 import re
 import signal
 import subprocess
@@ -14,7 +18,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from inspatio_world.client import Client, JobOptions
+from inspatio_world.client import AsyncClient, Client, JobOptions
 from inspatio_world.media.decode import read_frames
 from inspatio_world.pipeline.tiny_weights import write_tiny_weights
 from inspatio_world.rpc.generated import common_pb2, coordinator_pb2, coordinator_pb2_grpc
@@ -22,6 +26,7 @@ from inspatio_world.stack import LocalStack
 
 from tests.support.clips import write_sample_mp4
 
+ROOT = Path(__file__).resolve().parents[2]
 BUCKET = "inspatio-services-test"
 FRAMES, HEIGHT, WIDTH = 9, 64, 96
 
@@ -110,13 +115,60 @@ def test_cancelled_job_stops_its_stages(stack, client, video):
     job = client.submit(video, JobOptions.for_trajectory("orbit_left.txt", seed=12))
     for event in client.watch(job.job_id):
         if event.kind == "block":
-            client.cancel(job.job_id)
+            final = client.cancel(job.job_id, wait=True, timeout=120)  # returns once the job has stopped
             break
-    final = client.wait(job.job_id)
     assert final.state == "cancelled"
     assert final.blocks_done < 10 and "pred" not in final.outputs
     generated = _metric(stack, "generator", r"inspatio_frames_generated_total") - frames_before
     assert generated < 121  # the generator stopped early
+
+
+def test_block_events_carry_their_frames_while_the_job_runs(client, video, tmp_path):
+    # 9 frames + 12 frozen = 21 frames: two blocks (9 + 12 frames)
+    job = client.submit(video, JobOptions.for_trajectory("pan_left.txt", adaptive_frames=False, freeze_repeat=12, seed=21))
+    blocks = []
+    for event in client.watch(job.job_id):
+        if event.kind == "block":
+            assert event.chunk_url and event.chunk_key.endswith(".mkv"), event
+            path = client.fetch_block(event, tmp_path)  # fetched before the job has finished
+            blocks.append((event, read_frames(path)))
+    final = event.status  # the last event is "finished"
+    assert final.state == "succeeded", final.error
+    assert [e.block_index for e, _ in blocks] == list(range(final.blocks_total)) and len(blocks) == 2
+    assert [e.first_frame for e, _ in blocks] == [0, blocks[0][0].frames]
+    for event, frames in blocks:
+        assert frames.shape == (event.frames, 3, 64, 112)
+    assert sum(e.frames for e, _ in blocks) == read_frames(client.download(final, tmp_path / "out")["pred"]).shape[0] == 21
+
+
+def test_get_reports_the_options_the_input_video_and_times(client, video):
+    options = JobOptions.for_trajectory("dolly_in.txt", adaptive_frames=False, seed=23, prompt="a quiet street")
+    final = client.wait(client.submit(video, options).job_id)
+    status = client.get(final.job_id)
+    assert status.state == "succeeded", status.error
+    assert status.options == options  # every option, as submitted
+    assert status.video.sha256 == hashlib.sha256(video.read_bytes()).hexdigest()
+    assert status.video.size == video.stat().st_size and status.video.key
+    assert 0 < status.created_unix <= status.updated_unix
+    data = json.loads(json.dumps(status.to_dict()))
+    assert data["options"]["seed"] == 23 and data["video"]["sha256"] == status.video.sha256
+    assert data["outputs"]["pred"]["url"] and set(data["timings"]["generate"]) == {"seconds", "cache_hit"}
+
+
+def _readme_sdk_example() -> str:
+    section = (ROOT / "README.md").read_text().split("\n### SDK\n", 1)[1]
+    return re.search(r"```python\n(.*?)```", section, re.DOTALL).group(1)
+
+
+def test_readme_sdk_example_runs_as_written(stack, tmp_path):
+    code = _readme_sdk_example()
+    assert "127.0.0.1:50051" in code
+    script = tmp_path / "example.py"
+    script.write_text(code.replace("127.0.0.1:50051", stack.addresses["coordinator"]))
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["compare.mp4", "manifest.json", "pred.mp4", "render.mp4", "source.mp4"]
+    assert "block" in done.stdout and any((tmp_path / "blocks").glob("block_*.mkv"))  # frames seen while it ran
 
 
 def _submit_raw(stack, messages):
@@ -187,20 +239,20 @@ def test_prometheus_scrapes_the_services_and_answers_a_generator_query(stack, cl
         assert float(blocks[0]["value"][1]) >= 1
 
 
-def test_async_client_submits_waits_and_lists(stack, video):
-    import asyncio
-
-    from inspatio_world.client import AsyncClient
-
+def test_async_client_submits_waits_lists_and_downloads(stack, video, tmp_path):
     async def scenario():
         async with AsyncClient(stack.addresses["coordinator"], timeout=120) as client:
             job = await client.submit(video, JobOptions.for_trajectory("pan_right.txt", adaptive_frames=False, seed=3))
             events = []
             final = await client.wait(job.job_id, on_event=events.append)
             listed = [status.job_id for status in await client.list(limit=50)]
-            return job, final, events, listed, await client.get(job.job_id)
+            block = next(e for e in events if e.kind == "block")
+            chunk = await client.fetch_block(block, tmp_path / "block.mkv")
+            written = await client.download(final, tmp_path / "out")
+            return job, final, events, listed, await client.get(job.job_id), chunk, written
 
-    job, final, events, listed, fetched = asyncio.run(scenario())
+    job, final, events, listed, fetched, chunk, written = asyncio.run(scenario())
     assert final.state == fetched.state == "succeeded"
-    assert any(e.kind == "block" for e in events)
     assert job.job_id in listed
+    assert read_frames(chunk).shape[0] == 9 and read_frames(written["pred"]).shape[0] == 9
+    assert sorted(written) == ["compare", "manifest", "pred", "render", "source"]

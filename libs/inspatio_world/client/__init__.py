@@ -1,7 +1,12 @@
-"""Client SDK of the InSpatio-World coordinator (sync `Client`, asyncio `AsyncClient`)."""
+"""Client SDK of the InSpatio-World coordinator (sync `Client`, asyncio `AsyncClient`).
+
+Import-light: no model code, torch or PyAV is loaded with it (a test checks).
+"""
 
 from ..jobs.options import JobOptions
 from .async_sdk import AsyncClient
-from .sdk import Client, JobEvent, JobStatus, download_outputs
+from .sample_video import write_sample_video
+from .sdk import Client, JobEvent, JobStatus, VideoRef, download_outputs, fetch_block
 
-__all__ = ["AsyncClient", "Client", "JobEvent", "JobOptions", "JobStatus", "download_outputs"]
+__all__ = ["AsyncClient", "Client", "JobEvent", "JobOptions", "JobStatus", "VideoRef", "download_outputs", "fetch_block",
+           "write_sample_video"]

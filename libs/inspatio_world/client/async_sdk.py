@@ -1,4 +1,4 @@
-"""The asyncio twin of `sdk.Client`: the same calls, awaited (grpc.aio)."""
+"""The asyncio twin of `sdk.Client`: the same calls, awaited (grpc.aio); downloads run in a thread."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import grpc
 
 from ..rpc.generated import coordinator_pb2, coordinator_pb2_grpc
 from ..jobs.options import JobOptions
-from .sdk import JobEvent, JobStatus, submit_messages
+from .sdk import JobEvent, JobStatus, download_outputs, fetch_block, submit_messages
 
 T = TypeVar("T")
 
@@ -52,9 +52,11 @@ class AsyncClient:
         response = await self._retry(lambda: self.stub.ListJobs(coordinator_pb2.ListJobsRequest(limit=limit), timeout=self.timeout))
         return [JobStatus.from_proto(job) for job in response.jobs]
 
-    async def cancel(self, job_id: str) -> JobStatus:
+    async def cancel(self, job_id: str, wait: bool = False, timeout: float | None = None) -> JobStatus:
+        """As `Client.cancel`: the state at the request, or with `wait` the status once the job has ended."""
         request = coordinator_pb2.CancelJobRequest(job_id=job_id)
-        return JobStatus.from_proto(await self._retry(lambda: self.stub.CancelJob(request, timeout=self.timeout)))
+        status = JobStatus.from_proto(await self._retry(lambda: self.stub.CancelJob(request, timeout=self.timeout)))
+        return await self.wait(job_id, timeout=timeout) if wait and not status.finished else status
 
     async def watch(self, job_id: str, timeout: float | None = None) -> AsyncIterator[JobEvent]:
         async for message in self.stub.WatchJob(coordinator_pb2.WatchJobRequest(job_id=job_id), timeout=timeout):
@@ -70,3 +72,10 @@ class AsyncClient:
             if event.kind == "finished":
                 return event.status
         return await self.get(job_id)
+
+    # the same blocking download code as Client's, in a worker thread so the event loop keeps running
+    async def download(self, status: JobStatus, out_dir: str | Path) -> dict[str, Path]:
+        return await asyncio.to_thread(download_outputs, status, out_dir)
+
+    async def fetch_block(self, event: JobEvent, path: str | Path) -> Path:
+        return await asyncio.to_thread(fetch_block, event, path)

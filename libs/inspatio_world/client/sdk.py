@@ -7,6 +7,7 @@
         final = client.wait(job.job_id, on_event=lambda e: print(e.kind, e.stage or e.block_index))
         client.download(final, "out/")        # pred.mp4, render.mp4, source.mp4, compare.mp4, manifest.json
 
+While a job runs, each "block" event references that block's frames: `client.fetch_block(event, "blocks/")`.
 `AsyncClient` offers the same calls for asyncio. Calls are retried on UNAVAILABLE (a coordinator
 restarting) with backoff; every call takes a deadline (`timeout`, seconds).
 """
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import time
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, TypeVar
 
@@ -23,12 +24,22 @@ import grpc
 
 from ..jobs.options import JobOptions
 from ..rpc.generated import common_pb2, coordinator_pb2, coordinator_pb2_grpc
-from ..rpc.options_proto import options_to_proto
+from ..rpc.options_proto import options_from_proto, options_to_proto
 
 CHUNK_BYTES = 1 << 20
+# file names of a job's outputs in download(); any other output NAME (e.g. a render-only job's mask) is NAME.mp4
 OUTPUT_FILES = {"pred": "pred.mp4", "render": "render.mp4", "source": "source.mp4", "compare": "compare.mp4", "manifest": "manifest.json"}
 STATES = {v: k.removeprefix("JOB_STATE_").lower() for k, v in coordinator_pb2.JobState.items()}
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class VideoRef:
+    """The job's input video in the store."""
+
+    key: str
+    size: int  # bytes
+    sha256: str
 
 
 @dataclass(frozen=True)
@@ -40,7 +51,11 @@ class JobStatus:
     blocks_total: int
     error: str
     timings: dict[str, tuple[float, bool]]  # stage -> (seconds, cache hit)
-    outputs: dict[str, common_pb2.ObjectRef] = field(default_factory=dict)
+    outputs: dict[str, common_pb2.ObjectRef] = field(default_factory=dict)  # name -> key and presigned url
+    options: JobOptions | None = None
+    video: VideoRef | None = None
+    created_unix: float = 0.0
+    updated_unix: float = 0.0
 
     @property
     def finished(self) -> bool:
@@ -48,9 +63,18 @@ class JobStatus:
 
     @classmethod
     def from_proto(cls, job: coordinator_pb2.Job) -> "JobStatus":
-        outputs = {name: getattr(job.outputs, name) for name in OUTPUT_FILES if job.outputs.HasField(name)}
+        outputs = {field.name: ref for field, ref in job.outputs.ListFields()}
         timings = {t.stage: (t.seconds, t.cache_hit) for t in job.timings}
-        return cls(job.job_id, STATES[job.state], job.caption, job.blocks_done, job.blocks_total, job.error, timings, outputs)
+        return cls(job.job_id, STATES[job.state], job.caption, job.blocks_done, job.blocks_total, job.error, timings, outputs,
+                   options_from_proto(job.options), VideoRef(job.video.key, job.video.size, job.video.sha256),
+                   job.created_unix, job.updated_unix)  # fmt: skip
+
+    def to_dict(self) -> dict:
+        """The status as plain JSON-ready values (what `inspatio get` prints)."""
+        data = asdict(self)  # options and video are dataclasses: they become dicts
+        data["timings"] = {stage: {"seconds": seconds, "cache_hit": hit} for stage, (seconds, hit) in self.timings.items()}
+        data["outputs"] = {name: {"key": ref.key, "url": ref.url} for name, ref in self.outputs.items()}
+        return data
 
 
 @dataclass(frozen=True)
@@ -62,7 +86,10 @@ class JobEvent:
     cache_hit: bool = False
     block_index: int = -1
     blocks: int = 0
+    first_frame: int = 0  # for "block": the block's first frame in the output video
     frames: int = 0
+    chunk_key: str = ""  # for "block": the store key of the block's frames (see fetch_block)
+    chunk_url: str = ""  # and where to download them (presigned URL, or file:// for a local store)
     status: JobStatus | None = None  # for "finished"
 
     @classmethod
@@ -76,7 +103,8 @@ class JobEvent:
         if kind == "block":
             block = event.block
             return cls(kind, event.job_id, stage="generate", seconds=block.seconds, block_index=block.index,
-                       blocks=block.blocks, frames=block.frames)  # fmt: skip
+                       blocks=block.blocks, first_frame=block.first_frame, frames=block.frames,
+                       chunk_key=block.chunk.key, chunk_url=block.chunk.url)  # fmt: skip
         return cls(kind, event.job_id, status=JobStatus.from_proto(event.finished))
 
 
@@ -98,22 +126,40 @@ def submit_messages(video: str | Path, options: JobOptions) -> Iterator[coordina
     return _upload_messages(path, options)
 
 
+def _download(url: str, target: Path, what: str) -> Path:
+    """One object from its URL (presigned http(s), or file:// for a local store) into target."""
+    if not url:
+        raise RuntimeError(f"{what} has no download URL; read it from the store directly")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(target.suffix + ".part")
+    with urllib.request.urlopen(url) as response, partial.open("wb") as handle:
+        while chunk := response.read(CHUNK_BYTES):
+            handle.write(chunk)
+    partial.replace(target)  # no half-written file under the final name
+    return target
+
+
 def download_outputs(status: JobStatus, out_dir: str | Path) -> dict[str, Path]:
     """Fetch a finished job's outputs through their presigned URLs into out_dir."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = {}
-    for name, ref in status.outputs.items():
-        if not ref.url:
-            raise RuntimeError(f"output {name} ({ref.key}) has no download URL; read it from the store directly")
-        target = out_dir / OUTPUT_FILES[name]
-        partial = target.with_suffix(target.suffix + ".part")
-        with urllib.request.urlopen(ref.url) as response, partial.open("wb") as handle:
-            while chunk := response.read(CHUNK_BYTES):
-                handle.write(chunk)
-        partial.replace(target)  # no half-written file under the final name
-        written[name] = target
-    return written
+    return {name: _download(ref.url, out_dir / OUTPUT_FILES.get(name, f"{name}.mp4"), f"output {name} ({ref.key})")
+            for name, ref in status.outputs.items()}  # fmt: skip
+
+
+def fetch_block(event: JobEvent, path: str | Path) -> Path:
+    """Fetch the frames of one "block" event while the job runs; returns the file written.
+
+    The file is a lossless FFV1 video in Matroska (.mkv, RGB 8-bit) of exactly `event.frames` frames,
+    output frames `event.first_frame` onwards: the exact 8-bit pixels that pred.mp4 then encodes (lossy H.264).
+    Read it with `inspatio_world.media.decode.read_frames` (or any FFmpeg-based reader). `path` is
+    a file, or an existing folder to write `block_NNNN.mkv` into.
+    """
+    if event.kind != "block":
+        raise ValueError(f"a {event.kind!r} event has no frames; only \"block\" events do")
+    target = Path(path)
+    if target.is_dir():
+        target = target / event.chunk_key.rsplit("/", 1)[-1]
+    return _download(event.chunk_url, target, f"block {event.block_index} ({event.chunk_key})")
 
 
 class Client:
@@ -156,9 +202,12 @@ class Client:
         request = coordinator_pb2.ListJobsRequest(limit=limit)
         return [JobStatus.from_proto(j) for j in self._retry(lambda: self.stub.ListJobs(request, timeout=self.timeout)).jobs]
 
-    def cancel(self, job_id: str) -> JobStatus:
+    def cancel(self, job_id: str, wait: bool = False, timeout: float | None = None) -> JobStatus:
+        """Ask the job to stop. The answer is its state then (a running job stops at its next step or
+        block), unless `wait`: then the status once it has ended (normally "cancelled"), within timeout."""
         request = coordinator_pb2.CancelJobRequest(job_id=job_id)
-        return JobStatus.from_proto(self._retry(lambda: self.stub.CancelJob(request, timeout=self.timeout)))
+        status = JobStatus.from_proto(self._retry(lambda: self.stub.CancelJob(request, timeout=self.timeout)))
+        return self.wait(job_id, timeout=timeout) if wait and not status.finished else status
 
     def watch(self, job_id: str, timeout: float | None = None) -> Iterator[JobEvent]:
         """Events until the job ends; a dropped stream (e.g. a coordinator restart) is re-opened."""
@@ -186,3 +235,6 @@ class Client:
 
     def download(self, status: JobStatus, out_dir: str | Path) -> dict[str, Path]:
         return download_outputs(status, out_dir)
+
+    def fetch_block(self, event: JobEvent, path: str | Path) -> Path:
+        return fetch_block(event, path)

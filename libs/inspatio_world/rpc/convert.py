@@ -54,22 +54,24 @@ def identity_to_proto(identity: ModelIdentity) -> common_pb2.ModelIdentity:
     return common_pb2.ModelIdentity(name=identity.name, digest=identity.digest, random=identity.random)
 
 
-def block_to_proto(store: ObjectStore, block: BlockPublished) -> common_pb2.BlockGenerated:
-    return common_pb2.BlockGenerated(
-        index=block.index, blocks=block.blocks, first_frame=block.first_frame, frames=block.frames,
-        chunk=key_to_ref(store, block.key), seconds=block.seconds,
-    )  # fmt: skip
-
-
-def block_from_proto(block: common_pb2.BlockGenerated) -> BlockPublished:
-    return BlockPublished(block.index, block.blocks, block.first_frame, block.frames, block.chunk.key, block.seconds)
-
-
 def _download_url(store: ObjectStore, key: str) -> str:
     try:
         return store.presigned_get(key)
     except Exception:  # a store that cannot sign URLs: the client reads the key itself
         return ""
+
+
+def block_to_proto(store: ObjectStore, block: BlockPublished) -> common_pb2.BlockGenerated:
+    chunk = key_to_ref(store, block.key)
+    chunk.url = _download_url(store, block.key)  # so a client can see the frames while the job runs
+    return common_pb2.BlockGenerated(
+        index=block.index, blocks=block.blocks, first_frame=block.first_frame, frames=block.frames,
+        chunk=chunk, seconds=block.seconds,
+    )  # fmt: skip
+
+
+def block_from_proto(block: common_pb2.BlockGenerated) -> BlockPublished:
+    return BlockPublished(block.index, block.blocks, block.first_frame, block.frames, block.chunk.key, block.seconds)
 
 
 def job_to_proto(store: ObjectStore, job: Manifest) -> coordinator_pb2.Job:
