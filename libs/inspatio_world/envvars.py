@@ -61,11 +61,27 @@ STAGE_WAIT_SECONDS = EnvVar("INSPATIO_STAGE_WAIT_SECONDS", "600", "Coordinator: 
 DRAIN_SECONDS = EnvVar("INSPATIO_DRAIN_SECONDS", "30", "On SIGTERM, how long requests in progress may run before they are cancelled.")
 FP8 = EnvVar("INSPATIO_FP8", "0", "Generator: 1 runs the DiT blocks' linear layers in FP8 (faster on Hopper, changes the numbers; README Performance).")
 MAX_PARALLEL_JOBS = EnvVar("INSPATIO_MAX_PARALLEL_JOBS", "4", "Jobs a coordinator drives at once.")
+COMPILE = EnvVar(
+    "INSPATIO_COMPILE",
+    "auto",
+    "Generator: regional torch.compile of the DiT blocks: auto (on CUDA only), 1 (always, CPU too), 0 (eager).",
+)
+
+# Per-model weight paths (upstream's --checkpoint_path, --da3_model_path, --florence_model_path,
+# --tae_checkpoint_path): each replaces one entry of the INSPATIO_WEIGHTS folder layout.
+DIT_CHECKPOINT = EnvVar(
+    "INSPATIO_DIT_CHECKPOINT", "",
+    "The InSpatio-World .safetensors file (default: InSpatio-World-1.3B/InSpatio-World-1.3B.safetensors in INSPATIO_WEIGHTS).",
+)
+DA3_DIR = EnvVar("INSPATIO_DA3_DIR", "", "The Depth-Anything-3 folder (config.json, model.safetensors; default: DA3/ in INSPATIO_WEIGHTS).")
+FLORENCE_DIR = EnvVar("INSPATIO_FLORENCE_DIR", "", "The Florence-2-large folder (default: Florence-2-large/ in INSPATIO_WEIGHTS).")
+TAEHV_CHECKPOINT = EnvVar("INSPATIO_TAEHV_CHECKPOINT", "", "The TAEHV checkpoint (default: taehv/taew2_1.pth in INSPATIO_WEIGHTS).")
 
 ALL: tuple[EnvVar, ...] = (
     ATTENTION, PARITY_PACK, WEIGHTS, COMPILE_CACHE, STORE, S3_ACCESS_KEY, S3_SECRET_KEY, GRPC_ADDRESS,
     METRICS_ADDRESS, DEVICE, MAX_IN_FLIGHT, MAX_QUEUE, CAPTION_ADDRESS, DEPTHRENDER_ADDRESS, GENERATOR_ADDRESS,
-    JOB_LEASE_SECONDS, MAX_PARALLEL_JOBS, DRAIN_SECONDS, FP8, STAGE_WAIT_SECONDS,
+    JOB_LEASE_SECONDS, MAX_PARALLEL_JOBS, DRAIN_SECONDS, FP8, STAGE_WAIT_SECONDS, COMPILE,
+    DIT_CHECKPOINT, DA3_DIR, FLORENCE_DIR, TAEHV_CHECKPOINT,
 )  # fmt: skip
 
 
@@ -79,3 +95,11 @@ def get_flag(var: EnvVar) -> bool:
     if value not in ("0", "1"):
         raise ValueError(f"{var.name}={value!r}: expected 0 or 1")
     return value == "1"
+
+
+def get_auto_flag(var: EnvVar) -> bool | None:
+    """An auto/0/1 variable: None for auto (the caller decides), else the flag; anything else is refused."""
+    value = get(var).strip().lower()
+    if value not in ("auto", "0", "1"):
+        raise ValueError(f"{var.name}={value!r}: expected auto, 0 or 1")
+    return None if value == "auto" else value == "1"

@@ -1,7 +1,8 @@
 """`python -m services.generator.main`: the block-causal generator over gRPC, streaming blocks.
 
-TAEHV is loaded when its checkpoint is present (jobs may then choose it); the Wan VAE always is.
-INSPATIO_FP8=1 runs the DiT blocks' linear layers in FP8 (under a separate model identity).
+TAEHV is loaded when its checkpoint is present or INSPATIO_TAEHV_CHECKPOINT names one (jobs may then
+choose it); the Wan VAE always is. INSPATIO_FP8=1 runs the DiT blocks' linear layers in FP8 (under a
+separate model identity); INSPATIO_COMPILE (auto/1/0) compiles the DiT blocks.
 """
 
 from __future__ import annotations
@@ -19,12 +20,17 @@ from .servicer import GeneratorServicer
 
 
 def load(settings, store, server):
-    weights = settings.weights()
-    autoencoders = ("wan_vae", "taehv") if weights.taehv_file.is_file() else ("wan_vae",)
     fp8 = envvars.get_flag(envvars.FP8)
+    compile_dit = envvars.get_auto_flag(envvars.COMPILE)  # None: compile on CUDA
+    weights = settings.weights()
+    # a TAEHV named by its variable is required: a wrong path fails start-up rather than dropping TAEHV
+    taehv = weights.taehv_checkpoint is not None or weights.taehv_file.is_file()
+    autoencoders = ("wan_vae", "taehv") if taehv else ("wan_vae",)
+    for name in autoencoders:
+        weights.check(name)  # before the identity reads the files
     identity = generator_identity(weights, autoencoders, fp8)
     server.metrics.set_model(identity.name, identity.digest, identity.random)
-    models = GeneratorModels.load(weights, torch.device(settings.device), autoencoders, fp8=fp8)
+    models = GeneratorModels.load(weights, torch.device(settings.device), autoencoders, compile_dit=compile_dit, fp8=fp8)
     return [GeneratorServicer(store, VideoGenerator(models), identity, server.metrics)]
 
 

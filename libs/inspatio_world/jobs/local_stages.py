@@ -13,7 +13,6 @@ from typing import Iterator
 import torch
 
 from ..models.captioner import Captioner
-from ..models.checkpoints import CheckpointError
 from ..models.depth import DepthEstimator, DepthSettings
 from ..pipeline.generator import VideoGenerator
 from ..pipeline.models import GeneratorModels
@@ -43,17 +42,12 @@ def generator_identity(weights: WeightsFolder, autoencoders: tuple[str, ...], fp
     return weights_identity("generator-fp8" if fp8 else "generator", files, weights.is_random)
 
 
-def require_file(weights: WeightsFolder, path) -> None:
-    if not path.is_file():
-        raise CheckpointError(f"{path}: required weight file not found (weights folder {weights.root})")
-
-
 def check_caption_weights(weights: WeightsFolder) -> None:
-    require_file(weights, weights.florence_dir / "config.json")
+    weights.check_caption()
 
 
 def check_depth_weights(weights: WeightsFolder) -> None:
-    require_file(weights, weights.da3_dir / "model.safetensors")
+    weights.check_depth()
 
 
 def load_estimator(weights: WeightsFolder, device: torch.device) -> DepthEstimator:

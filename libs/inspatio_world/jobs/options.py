@@ -1,4 +1,5 @@
-"""A job's options: every upstream option (trajectory, modes, frames, decoder, prompt, seed) + force.
+"""A job's options: every upstream option (trajectory, modes, frames, decoder, prompt, seed, stopping
+after the render) + force.
 
 Shared by the client SDK and the services, so this module imports no model code: the trajectory
 is parsed (and scipy/torch imported) only when the options are validated.
@@ -25,6 +26,7 @@ class JobOptions:
     prompt: str | None = None  # replaces the caption
     seed: int = 0
     force: bool = False
+    render_only: bool = False  # upstream's --skip_step3: stop after the render, publish it as videos
 
     @classmethod
     def for_trajectory(cls, trajectory: str | Path, **fields) -> "JobOptions":

@@ -1,5 +1,10 @@
 """Running one job: caption and depth at the same time, then render, then generation block by block.
 
+A render-only job (upstream's --skip_step3) stops after the render: its render, hole mask and
+matching source frames are published as mp4s (`stages/render_videos.py`, a CPU transcode done
+here, not by a stage service) and nothing is generated. The render stage is called exactly as for a
+full job, so a later full job on the same video and trajectory finds the render in the cache.
+
 The runner talks to the stages through a `StageClient` (in process, or over gRPC), saves the
 manifest after every step and every block, and reports progress as events. Stage outputs are
 content-addressed, so re-running a job after a crash (or on another coordinator) repeats no work:
@@ -19,6 +24,7 @@ from ..stages.caption import CaptionOutput
 from ..stages.depth import DepthOutput
 from ..stages.generate import BlockPublished, GenerateInputs, GenerateOutput
 from ..stages.render import RenderOptions, RenderOutput
+from ..stages.render_videos import run_render_videos
 from ..store.base import ObjectStore
 from . import manifest as manifests
 from .manifest import CANCELLED, FAILED, RUNNING, SUCCEEDED, Manifest, StageRecord, VideoRef
@@ -114,6 +120,10 @@ class JobRunner:
             render.timing, schedule=render.schedule_key, render=render.render_key, mask=render.mask_key)))  # fmt: skip
 
         self._check(cancel)
+        if options.render_only:
+            videos = self._stage(job, "render_videos", lambda: run_render_videos(
+                self.store, job.video.key, job.video.sha256, render.schedule_key, render.render_key, render.mask_key, force))  # fmt: skip
+            return job.with_stage("render_videos", _record(videos.timing, **videos.keys), outputs=dict(videos.keys))
         inputs = GenerateInputs(job.video.key, job.video.sha256, render.schedule_key, render.render_key, render.mask_key,
                                 caption, options.seed, options.autoencoder)  # fmt: skip
         self.emit(job.job_id, StageStarted("generate"))

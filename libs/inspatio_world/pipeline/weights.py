@@ -10,30 +10,65 @@ One folder (`checkpoints/` upstream) holds everything, laid out as upstream's do
 
 A folder written by `write_tiny_weights` has the same layout plus `inspatio_profile.json`, which
 gives the small architectures and marks the weights as random.
+
+Four entries may live elsewhere (upstream's --checkpoint_path, --da3_model_path,
+--florence_model_path, --tae_checkpoint_path): an override path replaces the layout's path
+everywhere, in the checks, the loaders and the model identities. Services read them from
+INSPATIO_DIT_CHECKPOINT, INSPATIO_DA3_DIR, INSPATIO_FLORENCE_DIR and INSPATIO_TAEHV_CHECKPOINT
+(`WeightsFolder.from_env`); the Wan2.1 folder and the tiny profile always come from the root.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .. import envvars
 from ..models.checkpoints import CheckpointError
 
 PROFILE_FILE = "inspatio_profile.json"
 WAN_DIR = "Wan2.1-T2V-1.3B"
 T5_NAMES = ("models_t5_umt5-xxl-enc-bf16.pth", "models_t5_umt5-xxl-enc-bf16.safetensors")
 
+# override field -> (its environment variable, whether it names a folder)
+OVERRIDES = {
+    "dit_checkpoint": (envvars.DIT_CHECKPOINT, False),
+    "da3": (envvars.DA3_DIR, True),
+    "florence": (envvars.FLORENCE_DIR, True),
+    "taehv_checkpoint": (envvars.TAEHV_CHECKPOINT, False),
+}
+
 
 @dataclass(frozen=True)
 class WeightsFolder:
-    """The checkpoints folder of all stages; each stage checks only the files it loads."""
+    """The checkpoints folder of all stages; each stage checks only the files it loads.
+
+    The optional fields replace one path of the layout each (None: the layout's path)."""
 
     root: Path
+    dit_checkpoint: Path | None = None  # the InSpatio-World .safetensors file
+    da3: Path | None = None  # the Depth-Anything-3 folder
+    florence: Path | None = None  # the Florence-2-large folder
+    taehv_checkpoint: Path | None = None  # the TAEHV checkpoint
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+        for name in OVERRIDES:
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, Path(value))
+
+    @classmethod
+    def from_env(cls, root: str | Path) -> "WeightsFolder":
+        """The folder `root` with the overrides set in the environment (unset or empty: the layout's path)."""
+        values = {name: Path(envvars.get(var)).expanduser() for name, (var, _) in OVERRIDES.items() if envvars.get(var)}
+        return cls(Path(root), **values)
 
     @property
     def dit_file(self) -> Path:
-        return self.root / "InSpatio-World-1.3B" / "InSpatio-World-1.3B.safetensors"
+        return self.dit_checkpoint or self.root / "InSpatio-World-1.3B" / "InSpatio-World-1.3B.safetensors"
 
     @property
     def wan_dir(self) -> Path:
@@ -58,15 +93,20 @@ class WeightsFolder:
 
     @property
     def taehv_file(self) -> Path:
-        return self.root / "taehv" / "taew2_1.pth"
+        return self.taehv_checkpoint or self.root / "taehv" / "taew2_1.pth"
 
     @property
     def da3_dir(self) -> Path:
-        return self.root / "DA3"
+        return self.da3 or self.root / "DA3"
 
     @property
     def florence_dir(self) -> Path:
-        return self.root / "Florence-2-large"
+        return self.florence or self.root / "Florence-2-large"
+
+    @property
+    def overrides(self) -> dict[str, Path]:
+        """The paths that replace the layout's, by environment variable name."""
+        return {var.name: getattr(self, name) for name, (var, _) in OVERRIDES.items() if getattr(self, name) is not None}
 
     @property
     def profile(self) -> dict:
@@ -79,15 +119,58 @@ class WeightsFolder:
         return bool(self.profile.get("random", False))
 
     def check(self, decoder: str) -> None:
-        """Fail fast, naming the first missing file, before gigabytes are read."""
+        """The generator's files (with `decoder`'s): fail fast, naming the first missing file, before
+        gigabytes are read."""
+        self._check_override("dit_checkpoint")
+        if decoder == "taehv":
+            self._check_override("taehv_checkpoint")
         if not self.root.is_dir():
             raise CheckpointError(f"{self.root}: weights folder not found")
         needed = [self.dit_file, self.dit_config_file, self.vae_file, self.text_encoder_file, self.tokenizer_dir]
         if decoder == "taehv":
             needed.append(self.taehv_file)
         for path in needed:
-            if not path.exists():
-                raise CheckpointError(f"{path}: required weight file not found (weights folder {self.root})")
+            self.require(path)
+
+    def check_caption(self) -> None:
+        """Florence-2's folder."""
+        self._check_override("florence")
+        self.require(self.florence_dir / "config.json")
+
+    def check_depth(self) -> None:
+        """Depth-Anything-3's folder."""
+        self._check_override("da3")
+        self.require(self.da3_dir / "model.safetensors")
+
+    def require(self, path: Path) -> None:
+        """A needed file: its absence names where the path came from (the folder, or a variable)."""
+        if path.exists():
+            return
+        for name, (var, _) in OVERRIDES.items():
+            override = getattr(self, name)
+            if override is not None and (path == override or override in path.parents):
+                raise CheckpointError(f"{path}: required weight file not found (in {var.name}={override})")
+        raise CheckpointError(f"{path}: required weight file not found (weights folder {self.root})")
+
+    def _check_override(self, name: str) -> None:
+        path = getattr(self, name)
+        var, is_folder = OVERRIDES[name]
+        if path is None:
+            return
+        kind = "folder" if is_folder else "file"
+        if not path.exists():
+            raise CheckpointError(f"{var.name}={path}: {kind} not found")
+        if path.is_dir() != is_folder:
+            raise CheckpointError(f"{var.name}={path}: not a {kind}")
+
+
+def override_env(dit_checkpoint: str | Path | None = None, da3_dir: str | Path | None = None,
+                 florence_dir: str | Path | None = None, taehv_checkpoint: str | Path | None = None) -> dict[str, str]:  # fmt: skip
+    """The environment variables that give the services these per-model paths (the ones not None),
+    as absolute paths, e.g. for `LocalStack(extra_env=...)`; {} when none is given."""
+    given = {envvars.DIT_CHECKPOINT: dit_checkpoint, envvars.DA3_DIR: da3_dir, envvars.FLORENCE_DIR: florence_dir,
+             envvars.TAEHV_CHECKPOINT: taehv_checkpoint}  # fmt: skip
+    return {var.name: os.path.abspath(os.path.expanduser(value)) for var, value in given.items() if value is not None}
 
 
 def profile_json(**configs) -> str:

@@ -58,9 +58,10 @@ class ServiceSettings:
         )
 
     def weights(self) -> WeightsFolder:
+        """The weights folder, with the per-model paths set in the environment (INSPATIO_DIT_CHECKPOINT, ...)."""
         if not self.weights_dir:
             raise CheckpointError(f"{envvars.WEIGHTS.name} is not set: the {self.name} service needs a weights folder")
-        return WeightsFolder(Path(self.weights_dir))
+        return WeightsFolder.from_env(Path(self.weights_dir))
 
 
 def run_service(settings: ServiceSettings, add_functions: Sequence[Callable], load: Callable[[ServiceSettings, ObjectStore, ServiceServer], Sequence[object]],

@@ -29,6 +29,7 @@ def options_to_proto(options: JobOptions) -> common_pb2.JobOptions:
         trajectory=trajectory, relative_to_source=options.relative_to_source, rotation_only=options.rotation_only,
         disable_adaptive_frames=not options.adaptive_frames, freeze_repeat=options.freeze_repeat,
         autoencoder=autoencoder_enum(options.autoencoder), seed=options.seed, force=options.force,
+        render_only=options.render_only,
     )  # fmt: skip
     if options.freeze_frame is not None:
         message.freeze_frame = options.freeze_frame
@@ -51,4 +52,5 @@ def options_from_proto(options: common_pb2.JobOptions) -> JobOptions:
         prompt=options.prompt if options.HasField("prompt") else None,
         seed=options.seed,
         force=options.force,
+        render_only=options.render_only,
     )

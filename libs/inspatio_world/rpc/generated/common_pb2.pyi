@@ -53,7 +53,7 @@ class Trajectory(_message.Message):
     def __init__(self, text: _Optional[str] = ..., shipped_name: _Optional[str] = ...) -> None: ...
 
 class JobOptions(_message.Message):
-    __slots__ = ("trajectory", "relative_to_source", "rotation_only", "disable_adaptive_frames", "freeze_repeat", "freeze_frame", "autoencoder", "prompt", "seed", "force")
+    __slots__ = ("trajectory", "relative_to_source", "rotation_only", "disable_adaptive_frames", "freeze_repeat", "freeze_frame", "autoencoder", "prompt", "seed", "force", "render_only")
     TRAJECTORY_FIELD_NUMBER: _ClassVar[int]
     RELATIVE_TO_SOURCE_FIELD_NUMBER: _ClassVar[int]
     ROTATION_ONLY_FIELD_NUMBER: _ClassVar[int]
@@ -64,6 +64,7 @@ class JobOptions(_message.Message):
     PROMPT_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     FORCE_FIELD_NUMBER: _ClassVar[int]
+    RENDER_ONLY_FIELD_NUMBER: _ClassVar[int]
     trajectory: Trajectory
     relative_to_source: bool
     rotation_only: bool
@@ -74,7 +75,8 @@ class JobOptions(_message.Message):
     prompt: str
     seed: int
     force: bool
-    def __init__(self, trajectory: _Optional[_Union[Trajectory, _Mapping]] = ..., relative_to_source: _Optional[bool] = ..., rotation_only: _Optional[bool] = ..., disable_adaptive_frames: _Optional[bool] = ..., freeze_repeat: _Optional[int] = ..., freeze_frame: _Optional[int] = ..., autoencoder: _Optional[_Union[Autoencoder, str]] = ..., prompt: _Optional[str] = ..., seed: _Optional[int] = ..., force: _Optional[bool] = ...) -> None: ...
+    render_only: bool
+    def __init__(self, trajectory: _Optional[_Union[Trajectory, _Mapping]] = ..., relative_to_source: _Optional[bool] = ..., rotation_only: _Optional[bool] = ..., disable_adaptive_frames: _Optional[bool] = ..., freeze_repeat: _Optional[int] = ..., freeze_frame: _Optional[int] = ..., autoencoder: _Optional[_Union[Autoencoder, str]] = ..., prompt: _Optional[str] = ..., seed: _Optional[int] = ..., force: _Optional[bool] = ..., render_only: _Optional[bool] = ...) -> None: ...
 
 class StageTiming(_message.Message):
     __slots__ = ("stage", "seconds", "cache_hit")

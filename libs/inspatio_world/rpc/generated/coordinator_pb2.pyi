@@ -43,18 +43,20 @@ class SubmitJobRequest(_message.Message):
     def __init__(self, spec: _Optional[_Union[JobSpec, _Mapping]] = ..., chunk: _Optional[bytes] = ...) -> None: ...
 
 class JobOutputs(_message.Message):
-    __slots__ = ("pred", "render", "source", "compare", "manifest")
+    __slots__ = ("pred", "render", "source", "compare", "manifest", "mask")
     PRED_FIELD_NUMBER: _ClassVar[int]
     RENDER_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     COMPARE_FIELD_NUMBER: _ClassVar[int]
     MANIFEST_FIELD_NUMBER: _ClassVar[int]
+    MASK_FIELD_NUMBER: _ClassVar[int]
     pred: _common_pb2.ObjectRef
     render: _common_pb2.ObjectRef
     source: _common_pb2.ObjectRef
     compare: _common_pb2.ObjectRef
     manifest: _common_pb2.ObjectRef
-    def __init__(self, pred: _Optional[_Union[_common_pb2.ObjectRef, _Mapping]] = ..., render: _Optional[_Union[_common_pb2.ObjectRef, _Mapping]] = ..., source: _Optional[_Union[_common_pb2.ObjectRef, _Mapping]] = ..., compare: _Optional[_Union[_common_pb2.ObjectRef, _Mapping]] = ..., manifest: _Optional[_Union[_common_pb2.ObjectRef, _Mapping]] = ...) -> None: ...
+    mask: _common_pb2.ObjectRef
+    def __init__(self, pred: _Optional[_Union[_common_pb2.ObjectRef, _Mapping]] = ..., render: _Optional[_Union[_common_pb2.ObjectRef, _Mapping]] = ..., source: _Optional[_Union[_common_pb2.ObjectRef, _Mapping]] = ..., compare: _Optional[_Union[_common_pb2.ObjectRef, _Mapping]] = ..., manifest: _Optional[_Union[_common_pb2.ObjectRef, _Mapping]] = ..., mask: _Optional[_Union[_common_pb2.ObjectRef, _Mapping]] = ...) -> None: ...
 
 class Job(_message.Message):
     __slots__ = ("job_id", "state", "options", "video", "caption", "timings", "outputs", "error", "created_unix", "updated_unix", "blocks_done", "blocks_total")
