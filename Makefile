@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # CPU build of torch, pinned: a bare `torch` pulls a multi-GB CUDA build.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install test parity bench-generator run proto images helm clean
+.PHONY: install test-tools test parity bench-generator run proto images helm clean
 
 install: $(STAMP)
 
@@ -22,7 +22,11 @@ $(STAMP): pyproject.toml requirements-da3.txt
 run: install
 	$(BIN)/inspatio run --sample --traj orbit_left.txt --out outputs
 
-test: install
+# Debian's Prometheus for the metrics tests (apt-get, only when missing).
+test-tools:
+	tools/install_test_tools.sh
+
+test: install test-tools
 	$(BIN)/python -m pytest -q
 
 parity: install

@@ -1,7 +1,10 @@
-"""Shared test fixtures: where the golden parity pack lives."""
+"""Shared test fixtures: where the golden parity pack lives; a per-user cache folder of the tests' own."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -23,3 +26,13 @@ def parity_pack() -> Path:
     if pack is None:
         pytest.fail(f"parity pack not found: set {envvars.PARITY_PACK.name} to the shared/parity folder")
     return pack
+
+
+def pytest_configure(config) -> None:
+    """Tests (and the services and commands they start) never write into the real ~/.cache/inspatio."""
+    config._inspatio_cache = tempfile.mkdtemp(prefix="inspatio-test-cache-")
+    os.environ[envvars.CACHE_DIR.name] = config._inspatio_cache
+
+
+def pytest_unconfigure(config) -> None:
+    shutil.rmtree(getattr(config, "_inspatio_cache", ""), ignore_errors=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -41,10 +42,17 @@ COMPILE_CACHE = EnvVar(
     "(used unless TORCHINDUCTOR_CACHE_DIR is set).",
 )
 
+CACHE_DIR = EnvVar(
+    "INSPATIO_CACHE_DIR",
+    "~/.cache/inspatio",
+    "Per-user folder of the local stack: its store, the tiny random weights, the sample clip and the service "
+    "logs, so the same job run from any folder is a cache hit.",
+)
 STORE = EnvVar(
     "INSPATIO_STORE",
-    "file://.cache/store",
-    "Object store URL: a folder (file:///abs/path) or S3 (s3://bucket?endpoint=host:port&secure=0).",
+    "",
+    "Object store URL: a folder (file:///abs/path) or S3 (s3://bucket?endpoint=host:port&secure=0). "
+    "Default: the folder store/ in INSPATIO_CACHE_DIR.",
 )
 S3_ACCESS_KEY = EnvVar("INSPATIO_S3_ACCESS_KEY", "", "S3 access key (falls back to AWS_ACCESS_KEY_ID).")
 S3_SECRET_KEY = EnvVar("INSPATIO_S3_SECRET_KEY", "", "S3 secret key (falls back to AWS_SECRET_ACCESS_KEY).")
@@ -78,7 +86,7 @@ FLORENCE_DIR = EnvVar("INSPATIO_FLORENCE_DIR", "", "The Florence-2-large folder 
 TAEHV_CHECKPOINT = EnvVar("INSPATIO_TAEHV_CHECKPOINT", "", "The TAEHV checkpoint (default: taehv/taew2_1.pth in INSPATIO_WEIGHTS).")
 
 ALL: tuple[EnvVar, ...] = (
-    ATTENTION, PARITY_PACK, WEIGHTS, COMPILE_CACHE, STORE, S3_ACCESS_KEY, S3_SECRET_KEY, GRPC_ADDRESS,
+    ATTENTION, PARITY_PACK, WEIGHTS, COMPILE_CACHE, CACHE_DIR, STORE, S3_ACCESS_KEY, S3_SECRET_KEY, GRPC_ADDRESS,
     METRICS_ADDRESS, DEVICE, MAX_IN_FLIGHT, MAX_QUEUE, CAPTION_ADDRESS, DEPTHRENDER_ADDRESS, GENERATOR_ADDRESS,
     JOB_LEASE_SECONDS, MAX_PARALLEL_JOBS, DRAIN_SECONDS, FP8, STAGE_WAIT_SECONDS, COMPILE,
     DIT_CHECKPOINT, DA3_DIR, FLORENCE_DIR, TAEHV_CHECKPOINT,
@@ -87,6 +95,15 @@ ALL: tuple[EnvVar, ...] = (
 
 def get(var: EnvVar) -> str:
     return os.environ.get(var.name, var.default)
+
+
+def cache_dir() -> Path:
+    return Path(get(CACHE_DIR)).expanduser().resolve()
+
+
+def store_url() -> str:
+    """INSPATIO_STORE, else the per-user local-folder store."""
+    return get(STORE) or (cache_dir() / "store").as_uri()
 
 
 def get_flag(var: EnvVar) -> bool:

@@ -52,11 +52,19 @@ def health(address: str, timeout: float = 1.0) -> str:
     return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
 
 
+class PortBusy(RuntimeError):
+    pass
+
+
+class ServiceFailed(RuntimeError):
+    pass
+
+
 @dataclass
 class LocalStack:
     store_url: str
     weights_dir: Path
-    default_ports: bool = True  # the well-known ports (if free), else random free ones
+    default_ports: bool = True  # the well-known ports (PortBusy if one is taken), else random free ones
     log_dir: Path | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
@@ -65,13 +73,17 @@ class LocalStack:
     metrics_addresses: dict[str, str] = field(default_factory=dict)
 
     def _ports(self, name: str) -> tuple[int, int]:
-        grpc_port, metrics_port = DEFAULT_PORTS[name]
-        if self.default_ports and port_is_free(grpc_port) and port_is_free(metrics_port):
-            return grpc_port, metrics_port
-        return free_port(), free_port()
+        if not self.default_ports:
+            return free_port(), free_port()
+        ports = DEFAULT_PORTS[name]
+        for port in ports:  # never drift to other ports: clients expect the well-known ones
+            if not port_is_free(port):
+                running = " (a service answers there: another `inspatio up`?)" if health(f"{HOST}:{port}") != "UNREACHABLE" else ""
+                raise PortBusy(f"{HOST}:{port}, the {name} service's port, is in use{running}; stop what holds it first")
+        return ports
 
     def start(self, timeout: float = 300.0) -> "LocalStack":
-        for name in SERVICES:
+        for name in reversed(SERVICES):  # the coordinator's port first: the one users know
             grpc_port, metrics_port = self._ports(name)
             self.addresses[name] = f"{HOST}:{grpc_port}"
             self.metrics_addresses[name] = f"{HOST}:{metrics_port}"
@@ -103,13 +115,21 @@ class LocalStack:
         while waiting:
             for name in list(waiting):
                 if self.processes[name].poll() is not None:
-                    raise RuntimeError(f"the {name} service exited with status {self.processes[name].returncode}" +
-                                       (f" (log: {self.log_dir / (name + '.log')})" if self.log_dir else ""))  # fmt: skip
+                    raise ServiceFailed(f"the {name} service exited with status {self.processes[name].returncode}" +
+                                        self._last_log_line(name))  # fmt: skip
                 if health(self.addresses[name]) == "SERVING":
                     waiting.discard(name)
             if waiting and time.monotonic() > deadline:
                 raise TimeoutError(f"services not ready after {timeout:.0f} s: {sorted(waiting)}")
             time.sleep(0.2)
+
+    def _last_log_line(self, name: str) -> str:
+        """The service's last log line (a failed start logs its cause last), and where the log is."""
+        if self.log_dir is None:
+            return ""
+        log = self.log_dir / f"{name}.log"
+        lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()] if log.is_file() else []
+        return (f": {lines[-1].strip()}" if lines else "") + f" (log: {log})"
 
     def stop_service(self, name: str, sig: int = signal.SIGTERM) -> None:
         process = self.processes.get(name)

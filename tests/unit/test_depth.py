@@ -123,7 +123,8 @@ def test_result_shapes_ranges_and_poses(result):
     rotations = result.w2c[:, :, :3].astype(np.float64)
     assert np.allclose(rotations @ rotations.transpose(0, 2, 1), np.eye(3), atol=1e-4)
     assert result.normalized_c2w.shape == (n, 4, 4) and result.normalized_c2w.dtype == np.float32
-    assert np.allclose(result.normalized_c2w[0], np.eye(4), atol=1e-5)
+    scale = max(1.0, float(np.abs(result.w2c[:, :, 3]).max()))  # a float32 inverse errs in proportion to the translations
+    assert np.allclose(result.normalized_c2w[0], np.eye(4), atol=1e-5 * scale), (np.abs(result.normalized_c2w[0] - np.eye(4)).max(), scale)
     assert result.smoothed_c2w.dtype == np.float64 and result.extrinsic_w2c.shape == (n, 3, 4)
     assert not result.depth.flags.writeable
 

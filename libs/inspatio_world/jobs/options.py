@@ -30,10 +30,15 @@ class JobOptions:
 
     @classmethod
     def for_trajectory(cls, trajectory: str | Path, **fields) -> "JobOptions":
-        """Options for a trajectory given as a local file (its text is sent) or a shipped name."""
-        path = Path(trajectory)
+        """Options for a trajectory given as a local file (its text is sent) or a shipped name.
+
+        Anything path-like (a folder part, `~`, or `.`) must be an existing file: a mistyped path is a
+        missing file here, not an unknown shipped name at the server."""
+        path = Path(trajectory).expanduser()
         if path.is_file():
             return cls(trajectory_text=path.read_text(), **fields)
+        if len(Path(trajectory).parts) > 1 or str(trajectory).startswith(("~", ".")):
+            raise FileNotFoundError(f"trajectory file {str(trajectory)!r} not found")
         return cls(trajectory_name=str(trajectory), **fields)
 
     def validate(self) -> None:

@@ -11,12 +11,13 @@ class StreamWriter:
     """Opens `path` with one `codec` stream of `pix_fmt`; subclasses turn chunks into uint8 arrays."""
 
     def __init__(self, path: str | Path, width: int, height: int, codec: str, pix_fmt: str, fps: int,
-                 container_format: str | None = None, options: dict[str, str] | None = None) -> None:  # fmt: skip
+                 container_format: str | None = None, options: dict[str, str] | None = None,
+                 container_options: dict[str, str] | None = None) -> None:  # fmt: skip
         import av
 
         self.path = Path(path)
         self.width, self.height = width, height
-        self._container = av.open(str(self.path), mode="w", format=container_format)
+        self._container = av.open(str(self.path), mode="w", format=container_format, options=container_options)
         self._stream = self._container.add_stream(codec, rate=fps)
         self._stream.width, self._stream.height, self._stream.pix_fmt = width, height, pix_fmt
         if options:

@@ -30,14 +30,22 @@ class Mp4Writer(StreamWriter):
     """Appends frame chunks to an H.264 mp4 as they arrive (so a streamed video is written block by block).
 
     `crf=None` keeps libx264's default (23), which is what upstream's torchvision outputs use; the
-    renderer's render/mask videos use crf 18.
+    renderer's render/mask videos use crf 18. `growing=True` writes a file that players can open while
+    it grows (a preview): fragmented mp4, one fragment per frame, no encoder look-ahead; every frame but
+    the newest is in the file as soon as it is written.
     """
 
-    def __init__(self, path: str | Path, width: int, height: int, fps: int = OUTPUT_FPS, crf: int | None = None) -> None:
+    GROWING_MP4 = {"movflags": "empty_moov+default_base_moof+frag_every_frame", "flush_packets": "1"}
+
+    def __init__(self, path: str | Path, width: int, height: int, fps: int = OUTPUT_FPS, crf: int | None = None,
+                 growing: bool = False) -> None:  # fmt: skip
         if width % 2 or height % 2:  # yuv420p halves the chroma planes; libx264 refuses odd sizes
             raise ValueError(f"{path}: H.264 yuv420p needs an even width and height, got {width}x{height}")
-        options = {"crf": str(crf)} if crf is not None else None
-        super().__init__(path, width, height, "libx264", "yuv420p", fps, options=options)
+        options = {"crf": str(crf)} if crf is not None else {}
+        if growing:
+            options["tune"] = "zerolatency"
+        super().__init__(path, width, height, "libx264", "yuv420p", fps, options=options or None,
+                         container_options=self.GROWING_MP4 if growing else None)  # fmt: skip
 
     def write(self, frames: torch.Tensor) -> None:
         """frames: [T, 3, H, W] float in [0, 1]."""

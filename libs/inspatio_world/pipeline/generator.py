@@ -42,6 +42,13 @@ class FramePlan:
     def output_frames(self) -> int:
         return LATENT_FRAMES_PER_PIXEL_GROUP * self.latent_frames - 3
 
+    @classmethod
+    def for_frames(cls, num_frames: int, frames_per_block: int) -> "FramePlan":
+        """Upstream generates only whole blocks: the latents beyond the last whole block are dropped."""
+        latents = latent_count(num_frames)
+        usable = latents - latents % frames_per_block
+        return cls(num_frames, usable, usable // frames_per_block)
+
 
 @dataclass(frozen=True)
 class GenerationRequest:
@@ -112,8 +119,7 @@ class VideoGenerator:
         self._decode_stream: torch.cuda.Stream | None = None  # made on first use (CUDA only)
 
     def plan(self, num_frames: int) -> FramePlan:
-        usable = self.sampler.usable_frames(latent_count(num_frames))
-        return FramePlan(num_frames, usable, usable // self.sampler.config.frames_per_block)
+        return FramePlan.for_frames(num_frames, self.sampler.config.frames_per_block)
 
     def validate(self, request: GenerationRequest) -> FramePlan:
         """Cheap checks before any model runs; raises ValueError with a message a person can act on."""

@@ -13,6 +13,7 @@ from typing import Callable
 
 import torch
 
+from .. import envvars
 from ..media.video_io import Mp4Writer, write_mp4
 from .generator import GenerationRequest, VideoGenerator
 from .models import GeneratorModels
@@ -20,18 +21,22 @@ from .sample_clip import make_sample_clip
 from .tiny_weights import write_tiny_weights
 from .weights import WeightsFolder
 
-TINY_WEIGHTS_DIR = Path(".cache/tiny-weights")
 RANDOM_WEIGHTS_BANNER = (
     "*** TINY RANDOM WEIGHTS: no real weights are configured (set INSPATIO_WEIGHTS), so every model is a\n"
     "*** small random network. The pipeline runs for real, but the pictures it makes are meaningless. ***"
 )
 
 
+def tiny_weights_dir() -> Path:
+    """One per user (INSPATIO_CACHE_DIR), so runs from any folder share it."""
+    return envvars.cache_dir() / "tiny-weights"
+
+
 @dataclass(frozen=True)
 class SampleJob:
     out_dir: Path
     weights_dir: Path | None = None  # None: the tiny random profile, written to tiny_weights_dir
-    tiny_weights_dir: Path = TINY_WEIGHTS_DIR
+    tiny_weights_dir: Path | None = None  # None: tiny_weights_dir()
     frames: int = 33
     height: int | None = None  # default: 128x224 for tiny weights, 480x832 for real ones
     width: int | None = None
@@ -45,7 +50,7 @@ class SampleJob:
 def run_sample_job(job: SampleJob, emit: Callable[[str], None] = print) -> dict[str, Path]:
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if job.device == "auto" else job.device)
     if job.weights_dir is None:
-        weights = write_tiny_weights(job.tiny_weights_dir, conditioning=False)
+        weights = write_tiny_weights(job.tiny_weights_dir or tiny_weights_dir(), conditioning=False)
     else:
         weights = WeightsFolder(Path(job.weights_dir))
     if weights.is_random:

@@ -49,7 +49,7 @@ class ServiceSettings:
             name=name,
             address=envvars.get(envvars.GRPC_ADDRESS) or f"127.0.0.1:{grpc_port}",
             metrics_address=envvars.get(envvars.METRICS_ADDRESS) or f"127.0.0.1:{metrics_port}",
-            store_url=envvars.get(envvars.STORE),
+            store_url=envvars.store_url(),
             weights_dir=envvars.get(envvars.WEIGHTS),
             device=("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device,
             max_in_flight=int(envvars.get(envvars.MAX_IN_FLIGHT)),

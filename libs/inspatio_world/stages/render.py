@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..geometry.frame_schedule import freeze_indices, plan_frames
+from ..geometry.frame_schedule import FramePlan, freeze_indices, plan_frames
 from ..geometry.poses import scale_intrinsic, source_c2w_from_w2c
 from ..geometry.trajectory import KeyframeTrajectory, Trajectory, target_c2ws, total_angle
 from ..geometry.warp_render import iter_warp_render, log_depth_max, mask_to_uint8, render_to_uint8
@@ -45,6 +45,16 @@ class RenderOptions:
             "relative_to_source": self.relative_to_source, "rotation_only": self.rotation_only,
             "adaptive_frames": self.adaptive_frames, "freeze_repeat": self.freeze_repeat, "freeze_frame": self.freeze_frame,
         }  # fmt: skip
+
+    def frame_plan(self, video_frames: int, depth_frames: int) -> FramePlan:
+        """The generator's input frames for a video of `video_frames` whose depth bundle has `depth_frames`."""
+        keyframes = isinstance(self.trajectory, KeyframeTrajectory)
+        return plan_frames(
+            min(video_frames, SOURCE_MAX_FRAMES), len(freeze_indices(depth_frames, self.freeze_repeat, self.freeze_frame)),
+            total_angle(self.trajectory) if keyframes else 0.0,
+            adaptive=self.adaptive_frames and keyframes,  # per-frame paths are already timed
+            freeze_repeat=self.freeze_repeat, freeze_frame=self.freeze_frame,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -81,13 +91,7 @@ def run_render(store: ObjectStore, video_sha256: str, depth_key: str, options: R
             for _, render, mask in iter_warp_render(frames, depths, K, source_c2w, targets, depth_max):
                 renders.write(render_to_uint8(render).cpu())
                 masks.write(mask_to_uint8(mask)[..., 0].cpu() > 0)
-        n_source = min(bundle.video.frames, SOURCE_MAX_FRAMES)
-        keyframes = isinstance(options.trajectory, KeyframeTrajectory)
-        plan = plan_frames(
-            n_source, len(order), total_angle(options.trajectory) if keyframes else 0.0,
-            adaptive=options.adaptive_frames and keyframes,  # per-frame paths are already timed
-            freeze_repeat=options.freeze_repeat, freeze_frame=options.freeze_frame,
-        )  # fmt: skip
+        plan = options.frame_plan(bundle.video.frames, len(bundle.depth))
         store.put_file(keys["render.mkv"], render_path, content_type=MKV)
         store.put_file(keys["mask.mkv"], mask_path, content_type=MKV)
     put_json(store, keys["schedule.json"], {
