@@ -43,9 +43,10 @@ def test_run_re_renders_every_video_of_a_folder(tmp_path, weights):
                      "--out", str(out), "--store", f"file://{tmp_path / 'store'}", "--weights", str(weights),
                      "--log-dir", str(tmp_path / "logs"), cwd=tmp_path)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
-    assert sorted(p.name for p in out.iterdir()) == ["alpha", "beta"]  # notes.txt is not a video
-    for name in ("alpha", "beta"):
-        folder = out / name
+    folders = sorted(out.iterdir())
+    assert [p.name.split("-")[:2] for p in folders] == [["alpha", "pan_left"], ["beta", "pan_left"]]  # notes.txt is not a video
+    for folder in folders:
+        name = folder.name.split("-")[0]
         assert sorted(p.name for p in folder.iterdir()) == sorted(OUTPUTS)
         pred, compare = read_frames(folder / "pred.mp4"), read_frames(folder / "compare.mp4")
         assert pred.shape[0] == compare.shape[0] == FRAMES
@@ -54,9 +55,9 @@ def test_run_re_renders_every_video_of_a_folder(tmp_path, weights):
         assert manifest["state"] == "succeeded" and manifest["options"]["seed"] == 3
         assert sorted(manifest["weights"]) == ["caption", "depth", "generator"]
         assert all(len(digest) == 32 for digest in manifest["weights"].values())
-        assert f"{name}.mp4: " in done.stdout  # where the outputs went
-    # progress reached the terminal: tqdm's bar with the job's stages
-    assert "[generate]" in done.stderr and "[succeeded" in done.stderr
+        assert f"{name}.mp4 -> {folder}/" in done.stdout  # where the outputs went
+    # progress reached the user: each stage, then the end
+    assert "alpha.mp4: generate: block 1/1" in done.stderr and "alpha.mp4: succeeded" in done.stderr
 
 
 def test_run_refuses_a_bad_trajectory_before_starting_anything(tmp_path, weights):

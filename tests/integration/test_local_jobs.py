@@ -16,38 +16,13 @@ from inspatio_world.jobs.manifest import CANCELLED, RUNNING, SUCCEEDED, Manifest
 from inspatio_world.jobs.options import JobOptions
 from inspatio_world.jobs.runner import BlockPublished, JobFinished, StageFinished
 from inspatio_world.media.decode import VideoError, read_frames
-from inspatio_world.pipeline.tiny_weights import write_tiny_weights
 from inspatio_world.store.local import LocalStore
 
-from tests.support.clips import write_sample_mp4
-
-FRAMES, HEIGHT, WIDTH = 9, 64, 96  # 9 frames = one block of 3 latents
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    return write_tiny_weights(tmp_path_factory.mktemp("weights"))
-
-
-@pytest.fixture(scope="module")
-def video_file(tmp_path_factory):
-    return write_sample_mp4(tmp_path_factory.mktemp("clip"), FRAMES, HEIGHT, WIDTH)
-
-
-@pytest.fixture
-def manager(tmp_path, weights):
-    store = LocalStore(tmp_path / "store")
-    manager = JobManager(store, LocalStages(store, weights), lease_seconds=2.0)
-    yield manager
-    manager.shutdown()
+from tests.support.local_jobs import manager, run_job, video_file, weights  # noqa: F401 (fixtures)
 
 
 def _run(manager: JobManager, video_file, **options) -> tuple[Manifest, list]:
-    video = manager.upload_video([video_file.read_bytes()], "clip.mp4")
-    job = manager.submit(JobOptions(adaptive_frames=False, **{"trajectory_name": "x_y_circle_cycle.txt", **options}), video)
-    events = list(manager.watch(job.job_id))
-    assert isinstance(events[-1], JobFinished)
-    return events[-1].manifest, events
+    return run_job(manager, video_file, JobOptions(adaptive_frames=False, **{"trajectory_name": "x_y_circle_cycle.txt", **options}))
 
 
 def test_job_writes_every_output_and_reports_progress(manager, video_file):

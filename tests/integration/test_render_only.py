@@ -13,50 +13,24 @@ import pytest
 import torch
 
 from inspatio_world.client import Client, JobOptions
-from inspatio_world.jobs.local_stages import LocalStages
 from inspatio_world.jobs.manager import JobManager
 from inspatio_world.jobs.manifest import SUCCEEDED, Manifest
-from inspatio_world.jobs.runner import BlockPublished, JobFinished, StageFinished
+from inspatio_world.jobs.runner import BlockPublished, StageFinished
 from inspatio_world.media.decode import probe_video, read_frames
 from inspatio_world.media.lossless import read_lossless_masks
-from inspatio_world.pipeline.tiny_weights import write_tiny_weights
 from inspatio_world.pipeline.weights import override_env
 from inspatio_world.rpc.generated import coordinator_pb2, coordinator_pb2_grpc
 from inspatio_world.stack import LocalStack
 from inspatio_world.stages.artifacts import get_json
-from inspatio_world.store.local import LocalStore
 
-from tests.support.clips import write_sample_mp4
+from tests.support.local_jobs import manager, run_job, video_file, weights  # noqa: F401 (fixtures)
 
-FRAMES, HEIGHT, WIDTH = 9, 64, 96
 RENDER_SIZE = (64, 112)  # the tiny profile renders at 64x112
 BUCKET = "inspatio-render-only-test"
 
 
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    return write_tiny_weights(tmp_path_factory.mktemp("weights"))
-
-
-@pytest.fixture(scope="module")
-def video_file(tmp_path_factory):
-    return write_sample_mp4(tmp_path_factory.mktemp("clip"), FRAMES, HEIGHT, WIDTH)
-
-
-@pytest.fixture
-def manager(tmp_path, weights):
-    store = LocalStore(tmp_path / "store")
-    manager = JobManager(store, LocalStages(store, weights), lease_seconds=2.0)
-    yield manager
-    manager.shutdown()
-
-
 def _run(manager: JobManager, video_file, **options) -> tuple[Manifest, list]:
-    video = manager.upload_video([video_file.read_bytes()], "clip.mp4")
-    job = manager.submit(JobOptions(trajectory_name="orbit_left.txt", **options), video)
-    events = list(manager.watch(job.job_id))
-    assert isinstance(events[-1], JobFinished)
-    return events[-1].manifest, events
+    return run_job(manager, video_file, JobOptions(trajectory_name="orbit_left.txt", **options))
 
 
 def test_render_only_job_publishes_the_render_and_generates_nothing(manager, video_file):

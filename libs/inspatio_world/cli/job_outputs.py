@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
@@ -39,8 +38,7 @@ class JobOutputs:
         self.progress.close(final)
         if self._preview is not None:
             self._preview.close()
-        if final.state != "succeeded":
-            print(f"{self.name}: {final.state}{': ' + final.error if final.error else ''}", file=sys.stderr, flush=True)
+        if final.state != "succeeded":  # the progress line has said how it ended
             return False
         written = self.client.download(final, self.folder)
         print(f"{self.name} -> {self.folder}/ ({', '.join(sorted(p.name for p in written.values()))})", flush=True)

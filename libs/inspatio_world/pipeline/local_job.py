@@ -52,7 +52,7 @@ def run_sample_job(job: SampleJob, emit: Callable[[str], None] = print) -> dict[
     if job.weights_dir is None:
         weights = write_tiny_weights(job.tiny_weights_dir or tiny_weights_dir(), conditioning=False)
     else:
-        weights = WeightsFolder(Path(job.weights_dir))
+        weights = WeightsFolder.from_env(Path(job.weights_dir))
     if weights.is_random:
         emit(RANDOM_WEIGHTS_BANNER)
     height, width = (job.height or (128 if weights.is_random else 480)), (job.width or (224 if weights.is_random else 832))
