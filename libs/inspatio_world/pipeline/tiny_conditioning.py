@@ -57,7 +57,11 @@ def write_tiny_florence(folder: Path, with_image_token: bool = True) -> Path:
     else:
         tokenizer.save_pretrained(folder)
         image_processor.save_pretrained(folder)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # a one-shard "Writing model shards" bar is noise in `inspatio run`
     tiny_florence_model(len(tokenizer)).save_pretrained(folder)
+    hf_logging.enable_progress_bar()
     return folder
 
 
