@@ -25,8 +25,11 @@ def job_folder_name(video_name: str, trajectory_label: str, job) -> str:
 class JobOutputs:
     def __init__(self, client, name: str, folder: Path, preview: bool) -> None:
         self.client, self.name, self.folder = client, name, folder
+        self._preview = None
+        if preview:  # said before the progress line starts, so the two never share a line
+            self._preview = _Preview(folder / PREVIEW_FILE)
+            print(f"{name}: preview in {self._preview.path}, growing block by block", flush=True)
         self.progress = JobProgress(name)
-        self._preview = None if not preview else _Preview(folder / PREVIEW_FILE)
 
     def on_event(self, event) -> None:
         self.progress.on_event(event)
@@ -60,7 +63,6 @@ class _Preview:
         if self._writer is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._writer = Mp4Writer(self.path, images.shape[2], images.shape[1], growing=True)
-            print(f"{self.path}: preview, growing while the job runs", flush=True)
         self._writer.write_images(images)
 
     def close(self) -> None:
