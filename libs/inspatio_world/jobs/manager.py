@@ -22,9 +22,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from ..media.decode import probe_video
+from ..media.decode import VideoError, probe_video
 from ..store.base import ObjectNotFound, ObjectStore
-from ..store.keys import job_prefix, upload_key
+from ..store.keys import job_prefix, upload_filename, upload_key, validate_job_id, validate_key
 from . import manifest as manifests
 from .manifest import CANCELLED, TERMINAL, Manifest, VideoRef
 from .options import JobOptions
@@ -32,6 +32,16 @@ from .runner import JobEvent, JobFinished, JobRunner, StageClient
 
 DEFAULT_LEASE_SECONDS = 30.0
 MAX_UPLOAD_BYTES = 4 << 30
+DEFAULT_LIST_LIMIT = 100  # ListJobs with limit 0 (unset)
+MAX_LIST_LIMIT = 1000  # a larger limit is cut to this; a negative one is refused
+
+
+def _probe(path: Path, shown_as: str) -> None:
+    """probe_video, its error naming the video as the client knows it rather than our temp file."""
+    try:
+        probe_video(path)
+    except VideoError as error:
+        raise VideoError(shown_as, error.problem) from None
 
 
 def lease_key(job_id: str) -> str:
@@ -58,9 +68,12 @@ class JobManager:
     # -- videos -------------------------------------------------------------------------------
 
     def upload_video(self, chunks: Iterable[bytes], filename: str) -> VideoRef:
-        """Receive a video, check that it decodes, then store it under its content hash."""
+        """Receive a video, check that it decodes, then store it under its content hash. The name is
+        checked (keys.upload_filename: InvalidKey) before a byte is read, and nothing reaches the
+        store unless the whole upload arrived and decodes."""
+        name = upload_filename(filename)
         with tempfile.TemporaryDirectory(prefix="inspatio-upload-") as folder:
-            path = Path(folder) / (Path(filename).name or "video")
+            path = Path(folder) / name
             digest, size = hashlib.sha256(), 0
             with path.open("wb") as handle:
                 for chunk in chunks:
@@ -71,7 +84,7 @@ class JobManager:
                     handle.write(chunk)
             if size == 0:
                 raise ValueError(f"{filename}: the upload is empty")
-            probe_video(path)  # VideoError (a ValueError) for anything that is not a decodable video
+            _probe(path, name)  # VideoError (a ValueError) for anything that is not a decodable video
             sha = digest.hexdigest()
             key = upload_key(sha, path.name)
             if not self.store.exists(key):
@@ -80,12 +93,13 @@ class JobManager:
 
     def video_from_store(self, key: str) -> VideoRef:
         """A video already in the store (e.g. s3://bucket/key); checked like an upload."""
+        validate_key(key)  # InvalidKey (INVALID_ARGUMENT) before the store is asked anything
         info = self.store.stat(key)
         if info is None:
             raise ObjectNotFound(f"video {key!r} not found in bucket {self.store.bucket}")
         with tempfile.TemporaryDirectory(prefix="inspatio-probe-") as folder:
             path = self.store.download(key, Path(folder) / Path(key).name)
-            probe_video(path)
+            _probe(path, key)
             sha = info.sha256 or hashlib.sha256(path.read_bytes()).hexdigest()
         return VideoRef(key, sha, info.size)
 
@@ -98,17 +112,23 @@ class JobManager:
         return job
 
     def get(self, job_id: str) -> Manifest:
+        validate_job_id(job_id)  # InvalidKey (INVALID_ARGUMENT) before the store is asked anything
         try:
             return manifests.load(self.store, job_id)
         except ObjectNotFound:
             raise ObjectNotFound(f"no job {job_id!r}") from None
 
-    def list(self, limit: int = 100) -> list[Manifest]:
+    def list(self, limit: int = DEFAULT_LIST_LIMIT) -> list[Manifest]:
+        """The newest `limit` jobs: 0 means DEFAULT_LIST_LIMIT, more than MAX_LIST_LIMIT is cut to
+        it, a negative limit is a ValueError."""
+        if limit < 0:
+            raise ValueError(f"limit must be 0 (the default, {DEFAULT_LIST_LIMIT}) or positive, got {limit}")
+        limit = min(limit or DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT)
         jobs = sorted(manifests.list_manifests(self.store), key=lambda m: m.created, reverse=True)
-        return jobs[: limit or 100]
+        return jobs[:limit]
 
     def cancel(self, job_id: str) -> Manifest:
-        job = self.get(job_id)
+        job = self.get(job_id)  # checks the id first
         if job.state in TERMINAL:
             return job
         with self._lock:

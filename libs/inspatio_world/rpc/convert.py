@@ -11,7 +11,8 @@ from ..stages.artifacts import Timing, object_digest
 from ..stages.generate import BlockPublished
 from ..stages.render import RenderOptions
 from ..stages.identity import ModelIdentity
-from ..store.base import ObjectStore
+from ..store.base import InvalidKey, ObjectStore
+from ..store.keys import validate_key
 from .generated import common_pb2, coordinator_pb2
 from .options_proto import options_from_proto, options_to_proto
 
@@ -29,12 +30,16 @@ def video_ref_to_key(store: ObjectStore, ref: common_pb2.ObjectRef) -> tuple[str
 
 
 def ref_to_key(store: ObjectStore, ref: common_pb2.ObjectRef, what: str) -> str:
-    """The key of a reference into this service's bucket (refs into other buckets are refused)."""
+    """The key of a reference into this service's bucket (refs into other buckets are refused), checked
+    (InvalidKey, a ValueError) before any store is asked about it."""
     if not ref.key:
         raise ValueError(f"{what}: object reference has no key")
     if ref.bucket and ref.bucket != store.bucket:
         raise ValueError(f"{what}: bucket {ref.bucket!r} is not this deployment's bucket {store.bucket!r}")
-    return ref.key
+    try:
+        return validate_key(ref.key)
+    except InvalidKey as error:
+        raise InvalidKey(f"{what}: {error}") from None
 
 
 def key_to_ref(store: ObjectStore, key: str) -> common_pb2.ObjectRef:

@@ -1,6 +1,8 @@
 """The one place that turns library exceptions into gRPC status codes, so servicers can just raise.
 
 - ValueError (TrajectoryError, VideoError, ...)        → INVALID_ARGUMENT, with the exception's message
+- store InvalidKey (bad key, job id, upload name)      → INVALID_ARGUMENT (a StoreError too, but a caller's
+                                                         mistake: never UNAVAILABLE, which clients retry)
 - FileNotFoundError, store ObjectNotFound              → NOT_FOUND, with the message
 - CheckpointError                                      → FAILED_PRECONDITION, with the message
 - torch.cuda.OutOfMemoryError                          → RESOURCE_EXHAUSTED ("out of GPU memory ..."); the
@@ -8,6 +10,12 @@
 - limits.ServerBusy / QueueTimeout / QueueCancelled    → RESOURCE_EXHAUSTED / DEADLINE_EXCEEDED / CANCELLED
 - grpc.RpcError of a downstream call                   → its own code and details
 - anything else                                        → INTERNAL with a short message; traceback to the log
+
+Undecodable requests: grpcio's sync server deserializes a request in its own code, before any
+interceptor or servicer runs, and answers INTERNAL ("Exception deserializing request!") when the
+handler's request_deserializer raises. `lenient_deserializer` returns an UndecodableRequest (a
+ValueError) instead of raising; the handler wrapper then raises it with `decoded` / `decoded_stream`
+inside `translated`, so the client gets INVALID_ARGUMENT (used by rpc/interceptors.py once wired in).
 
 The most specific rule wins (a rule for a subclass beats one for its base). Rules may name a class
 as "module:Class": it is matched only once that module has been imported by someone else, because an
@@ -21,8 +29,9 @@ import importlib
 import logging
 import sys
 import traceback
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import grpc
 
@@ -36,6 +45,7 @@ DEFAULT_RULES: tuple[tuple[ExceptionRef, grpc.StatusCode], ...] = (
     (ValueError, grpc.StatusCode.INVALID_ARGUMENT),
     (FileNotFoundError, grpc.StatusCode.NOT_FOUND),
     ("inspatio_world.store.base:ObjectNotFound", grpc.StatusCode.NOT_FOUND),
+    ("inspatio_world.store.base:InvalidKey", grpc.StatusCode.INVALID_ARGUMENT),
     # The store refusing our credentials is a deployment problem; any other store failure (it is
     # down, or timing out after the store's own retries) is worth retrying later.
     ("inspatio_world.store.base:CredentialsRejected", grpc.StatusCode.FAILED_PRECONDITION),
@@ -127,3 +137,36 @@ class ErrorMap:
 
 
 DEFAULT_ERRORS = ErrorMap()
+
+
+class UndecodableRequest(ValueError):
+    """The request's bytes are not a valid message of the method's request type (INVALID_ARGUMENT)."""
+
+
+def lenient_deserializer(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    """`deserialize` returning an UndecodableRequest instead of raising (see the module docstring)."""
+    if deserialize is None:
+        return None
+
+    def decode(data: bytes) -> Any:
+        try:
+            return deserialize(data)
+        except Exception as error:
+            return UndecodableRequest(
+                f"the request could not be decoded as this method's message ({error or type(error).__name__}); "
+                "check that the client uses the same .proto as the server")
+
+    return decode
+
+
+def decoded(request: Any) -> Any:
+    """`request`, or its UndecodableRequest raised (call inside `translated`)."""
+    if isinstance(request, UndecodableRequest):
+        raise request
+    return request
+
+
+def decoded_stream(requests: Iterable[Any]) -> Iterator[Any]:
+    """The requests of a client stream, raising at the first one that did not decode."""
+    for request in requests:
+        yield decoded(request)

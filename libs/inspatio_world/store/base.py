@@ -66,8 +66,10 @@ class ObjectNotFound(StoreError, KeyError):
         return str(self.args[0])
 
 
-class InvalidKey(StoreError, ValueError):
-    """A key, prefix, bucket name or metadata entry the stores refuse (a caller's mistake)."""
+class InvalidKey(ValueError, StoreError):
+    """A key, prefix, bucket name, job id, upload name or metadata entry the stores refuse: a caller's
+    mistake, so a ValueError first (INVALID_ARGUMENT over gRPC, never retried), and a StoreError for
+    `except StoreError` callers."""
 
 
 class CredentialsRejected(StoreError):
@@ -135,9 +137,9 @@ def clean_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
     for name, value in cleaned.items():
         if name == SHA256_METADATA:
             raise InvalidKey(f"metadata name {name!r} is reserved: the store records the content digest there")
-        if not _METADATA_NAME.match(name):
+        if not _METADATA_NAME.fullmatch(name):
             raise InvalidKey(f"metadata name {name!r}: use letters, digits and '-'")
-        if not isinstance(value, str) or not _METADATA_VALUE.match(value):
+        if not isinstance(value, str) or not _METADATA_VALUE.fullmatch(value):
             raise InvalidKey(f"metadata {name!r}: the value must be a printable ASCII string, got {value!r}")
     if sum(len(name) + len(value) for name, value in cleaned.items()) > MAX_METADATA_BYTES:
         raise InvalidKey(f"metadata larger than {MAX_METADATA_BYTES} bytes")

@@ -15,9 +15,13 @@ Content address of a stage's work (`work_digest`):
     list with the same items the same key; callers normalise option values before hashing.
 
 Key rules (S3 allows nearly anything; these keep keys portable to a local directory and URLs):
-non-empty, at most 1024 UTF-8 bytes, `/`-separated parts that are neither empty, `.` nor `..`, no
-leading `/`, no control characters or backslashes, and no part starting with `.inspatio-`
-(reserved for the local store's temporary names).
+non-empty, at most 1024 UTF-8 bytes, `/`-separated parts that are neither empty, `.` nor `..` and at
+most 255 UTF-8 bytes each (a file name on most file systems), no leading `/`, no control characters
+or backslashes, and no part starting with `.inspatio-` (reserved for the local store's temporary
+names). Job ids and stage names are one plain part of at most 128 characters. An upload's file
+name is reduced to its last part (`dir/clip.mp4` -> `clip.mp4`; a backslash separates too) and must
+then be a valid part. Every refusal is an InvalidKey, a ValueError: the caller's mistake
+(INVALID_ARGUMENT over gRPC).
 """
 
 from __future__ import annotations
@@ -30,8 +34,11 @@ from typing import Mapping
 from .base import InvalidKey
 
 MAX_KEY_BYTES = 1024
+MAX_PART_BYTES = 255  # one `/`-separated part: a file or folder name in the local store
+MAX_NAME_CHARS = 128  # a job id or a stage name
 RESERVED_PREFIX = ".inspatio-"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\\]")
+_CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _NAME_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # stage names and job ids: one plain part
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -40,18 +47,20 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 def validate_key(key: str) -> str:
     """`key` if every store accepts it, else InvalidKey saying what is wrong."""
     if not isinstance(key, str) or not key:
-        raise InvalidKey(f"object key must be a non-empty string, got {key!r}")
+        raise InvalidKey(f"object key must be a non-empty string, got {_shown(key)}")
     if len(key.encode("utf-8")) > MAX_KEY_BYTES:
-        raise InvalidKey(f"object key longer than {MAX_KEY_BYTES} bytes: {key[:80]!r}...")
+        raise InvalidKey(f"object key longer than {MAX_KEY_BYTES} bytes: {_shown(key)}")
     if _CONTROL.search(key):
-        raise InvalidKey(f"object key {key!r} contains a control character or backslash")
+        raise InvalidKey(f"object key {_shown(key)} contains a control character or backslash")
     if key.startswith("/"):
-        raise InvalidKey(f"object key {key!r} must be relative (no leading '/')")
+        raise InvalidKey(f"object key {_shown(key)} must be relative (no leading '/')")
     for part in key.split("/"):
         if part in ("", ".", ".."):
-            raise InvalidKey(f"object key {key!r} has an empty, '.' or '..' part")
+            raise InvalidKey(f"object key {_shown(key)} has an empty, '.' or '..' part")
+        if len(part.encode("utf-8")) > MAX_PART_BYTES:
+            raise InvalidKey(f"object key {_shown(key)} has a part longer than {MAX_PART_BYTES} bytes")
         if part.startswith(RESERVED_PREFIX):
-            raise InvalidKey(f"object key {key!r}: parts starting with {RESERVED_PREFIX!r} are reserved")
+            raise InvalidKey(f"object key {_shown(key)}: parts starting with {RESERVED_PREFIX!r} are reserved")
     return key
 
 
@@ -64,7 +73,7 @@ def validate_prefix(prefix: str) -> str:
 
 def validate_bucket(bucket: str) -> str:
     """S3 bucket naming: 3-63 lower-case letters, digits, '.' and '-', starting and ending alphanumeric."""
-    if not isinstance(bucket, str) or not _BUCKET.match(bucket) or ".." in bucket:
+    if not isinstance(bucket, str) or not _BUCKET.fullmatch(bucket) or ".." in bucket:
         raise InvalidKey(f"bucket name {bucket!r}: use 3-63 lower-case letters, digits, '.' and '-', "
                          "starting and ending with a letter or digit")
     return bucket
@@ -92,16 +101,39 @@ def content_key(stage: str, inputs: Mapping[str, str], options: Mapping[str, obj
 
 def upload_key(sha256: str, filename: str) -> str:
     """uploads/<sha256>/<filename>: a user's file under its content hash (directories dropped)."""
-    if not isinstance(sha256, str) or not _SHA256.match(sha256):
-        raise InvalidKey(f"upload digest must be 64 lower-case hex digits, got {sha256!r}")
+    if not isinstance(sha256, str) or not _SHA256.fullmatch(sha256):
+        raise InvalidKey(f"upload digest must be 64 lower-case hex digits, got {_shown(sha256)}")
+    return validate_key(f"uploads/{sha256}/{upload_filename(filename)}")
+
+
+def upload_filename(filename: str) -> str:
+    """The name an upload is stored under: the last part of `filename` (folders dropped, '\\' is a
+    separator too), or InvalidKey, naming `upload_name`, when no safe name is left: empty, '.' or
+    '..', control characters, longer than MAX_PART_BYTES, or the reserved prefix."""
+    if not isinstance(filename, str):
+        raise InvalidKey(f"upload_name must be a string, got {type(filename).__name__}")
+    if _CONTROL_CHARACTER.search(filename):
+        raise InvalidKey(f"upload_name {_shown(filename)} contains a control character")
     basename = filename.replace("\\", "/").rsplit("/", 1)[-1]
-    return validate_key(f"uploads/{sha256}/{basename}")
+    if basename in ("", ".", ".."):
+        raise InvalidKey(f"upload_name {_shown(filename)} names no file: give the video's file name, "
+                         "e.g. 'clip.mp4'")
+    if len(basename.encode("utf-8")) > MAX_PART_BYTES:
+        raise InvalidKey(f"upload_name {_shown(basename)} is longer than {MAX_PART_BYTES} bytes (UTF-8)")
+    if basename.startswith(RESERVED_PREFIX):
+        raise InvalidKey(f"upload_name {_shown(basename)}: names starting with {RESERVED_PREFIX!r} are reserved")
+    return basename
+
+
+def validate_job_id(job_id: str) -> str:
+    """`job_id` if it can name a job (one plain key part, at most MAX_NAME_CHARS), else InvalidKey."""
+    _check_name_part("job id", job_id)
+    return job_id
 
 
 def job_prefix(job_id: str) -> str:
     """jobs/<job_id>/: the prefix under which everything about one job lives."""
-    _check_name_part("job id", job_id)
-    return f"jobs/{job_id}/"
+    return f"jobs/{validate_job_id(job_id)}/"
 
 
 def manifest_key(job_id: str) -> str:
@@ -109,5 +141,17 @@ def manifest_key(job_id: str) -> str:
 
 
 def _check_name_part(what: str, value: str) -> None:
-    if not isinstance(value, str) or not _NAME_PART.match(value):
-        raise InvalidKey(f"{what} {value!r}: use letters, digits, '_', '.' and '-', starting with a letter or digit")
+    if not isinstance(value, str):
+        raise InvalidKey(f"{what} must be a string, got {type(value).__name__}")
+    if not value:
+        raise InvalidKey(f"{what} is empty")
+    if len(value) > MAX_NAME_CHARS or not _NAME_PART.fullmatch(value):
+        raise InvalidKey(f"{what} {_shown(value)} is not valid: use at most {MAX_NAME_CHARS} letters, digits, "
+                         "'_', '.' and '-', starting with a letter or digit")
+
+
+def _shown(value: object, limit: int = 80) -> str:
+    """`value` quoted for a message, cut to its first `limit` characters (with the full length)."""
+    if isinstance(value, str) and len(value) > limit:
+        return f"{value[:limit]!r}... ({len(value)} characters)"
+    return repr(value)
