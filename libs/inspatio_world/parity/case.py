@@ -16,7 +16,10 @@ from pathlib import Path
 
 import torch
 
+from ..geometry.trajectory import find_trajectory
+
 CASE_FILE = "case.json"
+CUSTOM_TRAJECTORY = "custom_traj.txt"  # the pack README: custom trajectories ship in the case folder
 
 
 class CaseError(RuntimeError):
@@ -73,6 +76,13 @@ class ParityCase:
         if not path.is_file():
             raise CaseError(f"{self.name}: {name} missing")
         return path
+
+    def trajectory_file(self, name: str) -> Path:
+        """The file a case's trajectory name stands for: "custom" (or `custom_traj.txt`) is the case
+        folder's custom_traj.txt, any other name a shipped traj/ file."""
+        if name in ("custom", CUSTOM_TRAJECTORY):
+            return self.file(CUSTOM_TRAJECTORY)
+        return find_trajectory(name)
 
     @property
     def weights_path(self) -> Path:

@@ -11,14 +11,13 @@ from __future__ import annotations
 import torch
 
 from ...geometry.frame_schedule import bounce_indices, plan_frames
-from ...geometry.trajectory import find_trajectory, load_trajectory, relative_c2w, total_angle
+from ...geometry.trajectory import load_trajectory, relative_c2w, total_angle
 from ..case import ParityCase
 from . import runner
 
 # The case's synthetic pi3 depth: every pixel of frame 0 is the uint16 value 30000, metadata range
 # [0.5, 3.0], dequantised as q / 65535 * (max - min) + min; radius_ratio is 1.
 _DEPTH_QUANTIZED, _DEPTH_RANGE, _RADIUS_RATIO = 30000, (0.5, 3.0), 1.0
-_CUSTOM_TRAJ_FILE = "custom_traj.txt"
 
 
 @runner("datasets/test_dataset.py TestDataset.get_data")
@@ -28,8 +27,7 @@ def run(case: ParityCase, device: torch.device) -> dict[str, torch.Tensor]:
     radius *= _RADIUS_RATIO
     outputs: dict[str, torch.Tensor] = {}
     for spec in case.meta["runs"]:
-        traj_path = case.file(_CUSTOM_TRAJ_FILE) if spec["traj"] == "custom" else find_trajectory(spec["traj"])
-        traj = load_trajectory(traj_path)
+        traj = load_trajectory(case.trajectory_file(spec["traj"]))
         plan = plan_frames(
             spec["n_source_frames"],
             spec["n_render_frames"],

@@ -11,7 +11,6 @@ import torch
 from ...geometry.poses import source_c2w_from_w2c
 from ...geometry.trajectory import (
     KeyframeTrajectory,
-    find_trajectory,
     load_trajectory,
     relative_c2w,
     resample_keyframes,
@@ -47,14 +46,13 @@ def run(case: ParityCase, device: torch.device) -> dict[str, torch.Tensor]:
 
 
 def _load(case: ParityCase, name: str) -> KeyframeTrajectory:
-    # "custom" stands for the case folder's custom_traj.txt (pack README); file names for shipped files.
-    filename = name if name.endswith(".txt") else f"{name}_traj.txt"
-    traj = load_trajectory(find_trajectory(filename, [case.path]))
+    path = case.trajectory_file(name)
+    traj = load_trajectory(path)
     if not isinstance(traj, KeyframeTrajectory):
-        raise CaseError(f"{case.name}: {filename} is not a keyframe trajectory")
+        raise CaseError(f"{case.name}: {path.name} is not a keyframe trajectory")
     stem = Path(name).stem
     for line, values in zip(("pitch", "yaw", "r"), (traj.pitch, traj.yaw, traj.r)):
         given = case.inputs.get(f"{stem}/keyframes_{line}")
         if given is not None and not np.array_equal(given.numpy(), np.asarray(values)):
-            raise CaseError(f"{case.name}: {filename} {line} keyframes differ from the case's inputs")
+            raise CaseError(f"{case.name}: {path.name} {line} keyframes differ from the case's inputs")
     return traj

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from ...geometry.poses import scale_intrinsic, source_c2w_from_w2c
-from ...geometry.trajectory import find_trajectory, load_trajectory, target_c2ws
+from ...geometry.trajectory import load_trajectory, target_c2ws
 from ...geometry.frame_schedule import freeze_indices
 from ...geometry.warp_render import mask_to_uint8, render_to_uint8, warp_render
 from ..case import ParityCase
@@ -26,7 +26,7 @@ def run(case: ParityCase, device: torch.device) -> dict[str, torch.Tensor]:
     order = torch.tensor(freeze_indices(len(frames), int(args.get("freeze_repeat") or 0), args.get("freeze_frame")), device=device)
     frames, depths, sources = frames[order], depths[order], sources[order]
 
-    traj = load_trajectory(find_trajectory(args["trajectory"], [case.path]))
+    traj = load_trajectory(case.trajectory_file(args["trajectory"]))
     targets = target_c2ws(traj, sources, bool(args["rotation_only"]), bool(args["relative_to_source"]))
     render, mask = warp_render(frames, depths, K, sources, targets)
     return {
