@@ -1,14 +1,19 @@
-"""Every case of the golden parity pack, run through the same harness as `inspatio parity`."""
+"""Every case of the golden parity pack, and of the generated side-by-side pack in this folder, run
+through the same harness as `inspatio parity`."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 import torch
 
 from inspatio_world.parity.case import ParityCase
-from inspatio_world.parity.harness import run_case
+from inspatio_world.parity.harness import run_case, run_pack
 
 from ..conftest import find_parity_pack
+
+GENERATED_PACK = Path(__file__).parent / "generated"  # tools/parity_cases/make_wan_vae_cases.py
 
 
 def _cases() -> list:
@@ -22,3 +27,10 @@ def _cases() -> list:
 def test_case_passes(case, parity_pack):
     result = run_case(case, torch.device("cpu"))
     assert result.passed, result.line()
+
+
+@pytest.mark.parametrize("name", [case.name for case in ParityCase.discover(GENERATED_PACK)])
+def test_generated_case_passes(name):
+    lines: list[str] = []
+    run_pack(GENERATED_PACK, torch.device("cpu"), only=[name], emit=lines.append)
+    assert lines[-1] == "1 passed, 0 failed", "\n".join(lines)
