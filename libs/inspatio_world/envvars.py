@@ -61,6 +61,11 @@ METRICS_ADDRESS = EnvVar("INSPATIO_METRICS_ADDRESS", "", "host:port of a service
 DEVICE = EnvVar("INSPATIO_DEVICE", "auto", "Torch device of a GPU service: auto (cuda when present), cuda, cuda:1, cpu.")
 MAX_IN_FLIGHT = EnvVar("INSPATIO_MAX_IN_FLIGHT", "1", "Heavy requests a service runs at once.")
 MAX_QUEUE = EnvVar("INSPATIO_MAX_QUEUE", "4", "Heavy requests a service queues; more get RESOURCE_EXHAUSTED.")
+MAX_STREAMS = EnvVar(
+    "INSPATIO_MAX_STREAMS", "256",
+    "Streams (WatchJob, uploads) a service keeps open at once, each on its own thread; more get RESOURCE_EXHAUSTED. "
+    "Health checks and unary calls keep threads of their own.",
+)
 CAPTION_ADDRESS = EnvVar("INSPATIO_CAPTION_ADDRESS", "127.0.0.1:50061", "Where the coordinator finds the caption service.")
 DEPTHRENDER_ADDRESS = EnvVar("INSPATIO_DEPTHRENDER_ADDRESS", "127.0.0.1:50062", "Where the coordinator finds the depth/render service.")
 GENERATOR_ADDRESS = EnvVar("INSPATIO_GENERATOR_ADDRESS", "127.0.0.1:50063", "Where the coordinator finds the generator service.")
@@ -87,7 +92,7 @@ TAEHV_CHECKPOINT = EnvVar("INSPATIO_TAEHV_CHECKPOINT", "", "The TAEHV checkpoint
 
 ALL: tuple[EnvVar, ...] = (
     ATTENTION, PARITY_PACK, WEIGHTS, COMPILE_CACHE, CACHE_DIR, STORE, S3_ACCESS_KEY, S3_SECRET_KEY, GRPC_ADDRESS,
-    METRICS_ADDRESS, DEVICE, MAX_IN_FLIGHT, MAX_QUEUE, CAPTION_ADDRESS, DEPTHRENDER_ADDRESS, GENERATOR_ADDRESS,
+    METRICS_ADDRESS, DEVICE, MAX_IN_FLIGHT, MAX_QUEUE, MAX_STREAMS, CAPTION_ADDRESS, DEPTHRENDER_ADDRESS, GENERATOR_ADDRESS,
     JOB_LEASE_SECONDS, MAX_PARALLEL_JOBS, DRAIN_SECONDS, FP8, STAGE_WAIT_SECONDS, COMPILE,
     DIT_CHECKPOINT, DA3_DIR, FLORENCE_DIR, TAEHV_CHECKPOINT,
 )  # fmt: skip

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from functools import partial
+from typing import Callable, Iterator
 
 from inspatio_world.jobs.manager import JobManager
 from inspatio_world.rpc.convert import event_to_proto, job_to_proto
@@ -40,7 +41,9 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
         return job_to_proto(self.store, self.manager.submit(options, video))
 
     def WatchJob(self, request, context) -> Iterator[coordinator_pb2.JobEvent]:
-        for event in self.manager.watch(request.job_id):
+        # The stream holds a server thread: it ends as soon as the call does (client gone, deadline,
+        # server drained), not only when the job ends.
+        for event in self.manager.watch(request.job_id, on_cancel=partial(_on_termination, context)):
             yield event_to_proto(self.store, request.job_id, event)
 
     def GetJob(self, request, context) -> coordinator_pb2.Job:
@@ -52,6 +55,11 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
 
     def CancelJob(self, request, context) -> coordinator_pb2.Job:
         return job_to_proto(self.store, self.manager.cancel(request.job_id))
+
+
+def _on_termination(context, callback: Callable[[], None]) -> None:
+    if not context.add_callback(callback):
+        callback()  # the call has already ended
 
 
 def _chunks(request_iterator) -> Iterator[bytes]:

@@ -20,7 +20,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from ..media.decode import VideoError, probe_video
 from ..store.base import ObjectNotFound, ObjectStore
@@ -34,6 +34,7 @@ DEFAULT_LEASE_SECONDS = 30.0
 MAX_UPLOAD_BYTES = 4 << 30
 DEFAULT_LIST_LIMIT = 100  # ListJobs with limit 0 (unset)
 MAX_LIST_LIMIT = 1000  # a larger limit is cut to this; a negative one is refused
+_WATCH_CANCELLED = object()  # put in a watcher's queue to end its watch
 
 
 def _probe(path: Path, shown_as: str) -> None:
@@ -139,8 +140,13 @@ class JobManager:
         # queued or running elsewhere: mark it; whoever resumes it finds it cancelled
         return manifests.save(self.store, job.with_(state=CANCELLED))
 
-    def watch(self, job_id: str, poll_seconds: float = 1.0) -> Iterator[JobEvent]:
-        """This job's events until it ends. For a job running on another coordinator, only its end."""
+    def watch(self, job_id: str, poll_seconds: float = 1.0,
+              on_cancel: Callable[[Callable[[], None]], None] | None = None) -> Iterator[JobEvent]:  # fmt: skip
+        """This job's events until it ends. For a job running on another coordinator, only its end.
+
+        `on_cancel` receives a function that ends the watch early (the coordinator passes it to the
+        RPC's termination callback, so a watcher that went away, or a drained server, frees its thread
+        at once instead of when the job ends)."""
         job = self.get(job_id)
         if job.state in TERMINAL:
             yield JobFinished(job)
@@ -150,6 +156,8 @@ class JobManager:
             backlog = list(self._history.get(job_id, []))
             self._watchers.setdefault(job_id, []).append(events)
         try:
+            if on_cancel is not None:
+                on_cancel(lambda: events.put(_WATCH_CANCELLED))
             yield from backlog
             if any(isinstance(e, JobFinished) for e in backlog):
                 return
@@ -157,11 +165,15 @@ class JobManager:
                 try:
                     event = events.get(timeout=poll_seconds)
                 except queue.Empty:
+                    if self._runs_here(job_id):
+                        continue  # its end comes through the queue: no need to read the store
                     job = self.get(job_id)
                     if job.state in TERMINAL:
                         yield JobFinished(job)
                         return
                     continue
+                if event is _WATCH_CANCELLED:
+                    return
                 yield event
                 if isinstance(event, JobFinished):
                     return
@@ -204,6 +216,10 @@ class JobManager:
             self.runner.run(latest, cancel)
         finally:
             self._release(job.job_id)
+
+    def _runs_here(self, job_id: str) -> bool:
+        with self._lock:
+            return job_id in self._cancels
 
     def _release(self, job_id: str) -> None:
         """The job no longer runs here: forget it and drop its lease (idempotent)."""

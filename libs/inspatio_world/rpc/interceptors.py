@@ -2,10 +2,12 @@
 
 1. observe: in-flight gauge, request counter and latency histogram, one structured log line;
 2. errors:  exceptions become statuses (errors.py), so servicers just raise;
-3. limit:   a concurrency slot (limits.py), held until a unary call returns or a stream ends.
+3. streams: a streaming call (either way) takes a place among the server's open streams (limits.py),
+            or is refused at once when they are all taken;
+4. limit:   a concurrency slot (limits.py), held until a unary call returns or a stream ends.
 
 Layers wrap the whole call: for a server-streaming method that is every message of the stream, so
-latency covers the stream and the slot is held until it ends or the client cancels it.
+latency covers the stream and its place and slot are held until it ends or the client cancels it.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from grpc_health.v1 import health
 from grpc_reflection.v1alpha import reflection
 
 from .errors import ErrorMap
-from .limits import ConcurrencyLimiter, QueueCancelled, QueueTimeout
+from .limits import ConcurrencyLimiter, QueueCancelled, QueueTimeout, StreamLimit
 from .metrics import ServiceMetrics
 
 RPC_LOG = logging.getLogger("inspatio_world.rpc")
@@ -90,12 +92,14 @@ def _final_code(context: grpc.ServicerContext, failure: BaseException | None) ->
 
 
 class ServiceInterceptor(grpc.ServerInterceptor):
-    """Applies observe → errors → limit to every method of the application services."""
+    """Applies observe → errors → streams → limit to every method of the application services."""
 
-    def __init__(self, metrics: ServiceMetrics, errors: ErrorMap, limiter: ConcurrencyLimiter | None) -> None:
+    def __init__(self, metrics: ServiceMetrics, errors: ErrorMap, limiter: ConcurrencyLimiter | None,
+                 streams: StreamLimit | None = None) -> None:  # fmt: skip
         self._metrics = metrics
         self._errors = errors
         self._limiter = limiter
+        self._streams = streams
 
     def intercept_service(
         self,
@@ -107,13 +111,16 @@ class ServiceInterceptor(grpc.ServerInterceptor):
         service, _, method = full_method.lstrip("/").partition("/")
         if handler is None or service in UNOBSERVED_SERVICES:
             return handler
-        return _wrap_handler(handler, partial(self._around, full_method, service, method))
+        streaming = handler.request_streaming or handler.response_streaming
+        return _wrap_handler(handler, partial(self._around, full_method, service, method, streaming))
 
     @contextmanager
-    def _around(self, full_method: str, service: str, method: str, context: grpc.ServicerContext) -> Iterator[None]:
+    def _around(self, full_method: str, service: str, method: str, streaming: bool,
+                context: grpc.ServicerContext) -> Iterator[None]:  # fmt: skip
         with (
             self._observed(full_method, service, method, context),
             self._errors.translated(context, full_method),
+            self._stream_place(streaming),
             self._limited(service, context),
         ):
             yield
@@ -141,6 +148,17 @@ class ServiceInterceptor(grpc.ServerInterceptor):
                 fields["details"] = context.details().decode(errors="replace")
             level = logging.ERROR if code in SERVER_FAULTS else logging.INFO
             RPC_LOG.log(level, "%s %s %.3fs", full_method, code.name, seconds, extra={"fields": fields})
+
+    @contextmanager
+    def _stream_place(self, streaming: bool) -> Iterator[None]:
+        if self._streams is None or not streaming:
+            yield
+            return
+        self._streams.acquire()  # TooManyStreams → RESOURCE_EXHAUSTED
+        try:
+            yield
+        finally:
+            self._streams.release()
 
     @contextmanager
     def _limited(self, service: str, context: grpc.ServicerContext) -> Iterator[None]:

@@ -1,10 +1,17 @@
-"""Bounded concurrency for heavy (GPU) RPCs: a few run, a few wait in line, the rest are refused.
+"""Bounded concurrency: heavy (GPU) RPCs, and long-lived streams.
 
-A GPU replica runs one job at a time by default: two jobs on one GPU each run slower and together may
-run out of memory. Waiting calls queue in arrival order up to `max_queue`; beyond that a call is
-refused at once (`ServerBusy` → RESOURCE_EXHAUSTED), so a client or load balancer can try another
-replica instead of waiting behind an unbounded line. This module knows nothing of gRPC; the server's
-interceptor maps its exceptions to status codes (see errors.py).
+`ConcurrencyLimiter`: a few heavy calls run, a few wait in line, the rest are refused. A GPU replica
+runs one job at a time by default: two jobs on one GPU each run slower and together may run out of
+memory. Waiting calls queue in arrival order up to `max_queue`; beyond that a call is refused at once
+(`ServerBusy` → RESOURCE_EXHAUSTED), so a client or load balancer can try another replica instead of
+waiting behind an unbounded line.
+
+`StreamLimit`: at most so many streams open at once, the rest refused at once (`TooManyStreams`, a
+`ServerBusy`). A stream (a coordinator's WatchJob, an upload) lasts as long as its client keeps it
+open and holds a server thread all that time; bounding them keeps threads free for everything else.
+
+This module knows nothing of gRPC; the server's interceptor maps its exceptions to status codes
+(see errors.py).
 """
 
 from __future__ import annotations
@@ -19,6 +26,12 @@ from typing import Protocol
 class ServerBusy(Exception):
     def __init__(self, running: int, queued: int) -> None:
         super().__init__(f"server busy: {running} running, {queued} queued; retry later")
+
+
+class TooManyStreams(ServerBusy):
+    def __init__(self, limit: int) -> None:
+        Exception.__init__(self, f"too many open streams: this server keeps at most {limit} open at once "
+                                 f"(INSPATIO_MAX_STREAMS); retry later or on another replica")
 
 
 class QueueTimeout(Exception):
@@ -127,3 +140,29 @@ class ConcurrencyLimiter:
             waiter.wake.set()
         else:
             self._running -= 1
+
+
+class StreamLimit:
+    """At most `max_open` streams open at once; one more is refused at once, never queued."""
+
+    def __init__(self, max_open: int) -> None:
+        if max_open < 1:
+            raise ValueError(f"need max_open >= 1, got {max_open}")
+        self.max_open = max_open
+        self._lock = threading.Lock()
+        self._open = 0
+
+    @property
+    def open(self) -> int:
+        return self._open
+
+    def acquire(self) -> None:
+        """Count one more open stream, or raise TooManyStreams; pair every success with `release()`."""
+        with self._lock:
+            if self._open >= self.max_open:
+                raise TooManyStreams(self.max_open)
+            self._open += 1
+
+    def release(self) -> None:
+        with self._lock:
+            self._open -= 1

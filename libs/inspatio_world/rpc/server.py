@@ -9,6 +9,12 @@
     server.set_serving()            # now SERVING
     server.serve_forever()          # until SIGTERM/SIGINT, then drain and return
 
+Threads: gRPC's sync server runs every call, a stream included, on one thread of its pool for the
+call's whole life. The pool has a thread for each heavy call the limiter admits (running or queued),
+one for each stream that may be open (`max_streams`, INSPATIO_MAX_STREAMS; one more is refused with
+RESOURCE_EXHAUSTED) and SPARE_WORKERS more, which neither can take: long-lived streams (a
+coordinator's WatchJob) never starve health checks or unary calls.
+
 Draining (`stop`): health turns NOT_SERVING, new RPCs are refused (UNAVAILABLE, which clients retry
 elsewhere), RPCs in progress get `grace` seconds to finish and are cancelled after that.
 """
@@ -27,17 +33,19 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from .. import envvars
 from .errors import DEFAULT_ERRORS, ErrorMap
 from .interceptors import ServiceInterceptor
-from .limits import ConcurrencyLimiter
+from .limits import ConcurrencyLimiter, StreamLimit
 from .metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)
 
 AddServicer = Callable[[Any, grpc.Server], None]  # a generated add_<Service>Servicer_to_server
 
-# Threads beyond the limiter's capacity: health checks, reflection, and calls that must be refused
-# quickly. A call finding every thread busy waits unseen inside gRPC, outside the limiter's queue.
+# Threads beyond the limiter's capacity and the open streams: health checks, reflection, unary calls
+# the limiter does not cover, and calls that must be refused quickly. A call finding every thread busy
+# waits unseen inside gRPC, outside the limiter's queue.
 SPARE_WORKERS = 8
 DEFAULT_GRACE_SECONDS = 30.0
 MAX_CONNECTION_AGE_MS = 5 * 60 * 1000
@@ -47,6 +55,13 @@ SIGNAL_CHECK_SECONDS = 0.1
 def _split_host_port(address: str) -> tuple[str, int]:
     host, _, port = address.rpartition(":")
     return host.strip("[]"), int(port)
+
+
+def _max_streams_from_env() -> int:
+    value = envvars.get(envvars.MAX_STREAMS)
+    if not value.strip().isdigit() or int(value) < 1:
+        raise ValueError(f"{envvars.MAX_STREAMS.name}={value!r}: expected a whole number of streams, at least 1")
+    return int(value)
 
 
 class _Registrar:
@@ -78,15 +93,18 @@ class ServiceServer:
         limiter: ConcurrencyLimiter | None = None,
         errors: ErrorMap = DEFAULT_ERRORS,
         max_workers: int | None = None,
+        max_streams: int | None = None,
         grace: float = DEFAULT_GRACE_SECONDS,
     ) -> None:
         self.metrics = ServiceMetrics()
         self.limiter = limiter
+        self.streams = StreamLimit(_max_streams_from_env() if max_streams is None else max_streams)
         self.grace = grace
-        workers = max_workers or SPARE_WORKERS + (limiter.capacity if limiter else 0)
+        workers = max_workers or SPARE_WORKERS + (limiter.capacity if limiter else 0) + self.streams.max_open
         self._server = grpc.server(
+            # Threads start only when calls need them: a large pool costs nothing while idle.
             ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rpc"),
-            interceptors=[ServiceInterceptor(self.metrics, errors, limiter)],
+            interceptors=[ServiceInterceptor(self.metrics, errors, limiter, self.streams)],
             # gRPC sets SO_REUSEPORT by default: a second server on a taken port would start
             # silently and share its traffic. Fail loudly instead.
             options=[
