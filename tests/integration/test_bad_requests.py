@@ -139,7 +139,6 @@ CASES = list(_cases())
 # rpc/interceptors.py's _wrap_handler: errors.lenient_deserializer for the handler's deserializer, and
 # errors.decoded / decoded_stream on the request inside the error layer (shown working at the end of
 # this file). Strict: once that lands these rows pass, and the marks must go.
-UNDECODABLE = "INTERNAL from grpcio until rpc/interceptors.py wraps request_deserializer (errors.lenient_deserializer)"
 
 
 def _materialize(call, video_bytes: bytes):
@@ -160,9 +159,7 @@ def _materialize(call, video_bytes: bytes):
 
 @pytest.mark.parametrize(
     "call, code, fragment",
-    [pytest.param(call, code, fragment, id=name,
-                  marks=[pytest.mark.xfail(reason=UNDECODABLE, strict=True)] if name.startswith("undecodable") else [])
-     for name, call, code, fragment in CASES],
+    [pytest.param(call, code, fragment, id=name) for name, call, code, fragment in CASES],
 )
 def test_a_bad_request_gets_a_clear_status_and_leaves_nothing(coordinator, video_bytes, call, code, fragment):
     root, channel = coordinator

@@ -15,7 +15,7 @@ Undecodable requests: grpcio's sync server deserializes a request in its own cod
 interceptor or servicer runs, and answers INTERNAL ("Exception deserializing request!") when the
 handler's request_deserializer raises. `lenient_deserializer` returns an UndecodableRequest (a
 ValueError) instead of raising; the handler wrapper then raises it with `decoded` / `decoded_stream`
-inside `translated`, so the client gets INVALID_ARGUMENT (used by rpc/interceptors.py once wired in).
+inside `translated`, so the client gets INVALID_ARGUMENT (rpc/interceptors.py wraps every handler so).
 
 The most specific rule wins (a rule for a subclass beats one for its base). Rules may name a class
 as "module:Class": it is matched only once that module has been imported by someone else, because an

@@ -23,6 +23,7 @@ import grpc
 from grpc_health.v1 import health
 from grpc_reflection.v1alpha import reflection
 
+from . import errors
 from .errors import ErrorMap
 from .limits import ConcurrencyLimiter, QueueCancelled, QueueTimeout, StreamLimit
 from .metrics import ServiceMetrics
@@ -38,21 +39,26 @@ Around = Callable[[grpc.ServicerContext], AbstractContextManager[None]]
 
 
 def _wrap_handler(handler: grpc.RpcMethodHandler, around: Around) -> grpc.RpcMethodHandler:
+    # Requests are decoded leniently and checked inside `around`: grpcio answers a request it cannot
+    # decode with INTERNAL before any of our code runs, though it is the client's mistake.
+    stream_request = handler.stream_unary or handler.stream_stream
+    check = errors.decoded_stream if stream_request else errors.decoded
+
     def unary_response(behavior: Callable[..., Any]) -> Callable[..., Any]:
         def wrapped(request: Any, context: grpc.ServicerContext) -> Any:
             with around(context):
-                return behavior(request, context)
+                return behavior(check(request), context)
 
         return wrapped
 
     def stream_response(behavior: Callable[..., Any]) -> Callable[..., Iterator[Any]]:
         def wrapped(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
             with around(context):
-                yield from behavior(request, context)
+                yield from behavior(check(request), context)
 
         return wrapped
 
-    codecs = {"request_deserializer": handler.request_deserializer,
+    codecs = {"request_deserializer": errors.lenient_deserializer(handler.request_deserializer),
               "response_serializer": handler.response_serializer}
     if handler.unary_unary:
         return grpc.unary_unary_rpc_method_handler(unary_response(handler.unary_unary), **codecs)
