@@ -25,9 +25,12 @@ def frame_notice(video: Path, options: JobOptions, trajectory_label: str) -> str
     render = options.render_options()
     plan = render.frame_plan(frames, min(frames, SOURCE_MAX_FRAMES))
     generated = GeneratedFrames.for_frames(len(plan), SamplerConfig().frames_per_block).output_frames
-    if generated <= 0:
+    if options.render_only:
+        result = f"{len(plan)} frames rendered (no generation)"
+    elif generated <= 0:
         raise TooShort(f"{video.name}: {len(plan)} input frames make no whole 12-frame block; the generator needs at least 9")
-    result = f"{len(plan)} frames in, {generated} generated (whole blocks)"
+    else:
+        result = f"{len(plan)} frames in, {generated} generated (whole blocks)"
     if plan.adjustment not in ("bounce", "subsample"):
         return f"{video.name}: {frames} frames; {result}"
     angle = total_angle(render.trajectory)
