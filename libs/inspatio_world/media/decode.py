@@ -6,8 +6,14 @@ Float data is channel-first, as upstream's `read_frames` returns it: frames [T, 
 
 Any container and codec the bundled FFmpeg can decode works (mp4/mov/mkv/webm with H.264, H.265,
 VP9, AV1 via dav1d, FFV1, ...). Before decoding, the container's declared size and frame count are
-checked against `DecodeLimits`, so a huge file is refused without being decoded. Frames can be
-decoded as a range and in chunks so a long video is never held whole at full resolution.
+checked against `DecodeLimits`, so a huge file is refused having decoded at most its first frame
+(probing decodes it to read the orientation). Frames can be decoded as a range and in chunks so a
+long video is never held whole at full resolution.
+
+Frames come out upright, as a player shows them: phones store portrait video as landscape pictures
+plus a display matrix (FFmpeg hands it to every decoded frame as DISPLAYMATRIX side data; files
+remuxed by old FFmpeg may carry a `rotate` stream tag instead). Quarter turns and mirrorings are
+applied; any other angle is left alone. `probe_video` reports the displayed size.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import torch
 
 if TYPE_CHECKING:
     from av.container import InputContainer
+    from av.video.frame import VideoFrame
     from av.video.stream import VideoStream
 
 class VideoError(ValueError):
@@ -67,6 +74,62 @@ class VideoInfo:
     duration: float
 
 
+@dataclass(frozen=True)
+class _Orientation:
+    """How to turn a decoded [H, W, 3] picture upright: transpose first, then flip rows and/or columns."""
+
+    transpose: bool = False
+    flip_rows: bool = False
+    flip_cols: bool = False
+
+
+_UPRIGHT = _Orientation()
+
+
+def _orientation(frame: "VideoFrame", stream: "VideoStream") -> _Orientation:
+    """The orientation of `frame` from its display matrix, else from the stream's `rotate` tag (degrees clockwise).
+
+    FFmpeg's matrix [a b u; c d v; x y w] maps a stored pixel (col p, row q) to the shown one
+    (a*p + c*q, b*p + d*q) (plus a shift); only the signs of a, b, c, d matter for quarter turns.
+    """
+    side = frame.side_data.get("DISPLAYMATRIX")
+    if side is not None:
+        m = np.frombuffer(bytes(side), dtype=np.int32)[[0, 1, 3, 4]].astype(np.float64)
+        a, b, c, d = np.where(np.abs(m) > np.abs(m).max() / 2, np.sign(m), 0)  # at 45 degrees all four stay: left alone
+    else:
+        tag = next((value for key, value in stream.metadata.items() if key.lower() == "rotate"), "0")
+        try:
+            degrees = float(tag)
+        except ValueError:
+            degrees = 0.0
+        turn = int(degrees // 90) % 4 if degrees % 90 == 0 else 0
+        a, b, c, d = [(1, 0, 0, 1), (0, 1, -1, 0), (-1, 0, 0, -1), (0, -1, 1, 0)][turn]  # cos, sin, -sin, cos
+    if b == c == 0 and a and d:
+        return _Orientation(False, bool(d < 0), bool(a < 0))
+    if a == d == 0 and b and c:  # a quarter turn: stored columns become shown rows
+        return _Orientation(True, bool(b < 0), bool(c < 0))
+    return _UPRIGHT  # no matrix, or an angle that is not a multiple of 90 degrees
+
+
+def _upright(image: np.ndarray, orientation: _Orientation) -> np.ndarray:
+    """A decoded [H, W, 3] image as it is displayed (a view; [W, H, 3] after a quarter turn)."""
+    if orientation.transpose:
+        image = image.transpose(1, 0, 2)
+    return image[:: -1 if orientation.flip_rows else 1, :: -1 if orientation.flip_cols else 1]
+
+
+def _peek_orientation(stream: "VideoStream", packet) -> _Orientation | None:
+    """The orientation of the first frame `packet` completes (None while none has); upright if decoding fails,
+    which decoding the frames reports properly."""
+    import av
+
+    try:
+        decoded = stream.decode(packet)
+    except av.error.FFmpegError:
+        return _UPRIGHT
+    return _orientation(decoded[0], stream) if decoded else None
+
+
 @contextmanager
 def _ffmpeg_errors(path: str | Path, doing: str) -> Iterator[None]:
     """Turn PyAV/FFmpeg exceptions raised while `doing` something into a VideoError."""
@@ -106,21 +169,34 @@ def _open_video_stream(path: str | Path) -> Iterator[tuple["InputContainer", "Vi
 
 
 def probe_video(path: str | Path) -> VideoInfo:
-    """Container facts about the first video stream; raises VideoError if there is none usable."""
+    """Container facts about the first video stream; raises VideoError if there is none usable.
+
+    Width and height are those displayed: swapped when the frames are turned a quarter (the first
+    frame is decoded to find out).
+    """
     with _open_video_stream(path) as (container, stream):
         context = stream.codec_context
         fps = float(stream.average_rate or stream.guessed_rate or 0)
         frames = stream.frames
-        if frames == 0:
-            with _ffmpeg_errors(path, "reading packets"):
-                frames = sum(1 for packet in container.demux(stream) if packet.size)
+        orientation, packets = None, 0
+        with _ffmpeg_errors(path, "reading packets"):
+            for packet in container.demux(stream):
+                packets += 1 if packet.size else 0
+                if orientation is None:
+                    orientation = _peek_orientation(stream, packet)
+                if orientation is not None and frames:
+                    break
+        frames = frames or packets
+        width, height = context.width, context.height
+        if orientation is not None and orientation.transpose:
+            width, height = height, width
         if container.duration is not None:
             duration = container.duration / 1_000_000  # AV_TIME_BASE units
         elif stream.duration is not None:
             duration = float(stream.duration * stream.time_base)
         else:
             duration = frames / fps if fps else 0.0
-        return VideoInfo(frames, fps, context.width, context.height, context.codec.canonical_name, duration)
+        return VideoInfo(frames, fps, width, height, context.codec.canonical_name, duration)
 
 
 def iter_frames(
@@ -131,7 +207,7 @@ def iter_frames(
     chunk_frames: int = 32,
     limits: DecodeLimits = DEFAULT_LIMITS,
 ) -> Iterator[torch.Tensor]:
-    """Decode frames [start, stop) in presentation order as uint8 RGB chunks [t, H, W, 3], t <= chunk_frames.
+    """Decode frames [start, stop) in presentation order as upright uint8 RGB chunks [t, H, W, 3], t <= chunk_frames.
 
     The file is probed and checked against `limits` right away; decoding happens while iterating.
     Frames before `start` are decoded (codecs need their references) but never converted to RGB.
@@ -157,7 +233,7 @@ def _decode_chunks(path: str | Path, start: int, stop: int | None, chunk_frames:
                     break
                 if index < start:
                     continue
-                batch.append(frame.to_ndarray(format="rgb24"))
+                batch.append(_upright(frame.to_ndarray(format="rgb24"), _orientation(frame, stream)))
                 if len(batch) == chunk_frames:
                     yield torch.from_numpy(np.stack(batch))
                     batch = []
