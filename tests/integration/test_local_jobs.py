@@ -12,7 +12,7 @@ import pytest
 from inspatio_world.jobs import manifest as manifests
 from inspatio_world.jobs.local_stages import LocalStages
 from inspatio_world.jobs.manager import JobManager, lease_key
-from inspatio_world.jobs.manifest import CANCELLED, RUNNING, SUCCEEDED, Manifest
+from inspatio_world.jobs.manifest import CANCELLED, FAILED, RUNNING, SUCCEEDED, Manifest
 from inspatio_world.jobs.options import JobOptions
 from inspatio_world.jobs.runner import BlockPublished, JobFinished, StageFinished
 from inspatio_world.media.decode import VideoError, read_frames
@@ -126,3 +126,74 @@ def test_watch_from_another_thread_sees_the_end(manager, video_file):
     watcher.start()
     watcher.join(timeout=120)
     assert isinstance(seen[-1], JobFinished) and seen[-1].manifest.state == SUCCEEDED
+
+
+# --- a failed or cancelled job keeps its progress in its final manifest ---------------------------
+
+class _StagesWithHook:
+    """LocalStages whose generate calls `hook(event)` on each event before passing it on: a test's way
+    to cancel a job right after a block, or to fail the generate stage."""
+
+    def __init__(self, inner: LocalStages, hook) -> None:
+        self.inner, self.hook = inner, hook
+
+    def __getattr__(self, name: str):
+        return getattr(self.inner, name)
+
+    def generate(self, inputs, force):
+        events = self.inner.generate(inputs, force)
+        try:
+            for event in events:
+                self.hook(event)
+                yield event
+        finally:
+            events.close()
+
+
+def _run_with_hook(tmp_path, weights, video_file, hook) -> Manifest:
+    """Run one job whose generate calls `hook(manager, job_id, event)`; the final manifest as stored."""
+    store = LocalStore(tmp_path / "store")
+    job_ids: list[str] = []
+    stages = _StagesWithHook(LocalStages(store, weights), lambda event: hook(manager, job_ids[0], event))
+    manager = JobManager(store, stages, lease_seconds=2.0)
+    try:
+        video = manager.upload_video([video_file.read_bytes()], "clip.mp4")
+        job = manager.submit(JobOptions(trajectory_name="x_y_circle_cycle.txt", adaptive_frames=False), video)
+        job_ids.append(job.job_id)  # long before the generate stage starts (caption, depth and render run first)
+        final = [e for e in manager.watch(job.job_id) if isinstance(e, JobFinished)][0].manifest
+        assert manifests.load(store, job.job_id) == final  # what the watcher saw is what was saved
+        return final
+    finally:
+        manager.shutdown()
+
+
+def _cancel_at_first_block(manager: JobManager, job_id: str, event) -> None:
+    if isinstance(event, BlockPublished) and event.index == 0:
+        manager.cancel(job_id)  # before the runner sees the block: it stops right after recording it
+
+
+def _fail_after_the_blocks(manager: JobManager, job_id: str, event) -> None:
+    if not isinstance(event, BlockPublished):
+        raise RuntimeError("the decoder broke")
+
+
+def test_cancelled_job_keeps_its_progress(tmp_path, weights, video_file):
+    final = _run_with_hook(tmp_path, weights, video_file, _cancel_at_first_block)
+    assert final.state == CANCELLED and final.error is None
+    assert final.caption
+    assert {"caption", "depth", "render"} <= set(final.stages) and "generate" not in final.stages
+    assert final.stages["render"].keys["render"] and final.stages["depth"].keys["depth"]
+    assert set(final.weights) == {"caption", "depth"}
+    assert final.blocks_done >= 1 and final.blocks_total >= final.blocks_done
+    assert "pred" not in final.outputs and final.outputs["manifest"] == final.key
+
+
+def test_failed_job_keeps_its_progress_and_says_why(tmp_path, weights, video_file):
+    final = _run_with_hook(tmp_path, weights, video_file, _fail_after_the_blocks)
+    assert final.state == FAILED
+    assert final.error == "RuntimeError: the decoder broke"
+    assert final.caption
+    assert {"caption", "depth", "render"} <= set(final.stages) and "generate" not in final.stages
+    assert set(final.weights) == {"caption", "depth"}
+    assert final.blocks_done == final.blocks_total == 1  # the one block was published before the failure
+    assert final.outputs == {"manifest": final.key}

@@ -6,15 +6,17 @@ here, not by a stage service) and nothing is generated. The render stage is call
 full job, so a later full job on the same video and trajectory finds the render in the cache.
 
 The runner talks to the stages through a `StageClient` (in process, or over gRPC), saves the
-manifest after every step and every block, and reports progress as events. Stage outputs are
-content-addressed, so re-running a job after a crash (or on another coordinator) repeats no work:
-finished stages come back from the store as cache hits.
+manifest after every step and every block, and reports progress as events. A failed or cancelled
+job's final manifest is the last one saved, with its state and error set, so it keeps the caption,
+stage records and blocks done so far. Stage outputs are content-addressed, so re-running a job after
+a crash (or on another coordinator) repeats no work: finished stages come back from the store as
+cache hits.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
-import traceback
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Iterator, Protocol
@@ -28,6 +30,8 @@ from ..stages.render_videos import run_render_videos
 from ..store.base import ObjectStore
 from . import manifest as manifests
 from .manifest import CANCELLED, FAILED, RUNNING, SUCCEEDED, Manifest, StageRecord, VideoRef
+
+log = logging.getLogger(__name__)
 
 
 class StageClient(Protocol):
@@ -65,6 +69,18 @@ class JobCancelled(Exception):
     pass
 
 
+class _SavedManifest:
+    """Saves one job's manifest and remembers the last one saved: what a failed or cancelled job ends with."""
+
+    def __init__(self, store: ObjectStore) -> None:
+        self.store = store
+        self.last: Manifest | None = None
+
+    def __call__(self, manifest: Manifest) -> Manifest:
+        self.last = manifests.save(self.store, manifest)
+        return self.last
+
+
 class JobRunner:
     def __init__(self, store: ObjectStore, stages: StageClient, emit: EventSink = lambda job_id, event: None) -> None:
         self.store = store
@@ -74,16 +90,16 @@ class JobRunner:
     def run(self, manifest: Manifest, cancel: threading.Event | None = None) -> Manifest:
         """Run (or resume) a job to a terminal state; never raises for a failing job."""
         cancel = cancel or threading.Event()
-        job = manifests.save(self.store, manifest.with_(state=RUNNING, error=None))
+        save = _SavedManifest(self.store)
+        job = save(manifest.with_(state=RUNNING, error=None))
         try:
-            job = self._run_stages(job, cancel)
-            job = job.with_(state=SUCCEEDED)
+            job = self._run_stages(job, cancel, save).with_(state=SUCCEEDED)
         except JobCancelled:
-            job = job.with_(state=CANCELLED)
+            job = save.last.with_(state=CANCELLED)  # keeps the progress saved so far
         except Exception as exc:  # the job fails; the runner (and the coordinator) go on
-            traceback.print_exc()
-            job = job.with_(state=FAILED, error=f"{type(exc).__name__}: {exc}")
-        job = manifests.save(self.store, job.with_(outputs={**job.outputs, "manifest": job.key}))
+            log.error("job %s failed", job.job_id, exc_info=True, extra={"fields": {"job_id": job.job_id}})
+            job = save.last.with_(state=FAILED, error=f"{type(exc).__name__}: {exc}")
+        job = save(job.with_(outputs={**job.outputs, "manifest": job.key}))
         self.emit(job.job_id, JobFinished(job))
         return job
 
@@ -97,7 +113,9 @@ class JobRunner:
         self.emit(job.job_id, StageFinished(result.timing))
         return result
 
-    def _run_stages(self, job: Manifest, cancel: threading.Event) -> Manifest:
+    def _run_stages(self, job: Manifest, cancel: threading.Event, save: _SavedManifest) -> Manifest:
+        """The stages in turn; the manifest is saved through `save` after each step and block. Returns
+        the finished job's manifest (not yet saved)."""
         options, force = job.options, job.options.force
         self._check(cancel)
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"job-{job.job_id}") as pool:
@@ -110,13 +128,13 @@ class JobRunner:
                 caption, caption_record, caption_weights = options.prompt, StageRecord(0.0, False), {}
             depth = depth_future.result()
         job = job.with_stage("caption", caption_record, caption=caption, weights={**job.weights, **caption_weights})
-        job = manifests.save(self.store, job.with_stage("depth", _record(depth.timing, depth=depth.key),
-                                                        weights={**job.weights, "depth": depth.model}))  # fmt: skip
+        job = save(job.with_stage("depth", _record(depth.timing, depth=depth.key),
+                                  weights={**job.weights, "depth": depth.model}))  # fmt: skip
 
         self._check(cancel)
         render_options = options.render_options()
         render = self._stage(job, "render", lambda: self.stages.render(job.video, depth.key, render_options, force))
-        job = manifests.save(self.store, job.with_stage("render", _record(
+        job = save(job.with_stage("render", _record(
             render.timing, schedule=render.schedule_key, render=render.render_key, mask=render.mask_key)))  # fmt: skip
 
         self._check(cancel)
@@ -131,7 +149,7 @@ class JobRunner:
         try:
             for event in events:
                 if isinstance(event, BlockPublished):
-                    job = manifests.save(self.store, job.with_(blocks_done=event.index + 1, blocks_total=event.blocks))
+                    job = save(job.with_(blocks_done=event.index + 1, blocks_total=event.blocks))
                     self.emit(job.job_id, event)
                     self._check(cancel)
                 else:

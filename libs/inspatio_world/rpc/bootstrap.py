@@ -3,12 +3,14 @@
 The server starts first and reports NOT_SERVING; weight files are checked and models loaded; only
 then does health say SERVING. A weights problem ends the process with the file named, before any
 work is accepted.
+
+A service logs to stderr, one JSON object per line (`rpc/logs.py`), transformers' messages included;
+it draws no progress bars there. Nothing logs the environment, where the S3 credentials are.
 """
 
 from __future__ import annotations
 
 import logging
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -21,6 +23,7 @@ from ..pipeline.weights import WeightsFolder
 from ..store.base import ObjectStore
 from ..store.factory import open_store
 from .limits import ConcurrencyLimiter
+from .logs import configure_json_logging
 from .server import ServiceServer
 
 log = logging.getLogger(__name__)
@@ -68,7 +71,8 @@ def run_service(settings: ServiceSettings, add_functions: Sequence[Callable], lo
                 limited: bool = True) -> None:  # fmt: skip
     """Serve until SIGTERM. `load` returns the servicers (in the order of `add_functions`) once the
     models are ready; the server answers health checks (NOT_SERVING) meanwhile."""
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
+    configure_json_logging(logging.INFO)
+    _library_output_as_json_logs()
     store = open_store(settings.store_url)
     limiter = ConcurrencyLimiter(settings.max_in_flight, settings.max_queue) if limited else None
     ready: dict[Callable, object] = {}
@@ -85,6 +89,17 @@ def run_service(settings: ServiceSettings, add_functions: Sequence[Callable], lo
     server.set_serving()
     log.info("%s ready on %s (metrics on port %s)", settings.name, server.address, server.metrics_port)
     server.serve_forever()
+
+
+def _library_output_as_json_logs() -> None:
+    """transformers (which every service imports) logs through its own plain-text handler and draws
+    tqdm bars on stderr while loading weights: send its records through the JSON handler instead,
+    and draw no bars."""
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_default_handler()
+    transformers_logging.enable_propagation()
+    transformers_logging.disable_progress_bar()
 
 
 class _Deferred:
