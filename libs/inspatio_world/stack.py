@@ -6,6 +6,7 @@ own INSPATIO_* environment and is ready when its gRPC health check says SERVING.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -50,6 +51,14 @@ def health(address: str, timeout: float = 1.0) -> str:
         except grpc.RpcError:
             return "UNREACHABLE"
     return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+
+
+def _log_message(line: str) -> str:
+    """A service log line's message (services log JSON objects; anything else is shown as it is)."""
+    try:
+        return str(json.loads(line)["message"])
+    except (ValueError, KeyError, TypeError):
+        return line.strip()
 
 
 class PortBusy(RuntimeError):
@@ -129,7 +138,7 @@ class LocalStack:
             return ""
         log = self.log_dir / f"{name}.log"
         lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()] if log.is_file() else []
-        return (f": {lines[-1].strip()}" if lines else "") + f" (log: {log})"
+        return (f": {_log_message(lines[-1])}" if lines else "") + f" (log: {log})"
 
     def stop_service(self, name: str, sig: int = signal.SIGTERM) -> None:
         process = self.processes.get(name)

@@ -463,3 +463,9 @@ def test_open_store_s3_reads_credentials_from_the_environment(seaweedfs: Seaweed
 def test_open_store_explains_bad_urls(url: str, env: dict, message: str) -> None:
     with pytest.raises(StoreError, match=message):
         open_store(url, env=env)
+
+
+def test_a_url_with_credentials_is_refused_without_repeating_them() -> None:
+    with pytest.raises(StoreError) as refused:
+        open_store("s3://AKIAEXAMPLE:hunter2secret@bucket?endpoint=127.0.0.1:1")
+    assert "hunter2secret" not in str(refused.value) and "AKIAEXAMPLE" not in str(refused.value)

@@ -61,3 +61,4 @@ def test_model_commands_run_without_grpc(parity_pack, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().endswith("ok")
     assert (tmp_path / "out" / "pred.mp4").is_file()
+

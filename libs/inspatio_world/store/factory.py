@@ -47,7 +47,7 @@ def _local_store(url: str, parts: SplitResult) -> LocalStore:
 
 def _s3_store(url: str, parts: SplitResult, env: Mapping[str, str]) -> S3Store:
     if "@" in parts.netloc:
-        raise StoreError(f"store URL {url!r}: credentials go in the environment "
+        raise StoreError(f"store URL s3://...@{parts.netloc.rpartition('@')[2]}: credentials go in the environment "
                          f"({' / '.join(CREDENTIAL_VARS[0])}), not in the URL")
     if parts.path not in ("", "/"):
         raise StoreError(f"store URL {url!r}: s3://bucket names a bucket only (no key path)")
