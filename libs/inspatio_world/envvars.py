@@ -80,6 +80,19 @@ COMPILE = EnvVar(
     "Generator: regional torch.compile of the DiT blocks: auto (on CUDA only), 1 (always, CPU too), 0 (eager).",
 )
 
+MAX_INPUT_PIXELS = EnvVar(
+    "INSPATIO_MAX_INPUT_PIXELS", str(3840 * 2160),
+    "Coordinator: most pixels per input frame (width x height as displayed); a larger video is refused at submit.",
+)
+MAX_INPUT_FRAMES = EnvVar(
+    "INSPATIO_MAX_INPUT_FRAMES", "10000",
+    "Coordinator: most frames an input video may have (only the first 1000 are used, as upstream); more are refused at submit.",
+)
+MAX_OUTPUT_FRAMES = EnvVar(
+    "INSPATIO_MAX_OUTPUT_FRAMES", "1000",
+    "Coordinator: most frames a job may plan to generate (or render, for render-only jobs); freeze_repeat is bounded by it too.",
+)
+
 # Per-model weight paths (upstream's --checkpoint_path, --da3_model_path, --florence_model_path,
 # --tae_checkpoint_path): each replaces one entry of the INSPATIO_WEIGHTS folder layout.
 DIT_CHECKPOINT = EnvVar(
@@ -94,7 +107,7 @@ ALL: tuple[EnvVar, ...] = (
     ATTENTION, PARITY_PACK, WEIGHTS, COMPILE_CACHE, CACHE_DIR, STORE, S3_ACCESS_KEY, S3_SECRET_KEY, GRPC_ADDRESS,
     METRICS_ADDRESS, DEVICE, MAX_IN_FLIGHT, MAX_QUEUE, MAX_STREAMS, CAPTION_ADDRESS, DEPTHRENDER_ADDRESS, GENERATOR_ADDRESS,
     JOB_LEASE_SECONDS, MAX_PARALLEL_JOBS, DRAIN_SECONDS, FP8, STAGE_WAIT_SECONDS, COMPILE,
-    DIT_CHECKPOINT, DA3_DIR, FLORENCE_DIR, TAEHV_CHECKPOINT,
+    DIT_CHECKPOINT, DA3_DIR, FLORENCE_DIR, TAEHV_CHECKPOINT, MAX_INPUT_PIXELS, MAX_INPUT_FRAMES, MAX_OUTPUT_FRAMES,
 )  # fmt: skip
 
 

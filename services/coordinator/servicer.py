@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import partial
 from typing import Callable, Iterator
 
+from inspatio_world.jobs.admission import Limits, admit
 from inspatio_world.jobs.manager import JobManager
 from inspatio_world.rpc.convert import event_to_proto, job_to_proto
 from inspatio_world.rpc.options_proto import options_from_proto
@@ -30,12 +31,15 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
             raise ValueError("the first SubmitJob message must carry the job spec")
         spec = first.spec
         options = options_from_proto(spec.options)
-        options.validate()  # before a byte of the video is read
+        limits = Limits.from_env()
+        options.validate(limits.max_output_frames)  # before a byte of the video is read
+        # Everything knowable before the stages run is checked on the received file, before it is stored.
+        admission = partial(_admit, options, limits)
         source = spec.WhichOneof("video")
         if source == "upload_name":
-            video = self.manager.upload_video(_chunks(request_iterator), spec.upload_name)
+            video = self.manager.upload_video(_chunks(request_iterator), spec.upload_name, admit=admission)
         elif source == "video_uri":
-            video = self.manager.video_from_store(key_from_uri(spec.video_uri, self.store.bucket))
+            video = self.manager.video_from_store(key_from_uri(spec.video_uri, self.store.bucket), admit=admission)
         else:
             raise ValueError("the job spec names no video: set upload_name (and stream chunks) or video_uri")
         return job_to_proto(self.store, self.manager.submit(options, video))
@@ -55,6 +59,10 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
 
     def CancelJob(self, request, context) -> coordinator_pb2.Job:
         return job_to_proto(self.store, self.manager.cancel(request.job_id))
+
+
+def _admit(options, limits: Limits, path, shown_as: str) -> None:
+    admit(path, options, limits, shown_as)
 
 
 def _on_termination(context, callback: Callable[[], None]) -> None:

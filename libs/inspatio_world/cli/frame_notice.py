@@ -16,15 +16,13 @@ def frame_notice(video: Path, options: JobOptions, trajectory_label: str) -> str
     """One line about `video` under `options`; raises VideoError (unreadable video) or TooShort."""
     from ..geometry.frame_schedule import MAX_ANGLE_PER_FRAME, MIN_ANGLE_PER_FRAME, MIN_OUTPUT_FRAMES, needed_frame_range
     from ..geometry.trajectory import total_angle
-    from ..media.dataset_inputs import SOURCE_MAX_FRAMES
+    from ..jobs.admission import planned_frames
     from ..media.decode import probe_video
-    from ..models.sampler import SamplerConfig
-    from ..pipeline.generator import FramePlan as GeneratedFrames
 
     frames = probe_video(video).frames
     render = options.render_options()
-    plan = render.frame_plan(frames, min(frames, SOURCE_MAX_FRAMES))
-    generated = GeneratedFrames.for_frames(len(plan), SamplerConfig().frames_per_block).output_frames
+    planned = planned_frames(frames, options, render)
+    plan, generated = planned.plan, planned.generated_frames
     if options.render_only:
         result = f"{len(plan)} frames rendered (no generation)"
     elif generated <= 0:

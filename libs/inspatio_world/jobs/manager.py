@@ -35,6 +35,7 @@ MAX_UPLOAD_BYTES = 4 << 30
 DEFAULT_LIST_LIMIT = 100  # ListJobs with limit 0 (unset)
 MAX_LIST_LIMIT = 1000  # a larger limit is cut to this; a negative one is refused
 _WATCH_CANCELLED = object()  # put in a watcher's queue to end its watch
+Admit = Callable[[Path, str], object]  # (the received video, its name as the client knows it); ValueError refuses
 
 
 def _probe(path: Path, shown_as: str) -> None:
@@ -68,10 +69,11 @@ class JobManager:
 
     # -- videos -------------------------------------------------------------------------------
 
-    def upload_video(self, chunks: Iterable[bytes], filename: str) -> VideoRef:
+    def upload_video(self, chunks: Iterable[bytes], filename: str, admit: Admit | None = None) -> VideoRef:
         """Receive a video, check that it decodes, then store it under its content hash. The name is
         checked (keys.upload_filename: InvalidKey) before a byte is read, and nothing reaches the
-        store unless the whole upload arrived and decodes."""
+        store unless the whole upload arrived, decodes and passes `admit(path, name)` (the job's
+        admission checks, jobs/admission.py; it raises ValueError to refuse)."""
         name = upload_filename(filename)
         with tempfile.TemporaryDirectory(prefix="inspatio-upload-") as folder:
             path = Path(folder) / name
@@ -86,14 +88,16 @@ class JobManager:
             if size == 0:
                 raise ValueError(f"{filename}: the upload is empty")
             _probe(path, name)  # VideoError (a ValueError) for anything that is not a decodable video
+            if admit is not None:
+                admit(path, name)
             sha = digest.hexdigest()
             key = upload_key(sha, path.name)
             if not self.store.exists(key):
                 self.store.put_file(key, path, content_type="video/mp4")
         return VideoRef(key, sha, size)
 
-    def video_from_store(self, key: str) -> VideoRef:
-        """A video already in the store (e.g. s3://bucket/key); checked like an upload."""
+    def video_from_store(self, key: str, admit: Admit | None = None) -> VideoRef:
+        """A video already in the store (e.g. s3://bucket/key); checked like an upload (`admit` included)."""
         validate_key(key)  # InvalidKey (INVALID_ARGUMENT) before the store is asked anything
         info = self.store.stat(key)
         if info is None:
@@ -101,6 +105,8 @@ class JobManager:
         with tempfile.TemporaryDirectory(prefix="inspatio-probe-") as folder:
             path = self.store.download(key, Path(folder) / Path(key).name)
             _probe(path, key)
+            if admit is not None:
+                admit(path, key)
             sha = info.sha256 or hashlib.sha256(path.read_bytes()).hexdigest()
         return VideoRef(key, sha, info.size)
 

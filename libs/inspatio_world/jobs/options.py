@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 AUTOENCODERS = ("wan_vae", "taehv")
+MAX_FREEZE_REPEAT = 10_000  # without a deployment's output limit (validate(max_output_frames=...))
+INT64 = (-(2**63), 2**63 - 1)  # seed travels as a protobuf int64
 
 
 @dataclass(frozen=True)
@@ -41,15 +43,23 @@ class JobOptions:
             raise FileNotFoundError(f"trajectory file {str(trajectory)!r} not found")
         return cls(trajectory_name=str(trajectory), **fields)
 
-    def validate(self) -> None:
-        """Cheap checks; raises ValueError (TrajectoryError included) with a message a person can act on."""
+    def validate(self, max_output_frames: int | None = None) -> None:
+        """Cheap checks; raises ValueError (TrajectoryError included) with a message a person can act on.
+
+        `max_output_frames`: the deployment's output limit (the coordinator passes it): the frames a
+        time-freeze adds must fit in it."""
         if bool(self.trajectory_text) == bool(self.trajectory_name):
             raise ValueError("give exactly one trajectory: its text or the name of a shipped file (e.g. x_y_circle_cycle.txt)")
         self.trajectory()
         if self.autoencoder not in AUTOENCODERS:
             raise ValueError(f"autoencoder {self.autoencoder!r}: choose from {AUTOENCODERS}")
-        if not 0 <= self.freeze_repeat <= 10_000:
-            raise ValueError(f"freeze_repeat {self.freeze_repeat}: must be between 0 and 10000")
+        if not isinstance(self.freeze_repeat, int) or not 0 <= self.freeze_repeat <= MAX_FREEZE_REPEAT:
+            raise ValueError(f"freeze_repeat {self.freeze_repeat}: must be a whole number between 0 and {MAX_FREEZE_REPEAT}")
+        if max_output_frames is not None and self.freeze_repeat > max_output_frames:
+            raise ValueError(f"freeze_repeat {self.freeze_repeat}: the frames it adds must fit in this deployment's limit of "
+                             f"{max_output_frames} output frames (INSPATIO_MAX_OUTPUT_FRAMES)")  # fmt: skip
+        if not isinstance(self.seed, int) or not INT64[0] <= self.seed <= INT64[1]:
+            raise ValueError(f"seed {self.seed}: must be a whole number within int64 ({INT64[0]} to {INT64[1]})")
         if self.freeze_frame is not None and self.freeze_frame < 0:
             raise ValueError(f"freeze_frame {self.freeze_frame}: must be >= 0")
         if self.prompt is not None and not self.prompt.strip():
