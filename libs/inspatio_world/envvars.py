@@ -132,6 +132,14 @@ def get_flag(var: EnvVar) -> bool:
     return value == "1"
 
 
+def get_positive_int(var: EnvVar) -> int:
+    """A whole number of at least 1; anything else is refused, naming the variable."""
+    value = get(var).strip()
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{var.name}={value!r}: expected a whole number, at least 1")
+    return int(value)
+
+
 def get_auto_flag(var: EnvVar) -> bool | None:
     """An auto/0/1 variable: None for auto (the caller decides), else the flag; anything else is refused."""
     value = get(var).strip().lower()

@@ -34,7 +34,9 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
         limits = Limits.from_env()
         options.validate(limits.max_output_frames)  # before a byte of the video is read
         # Everything knowable before the stages run is checked on the received file, before it is stored.
-        admission = partial(_admit, options, limits)
+        def admission(path, name):
+            return admit(path, options, limits, name)
+
         source = spec.WhichOneof("video")
         if source == "upload_name":
             video = self.manager.upload_video(_chunks(request_iterator), spec.upload_name, admit=admission)
@@ -59,10 +61,6 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
 
     def CancelJob(self, request, context) -> coordinator_pb2.Job:
         return job_to_proto(self.store, self.manager.cancel(request.job_id))
-
-
-def _admit(options, limits: Limits, path, shown_as: str) -> None:
-    admit(path, options, limits, shown_as)
 
 
 def _on_termination(context, callback: Callable[[], None]) -> None:

@@ -46,7 +46,7 @@ def no_overrides(monkeypatch):
 
 def test_without_variables_the_layout_is_used(folder):
     weights = WeightsFolder.from_env(folder.root)
-    assert weights == WeightsFolder(folder.root) and weights.overrides == {}
+    assert weights == WeightsFolder(folder.root)  # no override field set
     assert weights.dit_file == folder.root / "InSpatio-World-1.3B" / "InSpatio-World-1.3B.safetensors"
     assert weights.da3_dir == folder.root / "DA3" and weights.florence_dir == folder.root / "Florence-2-large"
     assert weights.taehv_file == folder.root / "taehv" / "taew2_1.pth"
@@ -61,7 +61,7 @@ def test_dit_checkpoint_elsewhere_is_checked_and_loaded(folder, tmp_path, monkey
 
     monkeypatch.setenv(envvars.DIT_CHECKPOINT.name, str(moved))
     weights = WeightsFolder.from_env(folder.root)
-    assert weights.dit_file == moved and weights.overrides == {envvars.DIT_CHECKPOINT.name: moved}
+    assert weights.dit_file == moved and weights == WeightsFolder(folder.root, dit_checkpoint=moved)  # that override alone
     for decoder in ("wan_vae", "taehv"):
         weights.check(decoder)
     models = GeneratorModels.load(weights, torch.device("cpu"), ("wan_vae", "taehv"), compile_dit=False)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
 import signal
 import sys
 import threading
@@ -135,19 +136,16 @@ def _weights(args: argparse.Namespace):
     from ..models.checkpoints import CheckpointError
     from ..pipeline.local_job import RANDOM_WEIGHTS_BANNER, tiny_weights_dir
     from ..pipeline.tiny_weights import write_tiny_weights
-    from ..pipeline.weights import WeightsFolder
+    from ..pipeline.weights import WeightsFolder, override_env
 
     folder = args.weights or envvars.get(envvars.WEIGHTS)
-    overrides = {name: getattr(args, name) for name in ("dit_checkpoint", "da3_dir", "florence_dir", "taehv_checkpoint")}
-    if not folder and not any(overrides.values()):
+    # a flag is its variable: set here (as an absolute path), it reaches the services with the environment
+    flags = override_env(**{name: getattr(args, name) for name in ("dit_checkpoint", "da3_dir", "florence_dir", "taehv_checkpoint")})
+    os.environ.update(flags)
+    if not folder and not flags:
         print(RANDOM_WEIGHTS_BANNER, flush=True)
         return write_tiny_weights(tiny_weights_dir())
-    from_env = WeightsFolder.from_env(Path(folder or ".").expanduser().resolve())
-    weights = WeightsFolder(
-        from_env.root, dit_checkpoint=overrides["dit_checkpoint"] or from_env.dit_checkpoint,
-        da3=overrides["da3_dir"] or from_env.da3, florence=overrides["florence_dir"] or from_env.florence,
-        taehv_checkpoint=overrides["taehv_checkpoint"] or from_env.taehv_checkpoint,
-    )  # fmt: skip
+    weights = WeightsFolder.from_env(Path(folder or ".").expanduser().resolve())
     try:
         weights.check(getattr(args, "autoencoder", "wan_vae"))  # `up` serves any job: the Wan VAE at least
         weights.check_depth()
@@ -168,8 +166,7 @@ def local_stack(args: argparse.Namespace, default_ports: bool) -> Iterator:
     store = args.store or envvars.store_url()
     print(f"starting the local stack (store {store}, logs in {log_dir}) ...", flush=True)
     try:
-        stack = LocalStack(store, weights.root, default_ports=default_ports, log_dir=log_dir,
-                           extra_env={name: str(path) for name, path in weights.overrides.items()}).start()  # fmt: skip
+        stack = LocalStack(store, weights.root, default_ports=default_ports, log_dir=log_dir).start()
     except (PortBusy, ServiceFailed, TimeoutError) as exc:
         raise _fail(str(exc)) from exc
     try:

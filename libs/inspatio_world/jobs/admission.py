@@ -32,19 +32,8 @@ class Limits:
 
     @classmethod
     def from_env(cls) -> "Limits":
-        return cls(_positive(envvars.MAX_INPUT_PIXELS), _positive(envvars.MAX_INPUT_FRAMES),
-                   _positive(envvars.MAX_OUTPUT_FRAMES))  # fmt: skip
-
-
-def _positive(var: envvars.EnvVar) -> int:
-    value = envvars.get(var).strip()
-    try:
-        number = int(value)
-    except ValueError:
-        number = 0
-    if number < 1:
-        raise ValueError(f"{var.name}={value!r}: expected a positive whole number")
-    return number
+        return cls(envvars.get_positive_int(envvars.MAX_INPUT_PIXELS), envvars.get_positive_int(envvars.MAX_INPUT_FRAMES),
+                   envvars.get_positive_int(envvars.MAX_OUTPUT_FRAMES))  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -75,17 +64,25 @@ def planned_frames(video_frames: int, options: JobOptions, render=None) -> Plann
     return Planned(video_frames, used, cameras, plan, generated.output_frames, generated.blocks)
 
 
-def admit(path: Path, options: JobOptions, limits: Limits, shown_as: str) -> Planned:
-    """Check a received video (a local file) against `options` and `limits`; ValueError if refused.
-
-    `shown_as` names the video as the client knows it (upload name or store key)."""
-    from ..geometry.trajectory import PerFrameTrajectory
+def probe_as(path: Path, shown_as: str):
+    """probe_video of a received file, its errors naming the video as the client knows it (upload name
+    or store key), not the server's temp file."""
     from ..media.decode import VideoError, probe_video
 
     try:
-        info = probe_video(path)
+        return probe_video(path)
     except VideoError as error:
         raise VideoError(shown_as, error.problem) from None
+
+
+def admit(path: Path, options: JobOptions, limits: Limits, shown_as: str) -> Planned:
+    """Probe a received video (a local file) and check it against `options` and `limits`; ValueError if refused.
+
+    `shown_as` names the video as the client knows it (upload name or store key)."""
+    from ..geometry.trajectory import PerFrameTrajectory
+    from ..media.decode import VideoError
+
+    info = probe_as(path, shown_as)
     if info.codec in IMAGE_CODECS and info.frames <= 1:
         raise VideoError(shown_as, f"a still image ({info.codec}), not a video: upload a video of at least a few frames")
     pixels = info.width * info.height

@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from ..media.decode import VideoError, probe_video
+from .admission import probe_as
 from ..store.base import ObjectNotFound, ObjectStore
 from ..store.keys import job_prefix, upload_filename, upload_key, validate_job_id, validate_key
 from . import manifest as manifests
@@ -35,15 +35,7 @@ MAX_UPLOAD_BYTES = 4 << 30
 DEFAULT_LIST_LIMIT = 100  # ListJobs with limit 0 (unset)
 MAX_LIST_LIMIT = 1000  # a larger limit is cut to this; a negative one is refused
 _WATCH_CANCELLED = object()  # put in a watcher's queue to end its watch
-Admit = Callable[[Path, str], object]  # (the received video, its name as the client knows it); ValueError refuses
-
-
-def _probe(path: Path, shown_as: str) -> None:
-    """probe_video, its error naming the video as the client knows it rather than our temp file."""
-    try:
-        probe_video(path)
-    except VideoError as error:
-        raise VideoError(shown_as, error.problem) from None
+Admit = Callable[[Path, str], object]  # (the received video, its name as the client knows it); probes it; ValueError refuses
 
 
 def lease_key(job_id: str) -> str:
@@ -87,9 +79,7 @@ class JobManager:
                     handle.write(chunk)
             if size == 0:
                 raise ValueError(f"{filename}: the upload is empty")
-            _probe(path, name)  # VideoError (a ValueError) for anything that is not a decodable video
-            if admit is not None:
-                admit(path, name)
+            (admit or probe_as)(path, name)  # VideoError (a ValueError) for anything that is not a decodable video
             sha = digest.hexdigest()
             key = upload_key(sha, path.name)
             if not self.store.exists(key):
@@ -104,9 +94,7 @@ class JobManager:
             raise ObjectNotFound(f"video {key!r} not found in bucket {self.store.bucket}")
         with tempfile.TemporaryDirectory(prefix="inspatio-probe-") as folder:
             path = self.store.download(key, Path(folder) / Path(key).name)
-            _probe(path, key)
-            if admit is not None:
-                admit(path, key)
+            (admit or probe_as)(path, key)
             sha = info.sha256 or hashlib.sha256(path.read_bytes()).hexdigest()
         return VideoRef(key, sha, info.size)
 

@@ -104,11 +104,6 @@ class WeightsFolder:
         return self.florence or self.root / "Florence-2-large"
 
     @property
-    def overrides(self) -> dict[str, Path]:
-        """The paths that replace the layout's, by environment variable name."""
-        return {var.name: getattr(self, name) for name, (var, _) in OVERRIDES.items() if getattr(self, name) is not None}
-
-    @property
     def profile(self) -> dict:
         """Architecture overrides and the `random` flag of generated weights; {} for released ones."""
         path = self.root / PROFILE_FILE

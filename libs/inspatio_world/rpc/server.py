@@ -57,13 +57,6 @@ def _split_host_port(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def _max_streams_from_env() -> int:
-    value = envvars.get(envvars.MAX_STREAMS)
-    if not value.strip().isdigit() or int(value) < 1:
-        raise ValueError(f"{envvars.MAX_STREAMS.name}={value!r}: expected a whole number of streams, at least 1")
-    return int(value)
-
-
 class _Registrar:
     """Stands in for the grpc.Server while generated `add_*_to_server` functions run, to learn
     the names of the services they register (for health and reflection)."""
@@ -98,7 +91,7 @@ class ServiceServer:
     ) -> None:
         self.metrics = ServiceMetrics()
         self.limiter = limiter
-        self.streams = StreamLimit(_max_streams_from_env() if max_streams is None else max_streams)
+        self.streams = StreamLimit(envvars.get_positive_int(envvars.MAX_STREAMS) if max_streams is None else max_streams)
         self.grace = grace
         workers = max_workers or SPARE_WORKERS + (limiter.capacity if limiter else 0) + self.streams.max_open
         self._server = grpc.server(
