@@ -1,6 +1,8 @@
 """The one place that turns library exceptions into gRPC status codes, so servicers can just raise.
 
 - ValueError (TrajectoryError, VideoError, ...)        → INVALID_ARGUMENT, with the exception's message
+- refusals.QuotaExceeded / Unauthenticated /           → RESOURCE_EXHAUSTED / UNAUTHENTICATED /
+  PermissionDenied / BudgetExceeded                      PERMISSION_DENIED / DEADLINE_EXCEEDED
 - store InvalidKey (bad key, job id, upload name)      → INVALID_ARGUMENT (a StoreError too, but a caller's
                                                          mistake: never UNAVAILABLE, which clients retry)
 - FileNotFoundError, store ObjectNotFound              → NOT_FOUND, with the message
@@ -35,6 +37,7 @@ from typing import Any
 
 import grpc
 
+from ..refusals import BudgetExceeded, PermissionDenied, QuotaExceeded, Unauthenticated
 from .limits import QueueCancelled, QueueTimeout, ServerBusy
 
 log = logging.getLogger(__name__)
@@ -43,6 +46,10 @@ ExceptionRef = type[BaseException] | str  # a class, or "module:QualName" resolv
 
 DEFAULT_RULES: tuple[tuple[ExceptionRef, grpc.StatusCode], ...] = (
     (ValueError, grpc.StatusCode.INVALID_ARGUMENT),
+    (QuotaExceeded, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
+    (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
+    (BudgetExceeded, grpc.StatusCode.DEADLINE_EXCEEDED),
     (FileNotFoundError, grpc.StatusCode.NOT_FOUND),
     ("inspatio_world.store.base:ObjectNotFound", grpc.StatusCode.NOT_FOUND),
     ("inspatio_world.store.base:InvalidKey", grpc.StatusCode.INVALID_ARGUMENT),
