@@ -207,3 +207,70 @@ the coordinator: RPCs it is serving (uploads, watches) plus jobs submitted in th
 {{- define "inspatio.autoscaled" -}}
 {{- if and .ctx.Values.autoscaling.enabled (ne .role "coordinator") -}}true{{- end -}}
 {{- end -}}
+
+{{/* ---------------------------------------------------------------- TLS, tokens, tenants */}}
+
+{{/* Where the chart mounts them in the service pods (read-only, owned by root, group fsGroup). */}}
+{{- define "inspatio.tlsDir" -}}/etc/inspatio/tls{{- end -}}
+{{- define "inspatio.tlsClientDir" -}}/etc/inspatio/tls-client{{- end -}}
+{{- define "inspatio.tenantsDir" -}}/etc/inspatio/tenants{{- end -}}
+{{- define "inspatio.serviceTokenDir" -}}/etc/inspatio/service-token{{- end -}}
+
+{{- define "inspatio.tenantsName" -}}
+{{- printf "%s-tenants" (include "inspatio.fullname" .) -}}
+{{- end -}}
+
+{{/* INSPATIO_TENANTS_FILE's content: auth.tenants as given (digests only, no secret). */}}
+{{- define "inspatio.tenantsJSON" -}}
+{{- dict "tenants" .Values.auth.tenants | toPrettyJson -}}
+{{- end -}}
+
+{{- define "inspatio.serviceTokenSecretName" -}}
+{{- .Values.auth.serviceToken.existingSecret | default (printf "%s-service-token" (include "inspatio.fullname" .)) -}}
+{{- end -}}
+
+{{/*
+The generated service token: the one already in the cluster (so upgrades keep it and running pods
+stay in agreement), else 48 new random characters. Under `helm template` lookup finds nothing.
+*/}}
+{{- define "inspatio.serviceToken" -}}
+{{- $key := .Values.auth.serviceToken.key -}}
+{{- $existing := lookup "v1" "Secret" .Release.Namespace (include "inspatio.serviceTokenSecretName" .) -}}
+{{- if and $existing $existing.data (hasKey $existing.data $key) -}}
+{{- index $existing.data $key | b64dec -}}
+{{- else -}}
+{{- randAlphaNum 48 -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The gRPC server name a caller verifies in a role's certificate: tls.serverName, else the Service's
+name (which the certificate's dnsNames must hold). (dict "ctx" $ "role" "caption")
+*/}}
+{{- define "inspatio.tlsServerName" -}}
+{{- .ctx.Values.tls.serverName | default (include "inspatio.serviceHost" .) -}}
+{{- end -}}
+
+{{/*
+TLS-capable health probe, as an exec command: (dict "ctx" $ "role" "caption" "timeout" 5).
+The kubelet's own `grpc:` probe speaks plaintext only, and a tcpSocket or metrics-port probe would
+pass while the models still load (the gRPC and metrics ports open first; grpc.health.v1 says
+SERVING only once the service is ready). So the pod asks its own grpc.health.v1 over TLS, with
+the Python, grpcio and grpcio-health-checking every service image has: it trusts the mounted ca.crt,
+verifies the name the coordinator verifies, and presents the pod's own certificate (stages with
+mutual TLS require one). Costs one short Python process per probe (~0.3 s of CPU).
+*/}}
+{{- define "inspatio.tlsHealthProbe" -}}
+{{- $svc := index .ctx.Values .role -}}
+{{- $script := `import sys, grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+folder, address, name, timeout = sys.argv[1:]
+read = lambda f: open(f"{folder}/{f}", "rb").read()
+credentials = grpc.ssl_channel_credentials(read("ca.crt"), read("tls.key"), read("tls.crt"))
+with grpc.secure_channel(address, credentials, options=[("grpc.ssl_target_name_override", name)]) as channel:
+    status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=float(timeout)).status
+sys.exit(0 if status == health_pb2.HealthCheckResponse.SERVING else 1)` -}}
+{{- $cmd := list "python" "-c" $script (include "inspatio.tlsDir" .ctx) (printf "127.0.0.1:%d" (int $svc.grpcPort)) (include "inspatio.tlsServerName" .) (toString (sub (int .timeout) 2)) -}}
+exec:
+  command: {{ toJson $cmd }}
+{{- end -}}

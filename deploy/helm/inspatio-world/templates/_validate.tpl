@@ -21,6 +21,26 @@ Each failure says what to change.
 {{- end -}}
 {{- end -}}
 {{- end -}}
+{{- if and .Values.tls.enabled (not .Values.tls.secretName) -}}
+{{- fail "tls.enabled needs tls.secretName: the name of a kubernetes.io/tls Secret with tls.crt, tls.key and ca.crt (cert-manager writes one for a Certificate; see deploy/README.md \"TLS\")" -}}
+{{- end -}}
+{{- if and .Values.auth.enabled (not .Values.auth.tenants) -}}
+{{- fail "auth.enabled needs at least one tenant in auth.tenants: make a token with `inspatio token new` and list its sha256 under token_sha256 (see deploy/README.md \"Tokens and tenants\")" -}}
+{{- end -}}
+{{- $names := dict -}}
+{{- $digests := dict -}}
+{{- range $t := .Values.auth.tenants -}}
+{{- if hasKey $names $t.name -}}
+{{- fail (printf "auth.tenants: the name %q is used twice; each tenant needs its own" $t.name) -}}
+{{- end -}}
+{{- $_ := set $names $t.name true -}}
+{{- range $d := $t.token_sha256 -}}
+{{- if hasKey $digests $d -}}
+{{- fail (printf "auth.tenants: token digest %s belongs to both %q and %q; a token must map to one tenant" $d (get $digests $d) $t.name) -}}
+{{- end -}}
+{{- $_ := set $digests $d $t.name -}}
+{{- end -}}
+{{- end -}}
 {{- if and .Values.minio.enabled (or .Values.store.url .Values.store.endpoint) -}}
 {{- fail "minio.enabled runs a store in the cluster: leave store.url and store.endpoint empty (or disable minio to use your own S3)" -}}
 {{- end -}}
