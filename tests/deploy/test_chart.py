@@ -35,6 +35,12 @@ PREFIX = f"{RELEASE}-inspatio-world"
 GRPC_SERVICE = {"coordinator": "inspatio.world.v1.CoordinatorService", "caption": "inspatio.world.v1.CaptionService",
                 "depthrender": "inspatio.world.v1.DepthRenderService", "generator": "inspatio.world.v1.GeneratorService"}  # fmt: skip
 CRD_KINDS = {"ScaledObject", "ServiceMonitor"}
+# The security settings the services read (issue 11; fixed names, set by the chart from tls/auth).
+TLS_SERVER_VARS = {"INSPATIO_TLS_CERT", "INSPATIO_TLS_KEY"}
+TLS_CLIENT_VARS = {"INSPATIO_TLS_CA", "INSPATIO_TLS_CLIENT_CERT", "INSPATIO_TLS_CLIENT_KEY"}
+SECURITY_VARS = TLS_SERVER_VARS | TLS_CLIENT_VARS | {"INSPATIO_TLS_CLIENT_CA", "INSPATIO_TLS_SERVER_NAME",
+                                                     "INSPATIO_ALLOW_PLAINTEXT", "INSPATIO_TENANTS_FILE",
+                                                     "INSPATIO_SERVICE_TOKEN_FILE"}  # fmt: skip
 
 
 def container(deployment: dict) -> dict:
@@ -86,6 +92,10 @@ def test_helm_lint_strict(helm: Helm, scenario: str) -> None:
 
 def test_builtin_objects_pass_kubernetes_schemas_strictly(rendered: dict[str, Rendered], tmp_path: Path) -> None:
     """kubernetes-validate --strict (unknown fields rejected) on every built-in object of every scenario."""
+    validate_strictly(rendered, tmp_path)
+
+
+def validate_strictly(rendered: dict[str, Rendered], tmp_path: Path) -> None:
     exe = shutil.which("kubernetes-validate", path=str(Path(sys.executable).parent))
     assert exe, "kubernetes-validate is not installed in this environment (pip install kubernetes-validate)"
     files, expected = [], 0
@@ -271,7 +281,7 @@ def test_ports_services_and_environment_agree(rendered: dict[str, Rendered], sce
         env = env_of(deployment)
         assert env[envvars.GRPC_ADDRESS.name]["value"] == f"0.0.0.0:{grpc_port}"
         assert env[envvars.METRICS_ADDRESS.name]["value"] == f"0.0.0.0:{metrics_port}"
-        assert set(env) <= known | {"INSPATIO_ATTENTION"}, set(env) - known
+        assert set(env) <= known | SECURITY_VARS | {"INSPATIO_ATTENTION"}, set(env) - known - SECURITY_VARS
         # args, not command: the image's entrypoint (tini) must stay PID 1 to forward SIGTERM
         assert container(deployment)["args"] == ["python", "-m", f"services.{role}.main"]
         assert "command" not in container(deployment)
@@ -319,7 +329,7 @@ def test_store_url_and_credentials(rendered: dict[str, Rendered], scenario: str)
     (url,) = urls
     store = open_store(url, env={envvars.S3_ACCESS_KEY.name: "a", envvars.S3_SECRET_KEY.name: "b"})
     assert isinstance(store, S3Store)
-    secrets = result.kind("Secret")
+    secrets = [s for s in result.kind("Secret") if s["metadata"]["name"] != f"{PREFIX}-service-token"]  # S3 keys only
     if scenario == "external-s3":
         assert (store.endpoint, store.bucket) == ("s3.eu-central-1.amazonaws.com:443", "acme-inspatio")
         assert "region=eu-central-1" in url and "secure=1" in url
@@ -346,7 +356,7 @@ def test_external_s3_needs_keys_or_a_secret(helm: Helm) -> None:
     assert done.returncode != 0 and "store.credentials: set existingSecret" in done.stderr
     result = helm.template(sets=("store.credentials.existingSecret=", "store.credentials.accessKey=AK",
                                  "store.credentials.secretKey=SK"))  # fmt: skip
-    (secret,) = result.kind("Secret")
+    (secret,) = [s for s in result.kind("Secret") if s["metadata"]["name"] == f"{PREFIX}-s3"]
     assert secret["data"] == {"access-key": "QUs=", "secret-key": "U0s="}
 
 
@@ -600,3 +610,339 @@ def test_autoscaling_queries_evaluate_as_intended_in_prometheus(rendered: dict[s
     path.write_text(yaml.safe_dump(tests, sort_keys=False))
     done = subprocess.run([promtool, "test", "rules", str(path)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+# ----------------------------------------------------------------------------------- TLS, tokens, tenants
+
+TLS_AUTH_VALUES = CHART / "ci" / "tls-auth-values.yaml"
+# (values file, --set items) of the security scenarios; the ci/ scenarios above all run without TLS
+SECURED = {
+    # TLS, mutual, the coordinator's own client certificate, tenants, an existing service token
+    "tls-auth": (TLS_AUTH_VALUES, ()),
+    # one certificate for everything (mutual by default), a generated service token, no tenants
+    "tls-one-cert": (None, ("tls.enabled=true", "tls.secretName=world-tls")),
+    # server TLS only, one name for all certificates, no service token
+    "tls-one-way": (None, ("tls.enabled=true", "tls.secretName=world-tls", "tls.mutual=false",
+                           "tls.serverName=inspatio.internal", "auth.serviceToken.enabled=false")),  # fmt: skip
+    # tenants without TLS
+    "plaintext-auth": (TLS_AUTH_VALUES, ("tls.enabled=false",)),
+}
+MOUNT_MODE = 0o440  # read-only for the services' user (root owns the files, fsGroup 10001 the group)
+
+
+@pytest.fixture(scope="module")
+def secured(helm: Helm) -> dict[str, Rendered]:
+    return {name: helm.template(values, sets) for name, (values, sets) in SECURED.items()}
+
+
+def tls_on(scenario: str) -> bool:
+    return scenario.startswith("tls")
+
+
+def pod_spec(deployment: dict) -> dict:
+    return deployment["spec"]["template"]["spec"]
+
+
+def mounted_file(deployment: dict, path: str) -> tuple[dict, dict]:
+    """The (volumeMount, volume) a file path of the container lies in."""
+    mounts = [m for m in container(deployment)["volumeMounts"] if path.startswith(m["mountPath"].rstrip("/") + "/")]
+    assert len(mounts) == 1, (path, mounts)
+    volume = next(v for v in pod_spec(deployment)["volumes"] if v["name"] == mounts[0]["name"])
+    return mounts[0], volume
+
+
+def file_source(deployment: dict, path: str) -> tuple[str, str, str]:
+    """(kind, object name, key) a mounted file comes from: ("secret", "world-tls", "tls.crt")."""
+    mount, volume = mounted_file(deployment, path)
+    assert mount["readOnly"] is True, mount
+    name = path[len(mount["mountPath"].rstrip("/")) + 1:]
+    kind = "secret" if "secret" in volume else "configMap"
+    source = volume[kind]
+    assert source["defaultMode"] == MOUNT_MODE, volume
+    items = {i["path"]: i["key"] for i in source.get("items", [])}
+    key = items.get(name, name) if "items" not in source or name in items else None
+    assert key is not None, f"{path} is not among the items of volume {volume['name']}"
+    return kind, source.get("secretName", source.get("name")), key
+
+
+def test_tls_auth_values_pass_lint(helm: Helm) -> None:
+    out = helm.run("lint", "--strict", str(CHART), "-f", str(TLS_AUTH_VALUES)).stdout
+    assert "1 chart(s) linted, 0 chart(s) failed" in out
+
+
+def test_secured_objects_pass_kubernetes_schemas_strictly(secured: dict[str, Rendered], tmp_path: Path) -> None:
+    validate_strictly(secured, tmp_path)
+
+
+def test_plaintext_is_allowed_exactly_when_tls_is_off(rendered: dict[str, Rendered], secured: dict[str, Rendered]) -> None:
+    for scenario, result in {**rendered, **secured}.items():
+        for role in ROLES:
+            env = env_of(result.deployment(role))
+            if tls_on(scenario):
+                assert "INSPATIO_ALLOW_PLAINTEXT" not in env, (scenario, role)
+                assert TLS_SERVER_VARS <= set(env), (scenario, role)
+            else:
+                assert env["INSPATIO_ALLOW_PLAINTEXT"]["value"] == "1", (scenario, role)
+                assert not set(env) & (TLS_SERVER_VARS | TLS_CLIENT_VARS | {"INSPATIO_TLS_CLIENT_CA"}), (scenario, role)
+                assert not [v for v in pod_spec(result.deployment(role))["volumes"] if v["name"].startswith("tls")]
+
+
+@pytest.mark.parametrize("scenario", [s for s in SECURED if tls_on(s)])
+def test_tls_certificates_are_mounted_where_they_are_used(secured: dict[str, Rendered], scenario: str) -> None:
+    result = secured[scenario]
+    server_secret = "inspatio-world-tls" if scenario == "tls-auth" else "world-tls"
+    mutual = scenario != "tls-one-way"
+    client_secret = "inspatio-world-coordinator-client" if scenario == "tls-auth" else server_secret
+    for role in ROLES:
+        deployment = result.deployment(role)
+        env = {name: e["value"] for name, e in env_of(deployment).items() if name.startswith("INSPATIO_TLS_")}
+        expected = set(TLS_SERVER_VARS)
+        if role == "coordinator":
+            expected |= {"INSPATIO_TLS_CA"} | ({"INSPATIO_TLS_CLIENT_CERT", "INSPATIO_TLS_CLIENT_KEY"} if mutual else set())
+            expected |= {"INSPATIO_TLS_SERVER_NAME"} if scenario == "tls-one-way" else set()
+        elif mutual:
+            expected |= {"INSPATIO_TLS_CLIENT_CA"}  # only the coordinator's certificate gets in
+        assert set(env) == expected, (role, set(env) ^ expected)
+        assert file_source(deployment, env["INSPATIO_TLS_CERT"]) == ("secret", server_secret, "tls.crt")
+        assert file_source(deployment, env["INSPATIO_TLS_KEY"]) == ("secret", server_secret, "tls.key")
+        if "INSPATIO_TLS_CLIENT_CA" in env:
+            assert file_source(deployment, env["INSPATIO_TLS_CLIENT_CA"]) == ("secret", server_secret, "ca.crt")
+        if role == "coordinator":
+            assert file_source(deployment, env["INSPATIO_TLS_CA"]) == ("secret", server_secret, "ca.crt")
+            if mutual:
+                assert file_source(deployment, env["INSPATIO_TLS_CLIENT_CERT"]) == ("secret", client_secret, "tls.crt")
+                assert file_source(deployment, env["INSPATIO_TLS_CLIENT_KEY"]) == ("secret", client_secret, "tls.key")
+        else:  # a stage never holds the coordinator's client identity
+            secrets = {v["secret"]["secretName"] for v in pod_spec(deployment)["volumes"] if "secret" in v}
+            assert "inspatio-world-coordinator-client" not in secrets
+    coordinator = result.deployment("coordinator")
+    if scenario == "tls-one-way":
+        assert env_value(coordinator, "INSPATIO_TLS_SERVER_NAME") == "inspatio.internal"
+    # the stage addresses stay the Service names the certificate holds
+    assert env_value(coordinator, envvars.CAPTION_ADDRESS.name).startswith(f"{PREFIX}-caption.{NAMESPACE}.svc.cluster.local:")
+    # helm test: the client trusts the CA and gets nothing else from the Secret
+    (pod,) = result.kind("Pod")
+    (c,) = pod["spec"]["containers"]
+    ca = next(e["value"] for e in c["env"] if e["name"] == "INSPATIO_TLS_CA")
+    (volume,) = [v for v in pod["spec"]["volumes"] if "secret" in v]
+    assert volume["secret"]["secretName"] == server_secret and volume["secret"]["items"] == [{"key": "ca.crt", "path": "ca.crt"}]
+    assert ca == next(m["mountPath"] for m in c["volumeMounts"] if m["name"] == volume["name"]) + "/ca.crt"
+
+
+@pytest.mark.parametrize("scenario", [s for s in SECURED if tls_on(s)])
+def test_probes_with_tls_ask_grpc_health_over_tls(secured: dict[str, Rendered], scenario: str) -> None:
+    """The kubelet's grpc probe cannot do TLS: each probe is the pod asking itself over TLS."""
+    for role in ROLES:
+        deployment = secured[scenario].deployment(role)
+        c = container(deployment)
+        tls_dir = env_value(deployment, "INSPATIO_TLS_CERT").rsplit("/", 1)[0]
+        name = "inspatio.internal" if scenario == "tls-one-way" else f"{PREFIX}-{role}.{NAMESPACE}.svc.cluster.local"
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            assert set(c[probe]) & {"grpc", "httpGet", "exec", "tcpSocket"} == {"exec"}, (role, probe)
+            python, flag, script, folder, address, server_name, timeout = c[probe]["exec"]["command"]
+            assert (python, flag) == ("python", "-c") and "grpc_health.v1" in script
+            assert (folder, server_name) == (tls_dir, name)
+            assert address == f"127.0.0.1:{named_port(deployment, 'grpc')}"
+            assert 0 < float(timeout) < c[probe]["timeoutSeconds"]  # the RPC gives up before the kubelet does
+        startup = c["startupProbe"]
+        assert startup["periodSeconds"] * startup["failureThreshold"] >= (60 if role == "coordinator" else 600)
+
+
+def _certificates(folder: Path, name: str) -> None:
+    """A CA and one certificate for `name` (server and client auth, as deploy/README.md's Certificate),
+    written like cert-manager's Secret: ca.crt, tls.crt, tls.key."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(hours=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True).sign(ca_key, hashes.SHA256()))  # fmt: skip
+    cert = (x509.CertificateBuilder().subject_name(x509.Name([])).issuer_name(ca_name).public_key(key.public_key())
+            .serial_number(2).not_valid_before(now).not_valid_after(now + datetime.timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            .sign(ca_key, hashes.SHA256()))  # fmt: skip
+    folder.mkdir()
+    (folder / "ca.crt").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    (folder / "tls.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (folder / "tls.key").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                       serialization.NoEncryption()))  # fmt: skip
+
+
+def test_the_tls_probe_works_against_a_real_mutual_tls_server(secured: dict[str, Rendered], tmp_path: Path) -> None:
+    """The rendered probe command, run against a gRPC server that requires client certificates as a
+    stage does: exit 0 while SERVING, non-zero while NOT_SERVING or when the server is gone."""
+    from concurrent import futures
+
+    import grpc
+    from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+    deployment = secured["tls-one-cert"].deployment("caption")
+    command = container(deployment)["readinessProbe"]["exec"]["command"]
+    name = command[5]
+    folder = tmp_path / "tls"
+    _certificates(folder, name)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    credentials = grpc.ssl_server_credentials([((folder / "tls.key").read_bytes(), (folder / "tls.crt").read_bytes())],
+                                              root_certificates=(folder / "ca.crt").read_bytes(),
+                                              require_client_auth=True)  # fmt: skip
+    port = server.add_secure_port("127.0.0.1:0", credentials)
+    server.start()
+
+    def probe() -> int:
+        argv = [sys.executable, *command[1:3], str(folder), f"127.0.0.1:{port}", *command[5:]]
+        return subprocess.run(argv, capture_output=True, timeout=30).returncode
+
+    try:
+        servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)  # still loading its models
+        assert probe() != 0
+        servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+        assert probe() == 0
+        # without a client certificate the same server refuses the call: the probe's certificate counts
+        channel = grpc.secure_channel(f"127.0.0.1:{port}", grpc.ssl_channel_credentials((folder / "ca.crt").read_bytes()),
+                                      options=[("grpc.ssl_target_name_override", name)])  # fmt: skip
+        with pytest.raises(grpc.RpcError):
+            health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+        channel.close()
+    finally:
+        server.stop(0)
+    assert probe() != 0
+
+
+def test_tenants_configmap_holds_the_values_for_the_coordinator_only(secured: dict[str, Rendered], helm: Helm) -> None:
+    import json
+
+    values = yaml.safe_load(TLS_AUTH_VALUES.read_text())
+    for scenario in ("tls-auth", "plaintext-auth"):
+        result = secured[scenario]
+        coordinator = result.deployment("coordinator")
+        path = env_value(coordinator, "INSPATIO_TENANTS_FILE")
+        kind, name, key = file_source(coordinator, path)
+        assert (kind, name, key) == ("configMap", f"{PREFIX}-tenants", "tenants.json")
+        config = result.get("ConfigMap", name)
+        assert json.loads(config["data"][key]) == {"tenants": values["auth"]["tenants"]}
+        for role in STAGES:
+            deployment = result.deployment(role)
+            assert "INSPATIO_TENANTS_FILE" not in env_of(deployment)
+            assert not [v for v in pod_spec(deployment)["volumes"] if v.get("configMap", {}).get("name") == name]
+    # a changed tenant list rolls the coordinator, and only it
+    before = secured["tls-auth"]
+    after = helm.template(TLS_AUTH_VALUES, ("auth.tenants[1].max_concurrent_jobs=2",))
+    checksum = lambda r, role: r.deployment(role)["spec"]["template"]["metadata"]["annotations"].get("checksum/tenants")  # noqa: E731
+    assert checksum(before, "coordinator") and checksum(after, "coordinator")
+    assert checksum(before, "coordinator") != checksum(after, "coordinator")
+    for role in STAGES:
+        assert before.deployment(role)["spec"]["template"] == after.deployment(role)["spec"]["template"], role
+    # without auth: no tenants file anywhere
+    default = secured["tls-one-cert"]
+    assert not [c for c in default.kind("ConfigMap") if c["metadata"]["name"].endswith("-tenants")]
+    assert not any("INSPATIO_TENANTS_FILE" in env_of(default.deployment(r)) for r in ROLES)
+
+
+def test_service_token_from_a_generated_or_an_existing_secret(secured: dict[str, Rendered], rendered: dict[str, Rendered]) -> None:
+    import base64
+
+    cases = {"tls-one-cert": (f"{PREFIX}-service-token", "token"), "tls-auth": ("inspatio-world-service-token", "service-token"),
+             "default": (f"{PREFIX}-service-token", "token")}  # fmt: skip
+    for scenario, (secret_name, key) in cases.items():
+        result = secured.get(scenario) or rendered[scenario]
+        for role in ROLES:  # the coordinator sends it, every stage requires it
+            deployment = result.deployment(role)
+            assert file_source(deployment, env_value(deployment, "INSPATIO_SERVICE_TOKEN_FILE")) == ("secret", secret_name, key)
+        generated = [s for s in result.kind("Secret") if s["metadata"]["name"] == f"{PREFIX}-service-token"]
+        if scenario == "tls-auth":
+            assert not generated  # made beforehand: the chart leaves it alone
+        else:
+            (secret,) = generated
+            token = base64.b64decode(secret["data"]["token"]).decode()
+            assert re.fullmatch(r"[A-Za-z0-9]{48}", token), token
+    off = secured["tls-one-way"]
+    assert not [s for s in off.kind("Secret") if "service-token" in s["metadata"]["name"]]
+    for role in ROLES:
+        assert "INSPATIO_SERVICE_TOKEN_FILE" not in env_of(off.deployment(role))
+        assert "service-token" not in {v["name"] for v in pod_spec(off.deployment(role))["volumes"]}
+
+
+def _values_file(tmp_path: Path, values: dict) -> Path:
+    path = tmp_path / "values.yaml"
+    path.write_text(yaml.safe_dump(values))
+    return path
+
+
+GOOD_TENANT = {"name": "acme", "token_sha256": ["0" * 64], "input_prefixes": ["s3://media/acme/"], "max_concurrent_jobs": 1}
+
+
+@pytest.mark.parametrize(
+    ("tenant", "message"),
+    [
+        ({"token_sha256": ["ABCDEF" + "0" * 58]}, "at '/auth/tenants/0/token_sha256/0': 'ABCDEF"),  # upper case
+        ({"token_sha256": ["0" * 63]}, "at '/auth/tenants/0/token_sha256/0'"),  # too short
+        ({"token_sha256": []}, "at '/auth/tenants/0/token_sha256': minItems"),
+        ({"token_sha256": "0" * 64}, "at '/auth/tenants/0/token_sha256': got string, want array"),
+        ({"name": "-acme"}, "at '/auth/tenants/0/name': '-acme' does not match pattern"),
+        ({"name": "acme corp"}, "at '/auth/tenants/0/name'"),
+        ({"name": "a" * 129}, "at '/auth/tenants/0/name': maxLength"),
+        ({"max_concurrent_jobs": -1}, "at '/auth/tenants/0/max_concurrent_jobs': minimum: got -1, want 1"),
+        ({"max_upload_bytes": 0}, "at '/auth/tenants/0/max_upload_bytes': minimum: got 0, want 1"),
+        ({"max_output_frames": 2.5}, "at '/auth/tenants/0/max_output_frames': got number, want integer"),
+        ({"max_sessions": -3}, "at '/auth/tenants/0/max_sessions': minimum: got -3, want 1"),
+        ({"input_prefixes": ["/data/acme/"]}, "at '/auth/tenants/0/input_prefixes/0'"),
+        ({"token": "hunter2"}, "at '/auth/tenants/0': additional properties 'token' not allowed"),  # no secrets in values
+    ],
+)
+def test_values_schema_rejects_bad_tenants(helm: Helm, tmp_path: Path, tenant: dict, message: str) -> None:
+    values = _values_file(tmp_path, {"auth": {"enabled": True, "tenants": [{**GOOD_TENANT, **tenant}]}})
+    done = helm.run(*helm.template_args(values), check=False)
+    assert done.returncode != 0
+    assert "values don't meet the specifications of the schema" in done.stderr
+    assert message in done.stderr, done.stderr
+
+
+def test_values_schema_rejects_bad_tls_and_token_settings(helm: Helm) -> None:
+    for setting, message in [("tls.enabled=yes", "at '/tls/enabled': got string, want boolean"),
+                             ("tls.secret=x", "at '/tls': additional properties 'secret' not allowed"),
+                             ("tls.secretName=My_Secret", "at '/tls/secretName'"),
+                             ("auth.serviceToken.value=abc", "at '/auth/serviceToken': additional properties 'value' not allowed")]:  # fmt: skip
+        done = helm.run(*helm.template_args(sets=(setting,)), check=False)
+        assert done.returncode != 0 and message in done.stderr, (setting, done.stderr)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"tls": {"enabled": True}}, "tls.enabled needs tls.secretName: the name of a kubernetes.io/tls Secret with tls.crt, tls.key and ca.crt"),
+        ({"auth": {"enabled": True}}, "auth.enabled needs at least one tenant in auth.tenants: make a token with `inspatio token new`"),
+        ({"auth": {"enabled": True, "tenants": [GOOD_TENANT, {**GOOD_TENANT, "token_sha256": ["1" * 64]}]}},
+         'auth.tenants: the name "acme" is used twice'),
+        ({"auth": {"enabled": True, "tenants": [GOOD_TENANT, {**GOOD_TENANT, "name": "globex"}]}},
+         f'auth.tenants: token digest {"0" * 64} belongs to both "acme" and "globex"'),
+    ],
+)
+def test_inconsistent_security_settings_are_refused_clearly(helm: Helm, tmp_path: Path, values: dict, message: str) -> None:
+    done = helm.run(*helm.template_args(_values_file(tmp_path, values)), check=False)
+    assert done.returncode != 0
+    assert message in done.stderr, done.stderr
+
+
+def test_notes_warn_about_plaintext_and_unauthenticated_access(helm: Helm) -> None:
+    def notes(*args: str) -> str:
+        done = helm.run("install", RELEASE, str(CHART), "--namespace", NAMESPACE, "--dry-run=client", *args)
+        return done.stdout.split("NOTES:", 1)[1]
+
+    plain = notes()
+    assert "WARNING: TLS is off" in plain and "PLAINTEXT" in plain and "INSPATIO_ALLOW_PLAINTEXT=1" in plain
+    assert "WARNING: client authentication is off" in plain
+    secure = notes("-f", str(TLS_AUTH_VALUES))
+    assert "WARNING" not in secure and "PLAINTEXT" not in secure
+    assert "trust the CA in\nSecret inspatio-world-tls" in secure and "2 tenant(s)" in secure
+    open_stages = notes("--set", "auth.serviceToken.enabled=false")
+    assert "the stages accept any caller" in open_stages
