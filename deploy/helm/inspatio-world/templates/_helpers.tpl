@@ -258,7 +258,7 @@ pass while the models still load (the gRPC and metrics ports open first; grpc.he
 SERVING only once the service is ready). So the pod asks its own grpc.health.v1 over TLS, with
 the Python, grpcio and grpcio-health-checking every service image has: it trusts the mounted ca.crt,
 verifies the name the coordinator verifies, and presents the pod's own certificate (stages with
-mutual TLS require one). Costs one short Python process per probe (~0.3 s of CPU).
+mutual TLS require one). Costs one short Python process per probe (~0.2 s of CPU: grpcio only, never torch).
 */}}
 {{- define "inspatio.tlsHealthProbe" -}}
 {{- $svc := index .ctx.Values .role -}}
