@@ -12,11 +12,16 @@ token ever reaches a log line.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import secrets
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 import pytest
@@ -33,9 +38,11 @@ from inspatio_world.refusals import QuotaExceeded
 from inspatio_world.rpc.auth import SERVICE_PRINCIPAL, TokenVerifier, current_principal, token_digest
 from inspatio_world.rpc.generated import caption_pb2, caption_pb2_grpc, common_pb2, coordinator_pb2, coordinator_pb2_grpc
 from inspatio_world.rpc.server import ServiceServer
+from inspatio_world.stack import free_port
 from inspatio_world.store.local import LocalStore
 from services.coordinator.servicer import CoordinatorServicer
 
+REPO = Path(__file__).resolve().parents[2]
 BUCKET = "inspatio-tenants"
 TIMEOUT = 10
 RELEASE_AFTER_S = 60
@@ -374,3 +381,23 @@ def test_a_stage_service_without_a_service_token_file_authenticates_nobody(monke
 
     monkeypatch.delenv("INSPATIO_SERVICE_TOKEN_FILE", raising=False)
     assert service_verifier_from_env() is None
+
+
+# -- start-up -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("service, variable, content, named", [
+    ("coordinator", "INSPATIO_TENANTS_FILE", json.dumps({"tenants": [{"name": "acme", "token_sha256": ["nope"]}]}),
+     "tenants[0].token_sha256[0]"),
+    ("caption", "INSPATIO_SERVICE_TOKEN_FILE", "\n", "expected one token"),
+])  # fmt: skip
+def test_a_bad_tenants_or_token_file_stops_the_service_naming_it(tmp_path, service, variable, content, named):
+    path = tmp_path / "config"
+    path.write_text(content)
+    env = {**os.environ, "INSPATIO_GRPC_ADDRESS": f"127.0.0.1:{free_port()}", "INSPATIO_METRICS_ADDRESS": f"127.0.0.1:{free_port()}",
+           "INSPATIO_STORE": (tmp_path / "store").as_uri(), variable: str(path)}  # fmt: skip
+    done = subprocess.run([sys.executable, "-m", f"services.{service}.main"], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 2, done.stderr[-2000:]
+    errors = [json.loads(line)["message"] for line in done.stderr.splitlines() if '"ERROR"' in line]
+    assert len(errors) == 1 and f"{service}: cannot start" in errors[0] and str(path) in errors[0] and named in errors[0], errors
