@@ -111,6 +111,7 @@ def test_a_manifest_written_before_tenants_loads_as_the_open_modes():
            "stages": {}}  # fmt: skip
     manifest = Manifest.from_json(json.dumps(old))
     assert manifest.tenant is None and manifest.key == "jobs/j1/manifest.json"
+    assert "tenant" not in json.loads(manifest.to_json())  # open mode writes what older coordinators read
     assert Manifest.from_json(manifest.with_(tenant="acme").to_json()).key == "tenants/acme/jobs/j1/manifest.json"
 
 

@@ -134,8 +134,8 @@ class JobManager:
             return
         unfinished = sum(job.state not in TERMINAL for job in manifests.list_manifests(self.store, tenant.name))
         if unfinished >= tenant.max_concurrent_jobs:
-            raise QuotaExceeded(tenant.subject, f"this tenant has {unfinished} unfinished jobs, its limit "
-                                                f"(max_concurrent_jobs); retry when one has ended",
+            raise QuotaExceeded(tenant.subject, f"this tenant has {unfinished} unfinished jobs and its "
+                                                f"max_concurrent_jobs is {tenant.max_concurrent_jobs}: retry when one has ended",
                                 retry_after_s=BUSY_RETRY_SECONDS)  # fmt: skip
 
     def get(self, job_id: str, tenant: Tenant = ANONYMOUS) -> Manifest:

@@ -65,7 +65,10 @@ class Manifest:
         return manifest_key(self.job_id, self.tenant)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True)
+        document = asdict(self)
+        if document["tenant"] is None:
+            del document["tenant"]  # open mode writes what it wrote before tenants: older coordinators still read it
+        return json.dumps(document, indent=2, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str | bytes) -> "Manifest":
