@@ -330,7 +330,7 @@ def test_no_token_reaches_the_logs(coordinator, video_bytes):
     finally:
         root.removeHandler(records)
         root.setLevel(level)
-    assert any("GetJob" in text for text in records.texts)  # the calls were logged...
+    assert any("GetJob" in text and "tenant:acme" in text for text in records.texts)  # the calls were logged, by whom...
     leaked = [text for text in records.texts if any(token in text for token in TOKENS.values())]
     assert leaked == []  # ...without their tokens
 

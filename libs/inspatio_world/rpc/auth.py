@@ -49,6 +49,11 @@ def principal_set(principal: Any) -> Iterator[None]:
         _PRINCIPAL.set(None)
 
 
+def principal_label(principal: Any) -> str:
+    """How logs name a principal: its `subject` ("tenant:acme") if it has one, else its text ("coordinator")."""
+    return str(getattr(principal, "subject", principal))
+
+
 def token_digest(token: str) -> str:
     """The lower-case hex SHA-256 of a token's UTF-8 bytes: what configuration holds instead of it."""
     return hashlib.sha256(token.encode("utf-8")).hexdigest()

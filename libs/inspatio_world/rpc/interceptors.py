@@ -10,7 +10,7 @@
 
 Layers wrap the whole call: for a server-streaming method that is every message of the stream, so
 latency covers the stream and its place and slot are held until it ends or the client cancels it.
-The log line records method, status, time and peer, never metadata (where the token is).
+The log line records method, status, time, peer and principal, never metadata (where the token is).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from grpc_health.v1 import health
 from grpc_reflection.v1alpha import reflection
 
 from . import errors
-from .auth import TokenVerifier, principal_set
+from .auth import TokenVerifier, principal_label, principal_set
 from .errors import ErrorMap
 from .limits import ConcurrencyLimiter, QueueCancelled, QueueTimeout, StreamLimit
 from .metrics import ServiceMetrics
@@ -128,17 +128,19 @@ class ServiceInterceptor(grpc.ServerInterceptor):
     @contextmanager
     def _around(self, full_method: str, service: str, method: str, streaming: bool,
                 context: grpc.ServicerContext) -> Iterator[None]:  # fmt: skip
+        caller: dict[str, str] = {}  # who made the call, once authenticated: for the log line
         with (
-            self._observed(full_method, service, method, context),
+            self._observed(full_method, service, method, context, caller),
             self._errors.translated(context, full_method),
-            self._authenticated(context),
+            self._authenticated(context, caller),
             self._stream_place(streaming),
             self._limited(service, context),
         ):
             yield
 
     @contextmanager
-    def _observed(self, full_method: str, service: str, method: str, context: grpc.ServicerContext) -> Iterator[None]:
+    def _observed(self, full_method: str, service: str, method: str, context: grpc.ServicerContext,
+                  caller: dict[str, str]) -> Iterator[None]:  # fmt: skip
         in_flight = self._metrics.in_flight(service)
         in_flight.inc()
         started = time.perf_counter()
@@ -154,7 +156,7 @@ class ServiceInterceptor(grpc.ServerInterceptor):
             code = _final_code(context, failure)
             self._metrics.observe_rpc(service, method, code.name, seconds)
             fields: dict[str, Any] = {
-                "method": full_method, "status": code.name, "seconds": round(seconds, 4), "peer": context.peer()
+                "method": full_method, "status": code.name, "seconds": round(seconds, 4), "peer": context.peer(), **caller
             }
             if code is not grpc.StatusCode.OK and context.details():
                 fields["details"] = context.details().decode(errors="replace")
@@ -162,11 +164,12 @@ class ServiceInterceptor(grpc.ServerInterceptor):
             RPC_LOG.log(level, "%s %s %.3fs", full_method, code.name, seconds, extra={"fields": fields})
 
     @contextmanager
-    def _authenticated(self, context: grpc.ServicerContext) -> Iterator[None]:
+    def _authenticated(self, context: grpc.ServicerContext, caller: dict[str, str]) -> Iterator[None]:
         if self._verifier is None:
             yield
             return
         principal = self._verifier.authenticate(context.invocation_metadata())  # Unauthenticated → UNAUTHENTICATED
+        caller["principal"] = principal_label(principal)
         with principal_set(principal):
             yield
 
