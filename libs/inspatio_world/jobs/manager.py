@@ -34,8 +34,8 @@ from ..store.keys import job_prefix, upload_filename, upload_key, validate_job_i
 from . import manifest as manifests
 from .manifest import CANCELLED, TERMINAL, Manifest, VideoRef
 from .options import JobOptions
-from .tenants import ANONYMOUS, Tenant
 from .runner import JobEvent, JobFinished, JobRunner, StageClient
+from .tenants import ANONYMOUS, Tenant
 
 DEFAULT_LEASE_SECONDS = 30.0
 MAX_UPLOAD_BYTES = 4 << 30
