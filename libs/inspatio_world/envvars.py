@@ -93,6 +93,16 @@ MAX_OUTPUT_FRAMES = EnvVar(
     "Coordinator: most frames a job may plan to generate (or render, for render-only jobs); freeze_repeat is bounded by it too.",
 )
 
+TENANTS_FILE = EnvVar(
+    "INSPATIO_TENANTS_FILE", "",
+    "Coordinator: the tenants file (JSON: names, token sha256 digests, allowed input prefixes, limits; README "
+    "Tokens and tenants). Unset: open mode, one anonymous tenant and no authentication (the local stack).",
+)
+SERVICE_TOKEN_FILE = EnvVar(
+    "INSPATIO_SERVICE_TOKEN_FILE", "",
+    "Stage services: a file holding the coordinator's service token; when set, every application RPC must bear it.",
+)
+
 # Per-model weight paths (upstream's --checkpoint_path, --da3_model_path, --florence_model_path,
 # --tae_checkpoint_path): each replaces one entry of the INSPATIO_WEIGHTS folder layout.
 DIT_CHECKPOINT = EnvVar(
@@ -108,6 +118,7 @@ ALL: tuple[EnvVar, ...] = (
     METRICS_ADDRESS, DEVICE, MAX_IN_FLIGHT, MAX_QUEUE, MAX_STREAMS, CAPTION_ADDRESS, DEPTHRENDER_ADDRESS, GENERATOR_ADDRESS,
     JOB_LEASE_SECONDS, MAX_PARALLEL_JOBS, DRAIN_SECONDS, FP8, STAGE_WAIT_SECONDS, COMPILE,
     DIT_CHECKPOINT, DA3_DIR, FLORENCE_DIR, TAEHV_CHECKPOINT, MAX_INPUT_PIXELS, MAX_INPUT_FRAMES, MAX_OUTPUT_FRAMES,
+    TENANTS_FILE, SERVICE_TOKEN_FILE,
 )  # fmt: skip
 
 

@@ -2,22 +2,39 @@
 
 On start it resumes every unfinished job whose coordinator is gone (expired lease), and keeps
 checking for such jobs, so jobs survive coordinator restarts.
+
+With INSPATIO_TENANTS_FILE every application RPC needs a tenant's bearer token; without it, open mode.
 """
 
 from __future__ import annotations
 
+import functools
 import threading
 
 from inspatio_world import envvars
 from inspatio_world.jobs.manager import JobManager
 from inspatio_world.jobs.remote_stages import RemoteStages
+from inspatio_world.jobs.tenants import Tenants
+from inspatio_world.rpc.auth import TokenVerifier
 from inspatio_world.rpc.bootstrap import ServiceSettings, run_service
 from inspatio_world.rpc.generated import coordinator_pb2_grpc
 
 from .servicer import CoordinatorServicer
 
 
+@functools.cache  # read once: the verifier and the servicer see the same tenants
+def _tenants() -> Tenants:
+    return Tenants.from_env()
+
+
+def _verifier() -> TokenVerifier | None:
+    tenants = _tenants()
+    return None if tenants.open else TokenVerifier(tenants.token_digests())
+
+
 def load(settings, store, server):
+    tenants = _tenants()
+    tenants.check_bucket(store.bucket)
     stages = RemoteStages(store, envvars.get(envvars.CAPTION_ADDRESS), envvars.get(envvars.DEPTHRENDER_ADDRESS),
                           envvars.get(envvars.GENERATOR_ADDRESS),
                           ready_wait_s=float(envvars.get(envvars.STAGE_WAIT_SECONDS)))  # fmt: skip
@@ -25,7 +42,7 @@ def load(settings, store, server):
     manager = JobManager(store, stages, int(envvars.get(envvars.MAX_PARALLEL_JOBS)), lease_seconds=lease)
     manager.resume_unfinished()
     threading.Thread(target=_keep_resuming, args=(manager, lease), name="resume", daemon=True).start()
-    return [CoordinatorServicer(manager)]
+    return [CoordinatorServicer(manager, tenants)]
 
 
 def _keep_resuming(manager: JobManager, lease: float) -> None:
@@ -39,7 +56,8 @@ def _keep_resuming(manager: JobManager, lease: float) -> None:
 
 def main() -> None:
     settings = ServiceSettings.from_env("coordinator")
-    run_service(settings, [coordinator_pb2_grpc.add_CoordinatorServiceServicer_to_server], load, limited=False)
+    run_service(settings, [coordinator_pb2_grpc.add_CoordinatorServiceServicer_to_server], load, limited=False,
+                verifier=_verifier)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,21 @@
-"""CoordinatorService over `jobs.manager.JobManager`."""
+"""CoordinatorService over `jobs.manager.JobManager`.
+
+Every call acts for one tenant: the principal its bearer token maps to (rpc/auth.py, checked by the
+server's interceptor before the call gets here), or the anonymous tenant in open mode. The manager
+keeps tenants apart; this layer picks the tenant and combines its limits with the deployment's.
+"""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import partial
 from typing import Callable, Iterator
 
 from inspatio_world.jobs.admission import Limits, admit
 from inspatio_world.jobs.manager import JobManager
+from inspatio_world.jobs.tenants import ANONYMOUS, Tenant, Tenants
+from inspatio_world.refusals import Unauthenticated
+from inspatio_world.rpc.auth import current_principal
 from inspatio_world.rpc.convert import event_to_proto, job_to_proto
 from inspatio_world.rpc.options_proto import options_from_proto
 from inspatio_world.rpc.generated import coordinator_pb2, coordinator_pb2_grpc
@@ -21,46 +30,70 @@ def key_from_uri(uri: str, bucket: str) -> str:
 
 
 class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
-    def __init__(self, manager: JobManager) -> None:
+    def __init__(self, manager: JobManager, tenants: Tenants = Tenants()) -> None:
+        """`tenants`: open mode when empty. With tenants, serve it from a ServiceServer whose verifier
+        maps their tokens to them (TokenVerifier(tenants.token_digests())); a call without a tenant is refused."""
         self.manager = manager
         self.store = manager.store
+        self.tenants = tenants
+
+    def _tenant(self) -> Tenant:
+        if self.tenants.open:
+            return ANONYMOUS
+        principal = current_principal()
+        if not isinstance(principal, Tenant) or principal not in self.tenants.tenants:
+            # Fails closed: a server wired without the tenants' verifier serves nobody.
+            raise Unauthenticated("this call carries no tenant's token")
+        return principal
 
     def SubmitJob(self, request_iterator, context) -> coordinator_pb2.Job:
+        tenant = self._tenant()
         first = next(request_iterator, None)
         if first is None or first.WhichOneof("part") != "spec":
             raise ValueError("the first SubmitJob message must carry the job spec")
         spec = first.spec
         options = options_from_proto(spec.options)
-        limits = Limits.from_env()
+        limits = _tenant_limits(Limits.from_env(), tenant)
         options.validate(limits.max_output_frames)  # before a byte of the video is read
+        self.manager.check_capacity(tenant)  # before the upload too; submit checks again, atomically
         # Everything knowable before the stages run is checked on the received file, before it is stored.
         def admission(path, name):
             return admit(path, options, limits, name)
 
         source = spec.WhichOneof("video")
         if source == "upload_name":
-            video = self.manager.upload_video(_chunks(request_iterator), spec.upload_name, admit=admission)
+            video = self.manager.upload_video(_chunks(request_iterator), spec.upload_name, admit=admission,
+                                              tenant=tenant)  # fmt: skip
         elif source == "video_uri":
-            video = self.manager.video_from_store(key_from_uri(spec.video_uri, self.store.bucket), admit=admission)
+            key = key_from_uri(spec.video_uri, self.store.bucket)
+            video = self.manager.video_from_store(key, admit=admission, tenant=tenant)
         else:
             raise ValueError("the job spec names no video: set upload_name (and stream chunks) or video_uri")
-        return job_to_proto(self.store, self.manager.submit(options, video))
+        return job_to_proto(self.store, self.manager.submit(options, video, tenant))
 
     def WatchJob(self, request, context) -> Iterator[coordinator_pb2.JobEvent]:
+        tenant = self._tenant()
         # The stream holds a server thread: it ends as soon as the call does (client gone, deadline,
         # server drained), not only when the job ends.
-        for event in self.manager.watch(request.job_id, on_cancel=partial(_on_termination, context)):
+        for event in self.manager.watch(request.job_id, on_cancel=partial(_on_termination, context), tenant=tenant):
             yield event_to_proto(self.store, request.job_id, event)
 
     def GetJob(self, request, context) -> coordinator_pb2.Job:
-        return job_to_proto(self.store, self.manager.get(request.job_id))
+        return job_to_proto(self.store, self.manager.get(request.job_id, self._tenant()))
 
     def ListJobs(self, request, context) -> coordinator_pb2.ListJobsResponse:
-        jobs = self.manager.list(request.limit or 100)
+        jobs = self.manager.list(request.limit or 100, self._tenant())
         return coordinator_pb2.ListJobsResponse(jobs=[job_to_proto(self.store, job) for job in jobs])
 
     def CancelJob(self, request, context) -> coordinator_pb2.Job:
-        return job_to_proto(self.store, self.manager.cancel(request.job_id))
+        return job_to_proto(self.store, self.manager.cancel(request.job_id, self._tenant()))
+
+
+def _tenant_limits(limits: Limits, tenant: Tenant) -> Limits:
+    """The deployment's limits, tightened by the tenant's own (the tighter of the two wins)."""
+    if tenant.max_output_frames is None:
+        return limits
+    return replace(limits, max_output_frames=min(limits.max_output_frames, tenant.max_output_frames))
 
 
 def _on_termination(context, callback: Callable[[], None]) -> None:

@@ -8,8 +8,9 @@ import pytest
 from inspatio_world.jobs.manager import DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, JobManager
 from inspatio_world.rpc.errors import ErrorMap
 from inspatio_world.store.base import InvalidKey, ObjectNotFound, StoreError, clean_metadata
-from inspatio_world.store.keys import (MAX_NAME_CHARS, MAX_PART_BYTES, manifest_key, upload_filename, upload_key,
-                                       validate_bucket, validate_job_id, validate_key)
+from inspatio_world.store.keys import (MAX_NAME_CHARS, MAX_PART_BYTES, is_manifest_key, job_prefix, manifest_key,
+                                       tenant_root, upload_filename, upload_key, validate_bucket, validate_job_id,
+                                       validate_key)
 from inspatio_world.store.local import LocalStore
 
 DIGEST = "0" * 64
@@ -38,6 +39,26 @@ def test_bad_job_ids_are_refused_before_any_key_is_made(job_id):
         validate_job_id(job_id)
     with pytest.raises(InvalidKey):
         manifest_key(job_id)
+
+
+def test_a_tenants_uploads_and_jobs_live_under_its_root_and_open_mode_keeps_the_old_layout():
+    assert tenant_root(None) == ""
+    assert upload_key(DIGEST, "clip.mp4", "acme") == f"tenants/acme/uploads/{DIGEST}/clip.mp4"
+    assert job_prefix("j1", "acme") == "tenants/acme/jobs/j1/"
+    assert manifest_key("j1", "acme") == "tenants/acme/jobs/j1/manifest.json"
+    assert (manifest_key("j1"), upload_key(DIGEST, "clip.mp4")) == ("jobs/j1/manifest.json", f"uploads/{DIGEST}/clip.mp4")
+
+
+@pytest.mark.parametrize("tenant", ["", "..", "a/b", "ü", "-x", "x" * (MAX_NAME_CHARS + 1)])
+def test_a_tenant_name_must_be_one_plain_part(tenant):
+    with pytest.raises(InvalidKey, match="tenant name"):
+        manifest_key("j1", tenant)
+
+
+def test_manifest_keys_of_every_tenant_are_recognised_and_nothing_else():
+    assert all(map(is_manifest_key, ["jobs/j1/manifest.json", "tenants/acme/jobs/j1/manifest.json"]))
+    assert not any(map(is_manifest_key, ["jobs/j1/lease.json", "tenants/acme/uploads/x/manifest.json",
+                                         "tenants/acme/jobs/j1/x/manifest.json", "cache/jobs/j1/manifest.json"]))
 
 
 def test_good_job_ids():

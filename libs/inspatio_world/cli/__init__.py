@@ -12,6 +12,7 @@ import sys
 
 from .job_commands import add_job_commands
 from .model_commands import add_model_commands
+from .token_commands import add_token_commands
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     add_job_commands(commands)
     add_model_commands(commands)
+    add_token_commands(commands)
     return parser
 
 

@@ -5,6 +5,11 @@ Jobs run on a small thread pool. Progress events fan out to every watcher (with 
 job's earlier events, so a late watcher misses nothing). A running job holds a lease object
 (`jobs/<id>/lease.json`) that it renews; on start-up, and from time to time, a manager resumes any
 unfinished job whose lease has expired, which is how a job survives its coordinator's death.
+
+Tenants (jobs/tenants.py): every call about jobs or uploads acts for one tenant (ANONYMOUS in open
+mode), whose objects live under its own prefix (store/keys.py). A job is looked up under its
+tenant's prefix only, so another tenant's job id is "no job" exactly like an id nobody used. The
+tenant's limits apply here: concurrent unfinished jobs and upload bytes (QuotaExceeded).
 """
 
 from __future__ import annotations
@@ -23,23 +28,28 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from .admission import probe_as
+from ..refusals import QuotaExceeded
 from ..store.base import ObjectNotFound, ObjectStore
-from ..store.keys import job_prefix, upload_filename, upload_key, validate_job_id, validate_key
+from ..store.keys import job_prefix, upload_filename, upload_key, validate_job_id
 from . import manifest as manifests
 from .manifest import CANCELLED, TERMINAL, Manifest, VideoRef
 from .options import JobOptions
 from .runner import JobEvent, JobFinished, JobRunner, StageClient
+from .tenants import ANONYMOUS, Tenant
 
 DEFAULT_LEASE_SECONDS = 30.0
 MAX_UPLOAD_BYTES = 4 << 30
+# A tenant at its limit of concurrent jobs waits for one of them to end: jobs take minutes, so an
+# earlier retry would most likely be refused again.
+BUSY_RETRY_SECONDS = 60.0
 DEFAULT_LIST_LIMIT = 100  # ListJobs with limit 0 (unset)
 MAX_LIST_LIMIT = 1000  # a larger limit is cut to this; a negative one is refused
 _WATCH_CANCELLED = object()  # put in a watcher's queue to end its watch
 Admit = Callable[[Path, str], object]  # (the received video, its name as the client knows it); probes it; ValueError refuses
 
 
-def lease_key(job_id: str) -> str:
-    return f"{job_prefix(job_id)}lease.json"
+def lease_key(job_id: str, tenant: str | None = None) -> str:
+    return f"{job_prefix(job_id, tenant)}lease.json"
 
 
 class JobManager:
@@ -52,6 +62,8 @@ class JobManager:
         self._pool = ThreadPoolExecutor(max_workers=max_parallel_jobs, thread_name_prefix="job")
         self._lock = threading.Lock()
         self._cancels: dict[str, threading.Event] = {}  # jobs running here
+        self._lease_keys: dict[str, str] = {}  # job id -> its lease's key, for jobs running here
+        self._submit_lock = threading.Lock()  # a tenant's job count and its new job, one submit at a time
         self._history: dict[str, list[JobEvent]] = {}
         self._watchers: dict[str, list[queue.Queue]] = {}
         self._lease_lock = threading.Lock()  # a finished job's lease is never renewed after release
@@ -61,9 +73,11 @@ class JobManager:
 
     # -- videos -------------------------------------------------------------------------------
 
-    def upload_video(self, chunks: Iterable[bytes], filename: str, admit: Admit | None = None) -> VideoRef:
-        """Receive a video, check that it decodes, then store it under its content hash. The name is
-        checked (keys.upload_filename: InvalidKey) before a byte is read, and nothing reaches the
+    def upload_video(self, chunks: Iterable[bytes], filename: str, admit: Admit | None = None,
+                     tenant: Tenant = ANONYMOUS) -> VideoRef:  # fmt: skip
+        """Receive a video, check that it decodes, then store it under its content hash, in the
+        tenant's uploads. The name is checked (keys.upload_filename: InvalidKey) before a byte is
+        read, reading stops at the tenant's max_upload_bytes (QuotaExceeded), and nothing reaches the
         store unless the whole upload arrived, decodes and passes `admit(path, name)` (the job's
         admission checks, jobs/admission.py; it raises ValueError to refuse)."""
         name = upload_filename(filename)
@@ -73,6 +87,9 @@ class JobManager:
             with path.open("wb") as handle:
                 for chunk in chunks:
                     size += len(chunk)
+                    if tenant.max_upload_bytes is not None and size > tenant.max_upload_bytes:
+                        raise QuotaExceeded(tenant.subject, f"upload larger than this tenant's max_upload_bytes "
+                                                            f"({tenant.max_upload_bytes} bytes)")
                     if size > MAX_UPLOAD_BYTES:
                         raise ValueError(f"upload larger than {MAX_UPLOAD_BYTES >> 20} MiB")
                     digest.update(chunk)
@@ -81,14 +98,16 @@ class JobManager:
                 raise ValueError(f"{filename}: the upload is empty")
             (admit or probe_as)(path, name)  # VideoError (a ValueError) for anything that is not a decodable video
             sha = digest.hexdigest()
-            key = upload_key(sha, path.name)
+            key = upload_key(sha, path.name, tenant.name)
             if not self.store.exists(key):
                 self.store.put_file(key, path, content_type="video/mp4")
         return VideoRef(key, sha, size)
 
-    def video_from_store(self, key: str, admit: Admit | None = None) -> VideoRef:
-        """A video already in the store (e.g. s3://bucket/key); checked like an upload (`admit` included)."""
-        validate_key(key)  # InvalidKey (INVALID_ARGUMENT) before the store is asked anything
+    def video_from_store(self, key: str, admit: Admit | None = None, tenant: Tenant = ANONYMOUS) -> VideoRef:
+        """A video already in the store (e.g. s3://bucket/key); checked like an upload (`admit` included).
+        The key is checked (InvalidKey) and the tenant's right to read it (PermissionDenied) before
+        the store is asked anything: a refusal says nothing about what exists."""
+        tenant.check_readable(self.store.bucket, key)
         info = self.store.stat(key)
         if info is None:
             raise ObjectNotFound(f"video {key!r} not found in bucket {self.store.bucket}")
@@ -100,30 +119,40 @@ class JobManager:
 
     # -- jobs ---------------------------------------------------------------------------------
 
-    def submit(self, options: JobOptions, video: VideoRef) -> Manifest:
+    def submit(self, options: JobOptions, video: VideoRef, tenant: Tenant = ANONYMOUS) -> Manifest:
         options.validate()
-        job = manifests.save(self.store, Manifest.new(options, video))
+        with self._submit_lock:  # one coordinator never lets a tenant past its limit; several may, briefly
+            self.check_capacity(tenant)
+            job = manifests.save(self.store, Manifest.new(options, video, tenant.name))
         self._start(job)
         return job
 
-    def get(self, job_id: str) -> Manifest:
-        validate_job_id(job_id)  # InvalidKey (INVALID_ARGUMENT) before the store is asked anything
-        try:
-            return manifests.load(self.store, job_id)
-        except ObjectNotFound:
-            raise ObjectNotFound(f"no job {job_id!r}") from None
+    def check_capacity(self, tenant: Tenant) -> None:
+        """QuotaExceeded when the tenant already has max_concurrent_jobs unfinished jobs (the
+        coordinator also calls it before receiving an upload, to refuse cheaply)."""
+        if tenant.max_concurrent_jobs is None:
+            return
+        unfinished = sum(job.state not in TERMINAL for job in manifests.list_manifests(self.store, tenant.name))
+        if unfinished >= tenant.max_concurrent_jobs:
+            raise QuotaExceeded(tenant.subject, f"this tenant has {unfinished} unfinished jobs and its "
+                                                f"max_concurrent_jobs is {tenant.max_concurrent_jobs}: retry when one has ended",
+                                retry_after_s=BUSY_RETRY_SECONDS)  # fmt: skip
 
-    def list(self, limit: int = DEFAULT_LIST_LIMIT) -> list[Manifest]:
-        """The newest `limit` jobs: 0 means DEFAULT_LIST_LIMIT, more than MAX_LIST_LIMIT is cut to
-        it, a negative limit is a ValueError."""
+    def get(self, job_id: str, tenant: Tenant = ANONYMOUS) -> Manifest:
+        """The tenant's job `job_id`; ObjectNotFound alike for an id nobody used and another tenant's."""
+        return self._load(job_id, tenant.name)
+
+    def list(self, limit: int = DEFAULT_LIST_LIMIT, tenant: Tenant = ANONYMOUS) -> list[Manifest]:
+        """The tenant's newest `limit` jobs: 0 means DEFAULT_LIST_LIMIT, more than MAX_LIST_LIMIT is
+        cut to it, a negative limit is a ValueError."""
         if limit < 0:
             raise ValueError(f"limit must be 0 (the default, {DEFAULT_LIST_LIMIT}) or positive, got {limit}")
         limit = min(limit or DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT)
-        jobs = sorted(manifests.list_manifests(self.store), key=lambda m: m.created, reverse=True)
+        jobs = sorted(manifests.list_manifests(self.store, tenant.name), key=lambda m: m.created, reverse=True)
         return jobs[:limit]
 
-    def cancel(self, job_id: str) -> Manifest:
-        job = self.get(job_id)  # checks the id first
+    def cancel(self, job_id: str, tenant: Tenant = ANONYMOUS) -> Manifest:
+        job = self.get(job_id, tenant)  # checks the id first
         if job.state in TERMINAL:
             return job
         with self._lock:
@@ -135,13 +164,14 @@ class JobManager:
         return manifests.save(self.store, job.with_(state=CANCELLED))
 
     def watch(self, job_id: str, poll_seconds: float = 1.0,
-              on_cancel: Callable[[Callable[[], None]], None] | None = None) -> Iterator[JobEvent]:  # fmt: skip
+              on_cancel: Callable[[Callable[[], None]], None] | None = None,
+              tenant: Tenant = ANONYMOUS) -> Iterator[JobEvent]:  # fmt: skip
         """This job's events until it ends. For a job running on another coordinator, only its end.
 
         `on_cancel` receives a function that ends the watch early (the coordinator passes it to the
         RPC's termination callback, so a watcher that went away, or a drained server, frees its thread
         at once instead of when the job ends)."""
-        job = self.get(job_id)
+        job = self.get(job_id, tenant)
         if job.state in TERMINAL:
             yield JobFinished(job)
             return
@@ -161,7 +191,7 @@ class JobManager:
                 except queue.Empty:
                     if self._runs_here(job_id):
                         continue  # its end comes through the queue: no need to read the store
-                    job = self.get(job_id)
+                    job = self.get(job_id, tenant)
                     if job.state in TERMINAL:
                         yield JobFinished(job)
                         return
@@ -176,10 +206,11 @@ class JobManager:
                 self._watchers.get(job_id, []).remove(events)
 
     def resume_unfinished(self) -> list[str]:
-        """Start every unfinished job whose lease expired (its coordinator died); returns their ids."""
+        """Start every unfinished job (of every tenant) whose lease expired (its coordinator died);
+        returns their ids."""
         resumed = []
-        for job in manifests.list_manifests(self.store):
-            if job.state not in TERMINAL and not self._leased(job.job_id) and job.job_id not in self._cancels:
+        for job in manifests.all_manifests(self.store):
+            if job.state not in TERMINAL and not self._leased(job) and job.job_id not in self._cancels:
                 self._start(job)
                 resumed.append(job.job_id)
         return resumed
@@ -193,17 +224,25 @@ class JobManager:
 
     # -- internals ----------------------------------------------------------------------------
 
+    def _load(self, job_id: str, tenant: str | None) -> Manifest:
+        validate_job_id(job_id)  # InvalidKey (INVALID_ARGUMENT) before the store is asked anything
+        try:
+            return manifests.load(self.store, job_id, tenant)
+        except ObjectNotFound:
+            raise ObjectNotFound(f"no job {job_id!r}") from None
+
     def _start(self, job: Manifest) -> None:
         cancel = threading.Event()
         with self._lock:
             self._cancels[job.job_id] = cancel
+            self._lease_keys[job.job_id] = lease_key(job.job_id, job.tenant)
             self._history[job.job_id] = []
         self._write_lease(job.job_id)
         self._pool.submit(self._run, job, cancel)
 
     def _run(self, job: Manifest, cancel: threading.Event) -> None:
         try:
-            latest = self.get(job.job_id)  # it may have been cancelled while queued
+            latest = self._load(job.job_id, job.tenant)  # it may have been cancelled while queued
             if latest.state == CANCELLED:
                 self._emit(job.job_id, JobFinished(latest))
                 return
@@ -220,8 +259,9 @@ class JobManager:
         with self._lease_lock:
             with self._lock:
                 running = self._cancels.pop(job_id, None) is not None
-            if running:
-                self.store.delete(lease_key(job_id))
+                key = self._lease_keys.pop(job_id, None)
+            if running and key is not None:
+                self.store.delete(key)
 
     def _emit(self, job_id: str, event: JobEvent) -> None:
         if isinstance(event, JobFinished):
@@ -233,12 +273,16 @@ class JobManager:
             watcher.put(event)
 
     def _write_lease(self, job_id: str) -> None:
+        with self._lock:
+            key = self._lease_keys.get(job_id)
+        if key is None:
+            return  # released meanwhile
         lease = {"owner": self.owner, "expires": time.time() + self.lease_seconds}
-        self.store.put_bytes(lease_key(job_id), json.dumps(lease).encode(), content_type="application/json")
+        self.store.put_bytes(key, json.dumps(lease).encode(), content_type="application/json")
 
-    def _leased(self, job_id: str) -> bool:
+    def _leased(self, job: Manifest) -> bool:
         try:
-            lease = json.loads(self.store.get_bytes(lease_key(job_id)))
+            lease = json.loads(self.store.get_bytes(lease_key(job.job_id, job.tenant)))
         except ObjectNotFound:
             return False
         return lease["expires"] > time.time()

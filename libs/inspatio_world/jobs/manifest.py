@@ -1,5 +1,6 @@
-"""A job's state as one JSON object in the store (`jobs/<id>/manifest.json`), rewritten atomically
-after every step, so a restarted or different coordinator can resume the job where it stopped."""
+"""A job's state as one JSON object in the store (`[tenants/<tenant>/]jobs/<id>/manifest.json`), rewritten
+atomically after every step, so a restarted or different coordinator can resume the job where it stopped.
+A manifest records its tenant (None in open mode, and in manifests written before tenants existed)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Iterator
 
 from ..store.base import ObjectStore
-from ..store.keys import manifest_key
+from ..store.keys import TENANTS_PREFIX, is_manifest_key, jobs_prefix, manifest_key
 from .options import JobOptions
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
@@ -46,11 +47,12 @@ class Manifest:
     outputs: dict[str, str] = field(default_factory=dict)  # pred/source/render/compare/manifest -> key
     weights: dict[str, str] = field(default_factory=dict)  # stage -> weight digest
     error: str | None = None
+    tenant: str | None = None  # whose job it is (None: the open mode); part of its key
 
     @classmethod
-    def new(cls, options: JobOptions, video: VideoRef) -> "Manifest":
+    def new(cls, options: JobOptions, video: VideoRef, tenant: str | None = None) -> "Manifest":
         now = time.time()
-        return cls(uuid.uuid4().hex[:16], QUEUED, options, video, now, now)
+        return cls(uuid.uuid4().hex[:16], QUEUED, options, video, now, now, tenant=tenant)
 
     def with_(self, **changes) -> "Manifest":
         return replace(self, updated=time.time(), **changes)
@@ -60,10 +62,13 @@ class Manifest:
 
     @property
     def key(self) -> str:
-        return manifest_key(self.job_id)
+        return manifest_key(self.job_id, self.tenant)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True)
+        document = asdict(self)
+        if document["tenant"] is None:
+            del document["tenant"]  # open mode writes what it wrote before tenants: older coordinators still read it
+        return json.dumps(document, indent=2, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str | bytes) -> "Manifest":
@@ -79,11 +84,22 @@ def save(store: ObjectStore, manifest: Manifest) -> Manifest:
     return manifest
 
 
-def load(store: ObjectStore, job_id: str) -> Manifest:
-    return Manifest.from_json(store.get_bytes(manifest_key(job_id)))
+def load(store: ObjectStore, job_id: str, tenant: str | None = None) -> Manifest:
+    return Manifest.from_json(store.get_bytes(manifest_key(job_id, tenant)))
 
 
-def list_manifests(store: ObjectStore) -> Iterator[Manifest]:
-    for info in store.list("jobs/"):
-        if info.key.endswith("/manifest.json"):
+def list_manifests(store: ObjectStore, tenant: str | None = None) -> Iterator[Manifest]:
+    """The jobs of one tenant (of the open mode for None)."""
+    yield from _manifests_under(store, jobs_prefix(tenant))
+
+
+def all_manifests(store: ObjectStore) -> Iterator[Manifest]:
+    """Every job: the open mode's and every tenant's (resuming unfinished jobs must find them all)."""
+    yield from _manifests_under(store, jobs_prefix(None))
+    yield from _manifests_under(store, TENANTS_PREFIX)
+
+
+def _manifests_under(store: ObjectStore, prefix: str) -> Iterator[Manifest]:
+    for info in store.list(prefix):
+        if is_manifest_key(info.key):
             yield Manifest.from_json(store.get_bytes(info.key))

@@ -22,6 +22,7 @@ from ..models.checkpoints import CheckpointError
 from ..pipeline.weights import WeightsFolder
 from ..store.base import ObjectStore
 from ..store.factory import open_store
+from .auth import TokenVerifier, service_verifier_from_env
 from .limits import ConcurrencyLimiter
 from .logs import configure_json_logging
 from .server import ServiceServer
@@ -68,17 +69,24 @@ class ServiceSettings:
 
 
 def run_service(settings: ServiceSettings, add_functions: Sequence[Callable], load: Callable[[ServiceSettings, ObjectStore, ServiceServer], Sequence[object]],
-                limited: bool = True) -> None:  # fmt: skip
+                limited: bool = True, verifier: Callable[[], TokenVerifier | None] = service_verifier_from_env) -> None:  # fmt: skip
     """Serve until SIGTERM. `load` returns the servicers (in the order of `add_functions`) once the
-    models are ready; the server answers health checks (NOT_SERVING) meanwhile."""
+    models are ready; the server answers health checks (NOT_SERVING) meanwhile. `verifier` says whose
+    tokens the application RPCs need (default: a stage service's, the coordinator's service token
+    when INSPATIO_SERVICE_TOKEN_FILE is set); a bad token or tenants file stops the start, named."""
     configure_json_logging(logging.INFO)
     _library_output_as_json_logs()
+    try:
+        token_verifier = verifier()
+    except ValueError as exc:
+        log.error("%s: cannot start: %s", settings.name, exc)
+        raise SystemExit(2) from exc
     store = open_store(settings.store_url)
     limiter = ConcurrencyLimiter(settings.max_in_flight, settings.max_queue) if limited else None
     ready: dict[Callable, object] = {}
     proxies = [(add, _Deferred(ready, add)) for add in add_functions]
     server = ServiceServer(proxies, address=settings.address, metrics_address=settings.metrics_address, limiter=limiter,
-                           grace=settings.drain_seconds).start()  # fmt: skip
+                           grace=settings.drain_seconds, verifier=token_verifier).start()  # fmt: skip
     try:
         servicers = load(settings, store, server)
     except (CheckpointError, ValueError) as exc:  # missing weights, or a bad setting

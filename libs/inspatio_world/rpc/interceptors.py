@@ -2,12 +2,15 @@
 
 1. observe: in-flight gauge, request counter and latency histogram, one structured log line;
 2. errors:  exceptions become statuses (errors.py), so servicers just raise;
-3. streams: a streaming call (either way) takes a place among the server's open streams (limits.py),
+3. auth:    with a TokenVerifier (auth.py), the call's bearer token must map to a principal, which is
+            `auth.current_principal()` for the call; otherwise UNAUTHENTICATED, before it takes a place;
+4. streams: a streaming call (either way) takes a place among the server's open streams (limits.py),
             or is refused at once when they are all taken;
-4. limit:   a concurrency slot (limits.py), held until a unary call returns or a stream ends.
+5. limit:   a concurrency slot (limits.py), held until a unary call returns or a stream ends.
 
 Layers wrap the whole call: for a server-streaming method that is every message of the stream, so
 latency covers the stream and its place and slot are held until it ends or the client cancels it.
+The log line records method, status, time, peer and principal, never metadata (where the token is).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from grpc_health.v1 import health
 from grpc_reflection.v1alpha import reflection
 
 from . import errors
+from .auth import TokenVerifier, principal_label, principal_set
 from .errors import ErrorMap
 from .limits import ConcurrencyLimiter, QueueCancelled, QueueTimeout, StreamLimit
 from .metrics import ServiceMetrics
@@ -98,11 +102,12 @@ def _final_code(context: grpc.ServicerContext, failure: BaseException | None) ->
 
 
 class ServiceInterceptor(grpc.ServerInterceptor):
-    """Applies observe → errors → streams → limit to every method of the application services."""
+    """Applies observe → errors → auth → streams → limit to every method of the application services."""
 
     def __init__(self, metrics: ServiceMetrics, errors: ErrorMap, limiter: ConcurrencyLimiter | None,
-                 streams: StreamLimit | None = None) -> None:  # fmt: skip
+                 streams: StreamLimit | None = None, verifier: TokenVerifier | None = None) -> None:  # fmt: skip
         self._metrics = metrics
+        self._verifier = verifier
         self._errors = errors
         self._limiter = limiter
         self._streams = streams
@@ -123,16 +128,19 @@ class ServiceInterceptor(grpc.ServerInterceptor):
     @contextmanager
     def _around(self, full_method: str, service: str, method: str, streaming: bool,
                 context: grpc.ServicerContext) -> Iterator[None]:  # fmt: skip
+        caller: dict[str, str] = {}  # who made the call, once authenticated: for the log line
         with (
-            self._observed(full_method, service, method, context),
+            self._observed(full_method, service, method, context, caller),
             self._errors.translated(context, full_method),
+            self._authenticated(context, caller),
             self._stream_place(streaming),
             self._limited(service, context),
         ):
             yield
 
     @contextmanager
-    def _observed(self, full_method: str, service: str, method: str, context: grpc.ServicerContext) -> Iterator[None]:
+    def _observed(self, full_method: str, service: str, method: str, context: grpc.ServicerContext,
+                  caller: dict[str, str]) -> Iterator[None]:  # fmt: skip
         in_flight = self._metrics.in_flight(service)
         in_flight.inc()
         started = time.perf_counter()
@@ -148,12 +156,22 @@ class ServiceInterceptor(grpc.ServerInterceptor):
             code = _final_code(context, failure)
             self._metrics.observe_rpc(service, method, code.name, seconds)
             fields: dict[str, Any] = {
-                "method": full_method, "status": code.name, "seconds": round(seconds, 4), "peer": context.peer()
+                "method": full_method, "status": code.name, "seconds": round(seconds, 4), "peer": context.peer(), **caller
             }
             if code is not grpc.StatusCode.OK and context.details():
                 fields["details"] = context.details().decode(errors="replace")
             level = logging.ERROR if code in SERVER_FAULTS else logging.INFO
             RPC_LOG.log(level, "%s %s %.3fs", full_method, code.name, seconds, extra={"fields": fields})
+
+    @contextmanager
+    def _authenticated(self, context: grpc.ServicerContext, caller: dict[str, str]) -> Iterator[None]:
+        if self._verifier is None:
+            yield
+            return
+        principal = self._verifier.authenticate(context.invocation_metadata())  # Unauthenticated → UNAUTHENTICATED
+        caller["principal"] = principal_label(principal)
+        with principal_set(principal):
+            yield
 
     @contextmanager
     def _stream_place(self, streaming: bool) -> Iterator[None]:

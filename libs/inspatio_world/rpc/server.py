@@ -34,6 +34,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from .. import envvars
+from .auth import TokenVerifier
 from .errors import DEFAULT_ERRORS, ErrorMap
 from .interceptors import ServiceInterceptor
 from .limits import ConcurrencyLimiter, StreamLimit
@@ -88,7 +89,9 @@ class ServiceServer:
         max_workers: int | None = None,
         max_streams: int | None = None,
         grace: float = DEFAULT_GRACE_SECONDS,
+        verifier: TokenVerifier | None = None,
     ) -> None:
+        """`verifier`: when given, every application RPC must bear a token it accepts (rpc/auth.py)."""
         self.metrics = ServiceMetrics()
         self.limiter = limiter
         self.streams = StreamLimit(envvars.get_positive_int(envvars.MAX_STREAMS) if max_streams is None else max_streams)
@@ -97,7 +100,7 @@ class ServiceServer:
         self._server = grpc.server(
             # Threads start only when calls need them: a large pool costs nothing while idle.
             ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rpc"),
-            interceptors=[ServiceInterceptor(self.metrics, errors, limiter, self.streams)],
+            interceptors=[ServiceInterceptor(self.metrics, errors, limiter, self.streams, verifier)],
             # gRPC sets SO_REUSEPORT by default: a second server on a taken port would start
             # silently and share its traffic. Fail loudly instead.
             options=[

@@ -5,6 +5,11 @@ Layout:
     cache/<stage>/<digest>/<name>    a stage output, content-addressed (recipe below)
     jobs/<job_id>/manifest.json      a job's state (other per-job objects share the jobs/<job_id>/ prefix)
 
+With tenants (jobs/tenants.py), a tenant's uploads and jobs live under tenants/<tenant>/ (its
+`tenant_root`): tenants/<tenant>/uploads/... and tenants/<tenant>/jobs/<job_id>/...; the open mode
+(no tenants file) keeps the layout above. The content-addressed cache/ is shared by everyone: its keys
+are hashes of the work, so a hit reveals nothing about whose work it was.
+
 Content address of a stage's work (`work_digest`):
     sha256 of the UTF-8 bytes of
         json.dumps({"inputs": inputs, "options": options, "weights": weights},
@@ -99,11 +104,29 @@ def content_key(stage: str, inputs: Mapping[str, str], options: Mapping[str, obj
     return validate_key(f"cache/{stage}/{work_digest(inputs, options, weights)}/{name}")
 
 
-def upload_key(sha256: str, filename: str) -> str:
-    """uploads/<sha256>/<filename>: a user's file under its content hash (directories dropped)."""
+TENANTS_PREFIX = "tenants/"
+
+
+def validate_tenant_name(name: str) -> str:
+    """`name` if it can name a tenant (one plain key part, like a job id), else InvalidKey."""
+    _check_name_part("tenant name", name)
+    return name
+
+
+def tenant_root(tenant: str | None) -> str:
+    """Where a tenant's uploads and jobs live: tenants/<tenant>/, or the bucket's root in open mode (None)."""
+    return "" if tenant is None else f"{TENANTS_PREFIX}{validate_tenant_name(tenant)}/"
+
+
+def uploads_prefix(tenant: str | None = None) -> str:
+    return f"{tenant_root(tenant)}uploads/"
+
+
+def upload_key(sha256: str, filename: str, tenant: str | None = None) -> str:
+    """[tenants/<tenant>/]uploads/<sha256>/<filename>: a user's file under its content hash (directories dropped)."""
     if not isinstance(sha256, str) or not _SHA256.fullmatch(sha256):
         raise InvalidKey(f"upload digest must be 64 lower-case hex digits, got {_shown(sha256)}")
-    return validate_key(f"uploads/{sha256}/{upload_filename(filename)}")
+    return validate_key(f"{uploads_prefix(tenant)}{sha256}/{upload_filename(filename)}")
 
 
 def upload_filename(filename: str) -> str:
@@ -131,13 +154,26 @@ def validate_job_id(job_id: str) -> str:
     return job_id
 
 
-def job_prefix(job_id: str) -> str:
-    """jobs/<job_id>/: the prefix under which everything about one job lives."""
-    return f"jobs/{validate_job_id(job_id)}/"
+def jobs_prefix(tenant: str | None = None) -> str:
+    """[tenants/<tenant>/]jobs/: the prefix of every job of one tenant (of the open mode for None)."""
+    return f"{tenant_root(tenant)}jobs/"
 
 
-def manifest_key(job_id: str) -> str:
-    return f"{job_prefix(job_id)}manifest.json"
+def job_prefix(job_id: str, tenant: str | None = None) -> str:
+    """[tenants/<tenant>/]jobs/<job_id>/: the prefix under which everything about one job lives."""
+    return f"{jobs_prefix(tenant)}{validate_job_id(job_id)}/"
+
+
+def manifest_key(job_id: str, tenant: str | None = None) -> str:
+    return f"{job_prefix(job_id, tenant)}manifest.json"
+
+
+_MANIFEST_KEY = re.compile(r"^(?:tenants/[^/]+/)?jobs/[^/]+/manifest\.json$")
+
+
+def is_manifest_key(key: str) -> bool:
+    """Whether `key` is a job manifest's key, of any tenant or of the open mode."""
+    return bool(_MANIFEST_KEY.fullmatch(key))
 
 
 def _check_name_part(what: str, value: str) -> None:
