@@ -7,6 +7,7 @@ from typing import Callable, Iterator
 
 from inspatio_world.jobs.admission import Limits, admit
 from inspatio_world.jobs.manager import JobManager
+from inspatio_world.refusals import FieldError, fields_under
 from inspatio_world.rpc.convert import event_to_proto, job_to_proto
 from inspatio_world.rpc.options_proto import options_from_proto
 from inspatio_world.rpc.generated import coordinator_pb2, coordinator_pb2_grpc
@@ -16,7 +17,7 @@ def key_from_uri(uri: str, bucket: str) -> str:
     """`s3://<bucket>/<key>` of this deployment's bucket -> key."""
     prefix = f"s3://{bucket}/"
     if not uri.startswith(prefix) or len(uri) == len(prefix):
-        raise ValueError(f"video_uri {uri!r}: expected {prefix}<key> (videos must be in this deployment's bucket)")
+        raise FieldError("video_uri", f"video_uri {uri!r}: expected {prefix}<key> (videos must be in this deployment's bucket)")
     return uri[len(prefix):]
 
 
@@ -25,6 +26,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
         self.manager = manager
         self.store = manager.store
 
+    @fields_under("spec")  # the library names JobSpec fields ("options.seed"); refusals name the request's
     def SubmitJob(self, request_iterator, context) -> coordinator_pb2.Job:
         first = next(request_iterator, None)
         if first is None or first.WhichOneof("part") != "spec":
@@ -35,7 +37,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
         options.validate(limits.max_output_frames)  # before a byte of the video is read
         # Everything knowable before the stages run is checked on the received file, before it is stored.
         def admission(path, name):
-            return admit(path, options, limits, name)
+            return admit(path, options, limits, name, source)  # source: the video's JobSpec field
 
         source = spec.WhichOneof("video")
         if source == "upload_name":
