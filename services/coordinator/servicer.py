@@ -5,6 +5,8 @@ from __future__ import annotations
 from functools import partial
 from typing import Callable, Iterator
 
+import grpc
+
 from inspatio_world.jobs.admission import Limits, admit
 from inspatio_world.jobs.manager import JobManager
 from inspatio_world.refusals import FieldError, fields_under
@@ -37,12 +39,15 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
         options.validate(limits.max_output_frames)  # before a byte of the video is read
         # Everything knowable before the stages run is checked on the received file, before it is stored.
         def admission(path, name):
-            return admit(path, options, limits, name, source)  # source: the video's JobSpec field
+            planned = admit(path, options, limits, name, source)  # source: the video's JobSpec field
+            _whole_upload(context)
+            return planned
 
         source = spec.WhichOneof("video")
         if source == "upload_name":
             video = self.manager.upload_video(_chunks(request_iterator), spec.upload_name, admit=admission)
         elif source == "video_uri":
+            _spec_alone(request_iterator)
             video = self.manager.video_from_store(key_from_uri(spec.video_uri, self.store.bucket), admit=admission)
         else:
             raise ValueError("the job spec names no video: set upload_name (and stream chunks) or video_uri")
@@ -68,6 +73,19 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
 def _on_termination(context, callback: Callable[[], None]) -> None:
     if not context.add_callback(callback):
         callback()  # the call has already ended
+
+
+def _whole_upload(context) -> None:
+    # grpcio ends the request iterator alike when the client finishes and when a receive fails (a
+    # message over the size limit, a reset stream): only a call still active sent its whole video.
+    if not context.is_active():
+        context.abort(grpc.StatusCode.CANCELLED, "the call ended before the whole upload arrived; nothing was stored")
+
+
+def _spec_alone(request_iterator) -> None:
+    # Chunks after a video_uri spec would be dropped unread: a client mixing both is refused, not half-served.
+    if next(request_iterator, None) is not None:
+        raise ValueError("a spec with video_uri must be the only SubmitJob message: video chunks come only with upload_name")
 
 
 def _chunks(request_iterator) -> Iterator[bytes]:
