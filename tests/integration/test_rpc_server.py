@@ -6,6 +6,7 @@ key says (wait, raise...), GeneratorService.Generate streams a block and then wa
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import signal
@@ -256,6 +257,22 @@ def test_refusals_carry_rich_error_details_and_the_plain_message(start, make_err
     assert (error.code(), error.details()) == (code, str(running.caption.error))  # old clients read only this
     assert error_details(error) == details
     assert f"{error.code().name}: {_refusal(error)}" == printed  # the CLI's one line
+
+
+def test_an_asyncio_client_reads_the_same_details(start):
+    running = start()
+    running.caption.error = QuotaExceeded("tenant:acme", QUOTA, retry_after_s=2.5)
+
+    async def call() -> grpc.aio.AioRpcError:
+        async with grpc.aio.insecure_channel(running.server.address) as channel:
+            try:
+                await caption_pb2_grpc.CaptionServiceStub(channel).Caption(caption_request("raise"), timeout=5)
+            except grpc.aio.AioRpcError as error:
+                return error
+        raise AssertionError("the call succeeded")
+
+    assert error_details(asyncio.run(call())) == ErrorDetails(
+        quota_violations=(QuotaViolation("tenant:acme", QUOTA),), retry_delay_s=2.5)
 
 
 def test_a_status_the_servicer_chose_passes_unchanged(start):
