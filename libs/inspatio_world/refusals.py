@@ -11,6 +11,9 @@ rpc/errors.py maps each to its status (and to google.rpc rich error details):
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 
 class FieldError(ValueError):
     """`field` (a request field path, e.g. "spec.options.freeze_repeat") is invalid: `message` says why."""
@@ -18,6 +21,25 @@ class FieldError(ValueError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(message)
         self.field = field
+
+
+def field_of(error: BaseException) -> str:
+    """The request field `error` is about: the `field` of a FieldError, or of another ValueError that
+    carries one (store InvalidKey, VideoError, TrajectoryError); "" when nobody knows."""
+    field = getattr(error, "field", "")
+    return field if isinstance(error, ValueError) and isinstance(field, str) else ""
+
+
+@contextmanager
+def fields_under(prefix: str) -> Iterator[None]:
+    """Field errors raised inside name fields of the message at `prefix` (e.g. "spec"): the inner code
+    names its own field ("options.seed"), the RPC layer where that message sits in its request."""
+    try:
+        yield
+    except ValueError as error:
+        if field := field_of(error):
+            error.field = f"{prefix}.{field}"  # type: ignore[attr-defined]
+        raise
 
 
 class QuotaExceeded(Exception):

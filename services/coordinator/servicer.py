@@ -11,10 +11,12 @@ from dataclasses import replace
 from functools import partial
 from typing import Callable, Iterator
 
+import grpc
+
 from inspatio_world.jobs.admission import Limits, admit
 from inspatio_world.jobs.manager import JobManager
 from inspatio_world.jobs.tenants import ANONYMOUS, Tenant, Tenants
-from inspatio_world.refusals import Unauthenticated
+from inspatio_world.refusals import FieldError, Unauthenticated, fields_under
 from inspatio_world.rpc.auth import current_principal
 from inspatio_world.rpc.convert import event_to_proto, job_to_proto
 from inspatio_world.rpc.options_proto import options_from_proto
@@ -25,7 +27,7 @@ def key_from_uri(uri: str, bucket: str) -> str:
     """`s3://<bucket>/<key>` of this deployment's bucket -> key."""
     prefix = f"s3://{bucket}/"
     if not uri.startswith(prefix) or len(uri) == len(prefix):
-        raise ValueError(f"video_uri {uri!r}: expected {prefix}<key> (videos must be in this deployment's bucket)")
+        raise FieldError("video_uri", f"video_uri {uri!r}: expected {prefix}<key> (videos must be in this deployment's bucket)")
     return uri[len(prefix):]
 
 
@@ -46,6 +48,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
             raise Unauthenticated("this call carries no tenant's token")
         return principal
 
+    @fields_under("spec")  # the library names JobSpec fields ("options.seed"); refusals name the request's
     def SubmitJob(self, request_iterator, context) -> coordinator_pb2.Job:
         tenant = self._tenant()
         first = next(request_iterator, None)
@@ -58,13 +61,16 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
         self.manager.check_capacity(tenant)  # before the upload too; submit checks again, atomically
         # Everything knowable before the stages run is checked on the received file, before it is stored.
         def admission(path, name):
-            return admit(path, options, limits, name)
+            planned = admit(path, options, limits, name, source)  # source: the video's JobSpec field
+            _whole_upload(context)
+            return planned
 
         source = spec.WhichOneof("video")
         if source == "upload_name":
             video = self.manager.upload_video(_chunks(request_iterator), spec.upload_name, admit=admission,
                                               tenant=tenant)  # fmt: skip
         elif source == "video_uri":
+            _spec_alone(request_iterator)
             key = key_from_uri(spec.video_uri, self.store.bucket)
             video = self.manager.video_from_store(key, admit=admission, tenant=tenant)
         else:
@@ -99,6 +105,19 @@ def _tenant_limits(limits: Limits, tenant: Tenant) -> Limits:
 def _on_termination(context, callback: Callable[[], None]) -> None:
     if not context.add_callback(callback):
         callback()  # the call has already ended
+
+
+def _whole_upload(context) -> None:
+    # grpcio ends the request iterator alike when the client finishes and when a receive fails (a
+    # message over the size limit, a reset stream): only a call still active sent its whole video.
+    if not context.is_active():
+        context.abort(grpc.StatusCode.CANCELLED, "the call ended before the whole upload arrived; nothing was stored")
+
+
+def _spec_alone(request_iterator) -> None:
+    # Chunks after a video_uri spec would be dropped unread: a client mixing both is refused, not half-served.
+    if next(request_iterator, None) is not None:
+        raise ValueError("a spec with video_uri must be the only SubmitJob message: video chunks come only with upload_name")
 
 
 def _chunks(request_iterator) -> Iterator[bytes]:

@@ -6,6 +6,7 @@ key says (wait, raise...), GeneratorService.Generate streams a block and then wa
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import signal
@@ -23,11 +24,14 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
+from inspatio_world.cli.job_commands import _refusal
+from inspatio_world.client import ErrorDetails, FieldViolation, QuotaViolation, error_details
 from inspatio_world.jobs.manifest import VideoRef
+from inspatio_world.refusals import FieldError, QuotaExceeded
 from inspatio_world.jobs.remote_stages import RemoteStages, StageCallFailed
 from inspatio_world.rpc.errors import ErrorMap
 from inspatio_world.rpc.generated import caption_pb2, caption_pb2_grpc, common_pb2, generator_pb2, generator_pb2_grpc
-from inspatio_world.rpc.limits import ConcurrencyLimiter
+from inspatio_world.rpc.limits import BUSY_RETRY_AFTER_S, ConcurrencyLimiter
 from inspatio_world.rpc.logs import JsonFormatter
 from inspatio_world.rpc.server import ServiceServer
 from inspatio_world.stack import free_port
@@ -226,6 +230,51 @@ def test_exceptions_become_status_codes_and_the_server_keeps_serving(start, make
     assert running.call("ok").caption == "caption of ok"
 
 
+QUOTA = "3 jobs running, this tenant's limit is 3 (INSPATIO_MAX_JOBS_PER_TENANT)"
+
+
+@pytest.mark.parametrize(
+    ("make_error", "code", "details", "printed"),
+    [
+        (lambda: FieldError("spec.options.freeze_repeat", "freeze_repeat -1: must be >= 0"),
+         grpc.StatusCode.INVALID_ARGUMENT,
+         ErrorDetails(field_violations=(FieldViolation("spec.options.freeze_repeat", "freeze_repeat -1: must be >= 0"),)),
+         "INVALID_ARGUMENT: spec.options.freeze_repeat: freeze_repeat -1: must be >= 0"),
+        (lambda: QuotaExceeded("tenant:acme", QUOTA, retry_after_s=2.5), grpc.StatusCode.RESOURCE_EXHAUSTED,
+         ErrorDetails(quota_violations=(QuotaViolation("tenant:acme", QUOTA),), retry_delay_s=2.5),
+         f"RESOURCE_EXHAUSTED: {QUOTA} (retry in 2.5 s)"),
+        (lambda: QuotaExceeded("tenant:acme", QUOTA), grpc.StatusCode.RESOURCE_EXHAUSTED,
+         ErrorDetails(quota_violations=(QuotaViolation("tenant:acme", QUOTA),)), f"RESOURCE_EXHAUSTED: {QUOTA}"),
+        (lambda: ValueError("no field known"), grpc.StatusCode.INVALID_ARGUMENT, ErrorDetails(),
+         "INVALID_ARGUMENT: no field known"),
+    ],
+    ids=["field", "quota-retry", "quota", "plain"],
+)
+def test_refusals_carry_rich_error_details_and_the_plain_message(start, make_error, code, details, printed):
+    running = start()
+    running.caption.error = make_error()
+    error = rpc_error(lambda: running.call("raise"))
+    assert (error.code(), error.details()) == (code, str(running.caption.error))  # old clients read only this
+    assert error_details(error) == details
+    assert f"{error.code().name}: {_refusal(error)}" == printed  # the CLI's one line
+
+
+def test_an_asyncio_client_reads_the_same_details(start):
+    running = start()
+    running.caption.error = QuotaExceeded("tenant:acme", QUOTA, retry_after_s=2.5)
+
+    async def call() -> grpc.aio.AioRpcError:
+        async with grpc.aio.insecure_channel(running.server.address) as channel:
+            try:
+                await caption_pb2_grpc.CaptionServiceStub(channel).Caption(caption_request("raise"), timeout=5)
+            except grpc.aio.AioRpcError as error:
+                return error
+        raise AssertionError("the call succeeded")
+
+    assert error_details(asyncio.run(call())) == ErrorDetails(
+        quota_violations=(QuotaViolation("tenant:acme", QUOTA),), retry_delay_s=2.5)
+
+
 def test_a_status_the_servicer_chose_passes_unchanged(start):
     running = start()
     error = rpc_error(lambda: running.call("abort"))
@@ -283,6 +332,7 @@ def test_calls_beyond_running_plus_queued_are_refused_at_once(start):
     error = rpc_error(lambda: running.call("third"))
     assert error.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
     assert error.details() == "server busy: 1 running, 1 queued; retry later"
+    assert error_details(error).retry_delay_s == BUSY_RETRY_AFTER_S
     assert not first.done() and not second.done()  # refused at once, not queued
     running.caption.release.set()
     assert first.result().caption == "caption of wait"

@@ -100,10 +100,20 @@ def _one_line_errors(command: Callable[[argparse.Namespace], int]) -> Callable[[
         try:
             return command(args)
         except grpc.RpcError as exc:
-            print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
+            print(f"error: {exc.code().name}: {_refusal(exc)}", file=sys.stderr)
             return 1
 
     return run
+
+
+def _refusal(exc) -> str:
+    """A refusal's message, after the request fields it names and with the wait it asks for."""
+    from ..client import error_details
+
+    details = error_details(exc)
+    fields = ", ".join(details.fields)
+    text = f"{fields}: {exc.details()}" if fields else f"{exc.details()}"
+    return text if details.retry_delay_s is None else f"{text} (retry in {details.retry_delay_s:g} s)"
 
 
 def _fail(message: str) -> SystemExit:

@@ -9,7 +9,8 @@
 
 While a job runs, each "block" event references that block's frames: `client.fetch_block(event, "blocks/")`.
 `AsyncClient` offers the same calls for asyncio. Calls are retried on UNAVAILABLE (a coordinator
-restarting) with backoff; every call takes a deadline (`timeout`, seconds).
+restarting) with backoff; every call takes a deadline (`timeout`, seconds). A refused call raises its
+grpc.RpcError; `error_details(exc)` (rpc/rich_errors.py) reads the field to change and the wait to take.
 """
 
 from __future__ import annotations

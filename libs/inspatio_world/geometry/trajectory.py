@@ -48,7 +48,12 @@ _KEYFRAME_LINES = ("pitch", "yaw", "r")
 
 
 class TrajectoryError(ValueError):
-    """A trajectory file is malformed or out of range; the message names the file and line."""
+    """A trajectory file is malformed or out of range; the message names the file and line. `field`: the
+    request field that carried it, where the caller knows (refusals.field_of)."""
+
+    def __init__(self, message: str, field: str = "") -> None:
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass(frozen=True)

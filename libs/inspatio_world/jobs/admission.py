@@ -3,7 +3,9 @@
 A job whose video cannot be decoded, is a still image, is too large, whose frame plan makes no whole
 generator block or more frames than the deployment allows, or whose per-frame trajectory does not
 have one camera per rendered frame is refused before any stage runs (and before its upload reaches
-the store), with a ValueError (INVALID_ARGUMENT) naming the field and the limit.
+the store), with a ValueError (INVALID_ARGUMENT) naming the field and the limit; its `field`
+(refusals.field_of) is the request field to change, relative to the JobSpec: the video's field, the
+trajectory, or freeze_repeat, whichever made the frame plan too small or too large.
 
 `planned_frames` is the one computation of "how many frames will this job give": the CLI's frame
 notice uses it too.
@@ -15,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import envvars
-from .options import JobOptions
+from ..refusals import FieldError
+from .options import JobOptions, option_field
 
 # Codecs that hold pictures, not motion: one of these with at most one frame is a still image.
 IMAGE_CODECS = frozenset({"png", "apng", "mjpeg", "jpegls", "jpeg2000", "bmp", "tiff", "webp", "gif", "ppm", "pgm",
@@ -64,72 +67,78 @@ def planned_frames(video_frames: int, options: JobOptions, render=None) -> Plann
     return Planned(video_frames, used, cameras, plan, generated.output_frames, generated.blocks)
 
 
-def probe_as(path: Path, shown_as: str):
+def probe_as(path: Path, shown_as: str, field: str = ""):
     """probe_video of a received file, its errors naming the video as the client knows it (upload name
-    or store key), not the server's temp file."""
+    or store key), not the server's temp file, and the request `field` that named it."""
     from ..media.decode import VideoError, probe_video
 
     try:
         return probe_video(path)
     except VideoError as error:
-        raise VideoError(shown_as, error.problem) from None
+        raise VideoError(shown_as, error.problem, field) from None
 
 
-def admit(path: Path, options: JobOptions, limits: Limits, shown_as: str) -> Planned:
+def admit(path: Path, options: JobOptions, limits: Limits, shown_as: str, video_field: str = "") -> Planned:
     """Probe a received video (a local file) and check it against `options` and `limits`; ValueError if refused.
 
-    `shown_as` names the video as the client knows it (upload name or store key)."""
+    `shown_as` names the video as the client knows it (upload name or store key), `video_field` the
+    JobSpec field that named it ("upload_name" or "video_uri")."""
     from ..geometry.trajectory import PerFrameTrajectory
     from ..media.decode import VideoError
 
-    info = probe_as(path, shown_as)
+    info = probe_as(path, shown_as, video_field)
     if info.codec in IMAGE_CODECS and info.frames <= 1:
-        raise VideoError(shown_as, f"a still image ({info.codec}), not a video: upload a video of at least a few frames")
+        raise VideoError(shown_as, f"a still image ({info.codec}), not a video: upload a video of at least a few frames",
+                         video_field)
     pixels = info.width * info.height
     if pixels > limits.max_input_pixels:
         raise VideoError(shown_as, f"{info.width}x{info.height} frames ({pixels} pixels) exceed this deployment's limit of "
-                                   f"{limits.max_input_pixels} pixels per frame ({envvars.MAX_INPUT_PIXELS.name}): scale the video down")  # fmt: skip
+                                   f"{limits.max_input_pixels} pixels per frame ({envvars.MAX_INPUT_PIXELS.name}): scale the video down",
+                         video_field)  # fmt: skip
     if info.frames > limits.max_input_frames:
         raise VideoError(shown_as, f"{info.frames} frames exceed this deployment's limit of {limits.max_input_frames} frames "
-                                   f"({envvars.MAX_INPUT_FRAMES.name}); only the first 1000 are used anyway: cut the video")  # fmt: skip
-    frames = _decodable_frames(path, shown_as, info.frames)
+                                   f"({envvars.MAX_INPUT_FRAMES.name}); only the first 1000 are used anyway: cut the video",
+                         video_field)  # fmt: skip
+    frames = _decodable_frames(path, shown_as, info.frames, video_field)
     render = options.render_options()
     planned = planned_frames(frames, options, render)
     if isinstance(render.trajectory, PerFrameTrajectory) and len(render.trajectory.w2c) != planned.render_cameras:
         freeze = f" + freeze_repeat {options.freeze_repeat}" if options.freeze_repeat > 0 else ""
-        raise ValueError(
+        raise FieldError(options.trajectory_field,
             f"trajectory: the per-frame trajectory has {len(render.trajectory.w2c)} cameras (lines) but the render needs "
             f"{planned.render_cameras}, one per frame ({planned.used_frames} video frames{freeze}): give exactly "
             f"{planned.render_cameras} lines")  # fmt: skip
-    why = _why(options, render, planned)
+    field, why = _cause(options, render, planned, video_field)
     if options.render_only:
         if len(planned.plan) > limits.max_output_frames:
-            raise ValueError(f"the job would render {len(planned.plan)} frames{why}, more than this deployment's limit of "
+            raise FieldError(field, f"the job would render {len(planned.plan)} frames{why}, more than this deployment's limit of "
                              f"{limits.max_output_frames} ({envvars.MAX_OUTPUT_FRAMES.name})")  # fmt: skip
         return planned
     if planned.generated_frames <= 0:
-        raise ValueError(f"{shown_as}: {frames} frames give the generator {len(planned.plan)} input frames{why}, no whole "
+        raise FieldError(field, f"{shown_as}: {frames} frames give the generator {len(planned.plan)} input frames{why}, no whole "
                          f"block; it needs at least 9 (use a longer video, turn on the adaptive frame rule, or set render_only)")  # fmt: skip
     if planned.generated_frames > limits.max_output_frames:
-        raise ValueError(f"the job would generate {planned.generated_frames} frames ({planned.blocks} blocks){why}, more than "
+        raise FieldError(field, f"the job would generate {planned.generated_frames} frames ({planned.blocks} blocks){why}, more than "
                          f"this deployment's limit of {limits.max_output_frames} output frames ({envvars.MAX_OUTPUT_FRAMES.name})")  # fmt: skip
     return planned
 
 
-def _why(options: JobOptions, render, planned: Planned) -> str:
+def _cause(options: JobOptions, render, planned: Planned, video_field: str) -> tuple[str, str]:
+    """What made the frame plan what it is: the field to change and the words that say why."""
     from ..geometry.trajectory import total_angle
 
     adjustment = str(planned.plan.adjustment)
     if adjustment == "bounce":
-        return (f": upstream's adaptive frame rule stretches the video's {planned.plan.aligned_frames} frames to "
-                f"{len(planned.plan)} for the trajectory's {total_angle(render.trajectory):.1f} deg turn "
-                f"(disable it with adaptive_frames off / --no-adaptive-frames, or use a shorter trajectory)")
+        return options.trajectory_field, (
+            f": upstream's adaptive frame rule stretches the video's {planned.plan.aligned_frames} frames to "
+            f"{len(planned.plan)} for the trajectory's {total_angle(render.trajectory):.1f} deg turn "
+            f"(disable it with adaptive_frames off / --no-adaptive-frames, or use a shorter trajectory)")
     if options.freeze_repeat > 0:
-        return f" (freeze_repeat {options.freeze_repeat} included)"
-    return ""
+        return option_field("freeze_repeat"), f" (freeze_repeat {options.freeze_repeat} included)"
+    return video_field, ""
 
 
-def _decodable_frames(path: Path, shown_as: str, declared: int) -> int:
+def _decodable_frames(path: Path, shown_as: str, declared: int, video_field: str) -> int:
     """Decode (without converting) the frames the job will use; VideoError naming the frame that fails.
     Returns how many of them decode (a truncated file may hold fewer than it declares)."""
     import av
@@ -149,7 +158,7 @@ def _decodable_frames(path: Path, shown_as: str, declared: int) -> int:
                     break
     except av.error.FFmpegError as exc:
         raise VideoError(shown_as, f"decoding failed after {decoded} frames: {exc.strerror or exc}; the stream is corrupt "
-                                   f"or truncated") from None  # fmt: skip
+                                   f"or truncated", video_field) from None  # fmt: skip
     if decoded == 0:
-        raise VideoError(shown_as, "the video stream has no decodable frames")
+        raise VideoError(shown_as, "the video stream has no decodable frames", video_field)
     return decoded

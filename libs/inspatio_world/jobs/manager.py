@@ -24,13 +24,14 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from .admission import probe_as
-from ..refusals import QuotaExceeded
+from ..refusals import FieldError, QuotaExceeded
 from ..store.base import ObjectNotFound, ObjectStore
-from ..store.keys import job_prefix, upload_filename, upload_key, validate_job_id
+from ..store.keys import UPLOAD_FIELD, job_prefix, upload_filename, upload_key, validate_job_id, validate_key
 from . import manifest as manifests
 from .manifest import CANCELLED, TERMINAL, Manifest, VideoRef
 from .options import JobOptions
@@ -91,12 +92,13 @@ class JobManager:
                         raise QuotaExceeded(tenant.subject, f"upload larger than this tenant's max_upload_bytes "
                                                             f"({tenant.max_upload_bytes} bytes)")
                     if size > MAX_UPLOAD_BYTES:
-                        raise ValueError(f"upload larger than {MAX_UPLOAD_BYTES >> 20} MiB")
+                        raise FieldError(UPLOAD_FIELD, f"upload larger than {MAX_UPLOAD_BYTES >> 20} MiB")
                     digest.update(chunk)
                     handle.write(chunk)
             if size == 0:
-                raise ValueError(f"{filename}: the upload is empty")
-            (admit or probe_as)(path, name)  # VideoError (a ValueError) for anything that is not a decodable video
+                raise FieldError(UPLOAD_FIELD, f"{filename}: the upload is empty")
+            # VideoError (a ValueError) for anything that is not a decodable video
+            (admit or partial(probe_as, field=UPLOAD_FIELD))(path, name)
             sha = digest.hexdigest()
             key = upload_key(sha, path.name, tenant.name)
             if not self.store.exists(key):
@@ -107,13 +109,14 @@ class JobManager:
         """A video already in the store (e.g. s3://bucket/key); checked like an upload (`admit` included).
         The key is checked (InvalidKey) and the tenant's right to read it (PermissionDenied) before
         the store is asked anything: a refusal says nothing about what exists."""
+        validate_key(key, "video_uri")  # InvalidKey (INVALID_ARGUMENT) names the field
         tenant.check_readable(self.store.bucket, key)
         info = self.store.stat(key)
         if info is None:
             raise ObjectNotFound(f"video {key!r} not found in bucket {self.store.bucket}")
         with tempfile.TemporaryDirectory(prefix="inspatio-probe-") as folder:
             path = self.store.download(key, Path(folder) / Path(key).name)
-            (admit or probe_as)(path, key)
+            (admit or partial(probe_as, field="video_uri"))(path, key)
             sha = info.sha256 or hashlib.sha256(path.read_bytes()).hexdigest()
         return VideoRef(key, sha, info.size)
 
@@ -146,7 +149,7 @@ class JobManager:
         """The tenant's newest `limit` jobs: 0 means DEFAULT_LIST_LIMIT, more than MAX_LIST_LIMIT is
         cut to it, a negative limit is a ValueError."""
         if limit < 0:
-            raise ValueError(f"limit must be 0 (the default, {DEFAULT_LIST_LIMIT}) or positive, got {limit}")
+            raise FieldError("limit", f"limit must be 0 (the default, {DEFAULT_LIST_LIMIT}) or positive, got {limit}")
         limit = min(limit or DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT)
         jobs = sorted(manifests.list_manifests(self.store, tenant.name), key=lambda m: m.created, reverse=True)
         return jobs[:limit]
@@ -225,7 +228,7 @@ class JobManager:
     # -- internals ----------------------------------------------------------------------------
 
     def _load(self, job_id: str, tenant: str | None) -> Manifest:
-        validate_job_id(job_id)  # InvalidKey (INVALID_ARGUMENT) before the store is asked anything
+        validate_job_id(job_id, "job_id")  # InvalidKey (INVALID_ARGUMENT) before the store is asked anything
         try:
             return manifests.load(self.store, job_id, tenant)
         except ObjectNotFound:

@@ -10,9 +10,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..refusals import FieldError
+
 AUTOENCODERS = ("wan_vae", "taehv")
 MAX_FREEZE_REPEAT = 10_000  # without a deployment's output limit (validate(max_output_frames=...))
 INT64 = (-(2**63), 2**63 - 1)  # seed travels as a protobuf int64
+# Refusals name fields as the protos do, relative to the request message whose `options` field holds
+# the JobOptions (JobSpec, RenderRequest); the coordinator puts "spec." in front (refusals.fields_under).
+OPTIONS_FIELD = "options"
+
+
+def option_field(name: str) -> str:
+    """The field path of JobOptions field `name` (e.g. "options.freeze_repeat")."""
+    return f"{OPTIONS_FIELD}.{name}"
 
 
 @dataclass(frozen=True)
@@ -44,29 +54,36 @@ class JobOptions:
         return cls(trajectory_name=str(trajectory), **fields)
 
     def validate(self, max_output_frames: int | None = None) -> None:
-        """Cheap checks; raises ValueError (TrajectoryError included) with a message a person can act on.
+        """Cheap checks; raises FieldError (TrajectoryError with its field) with a message a person can act on.
 
         `max_output_frames`: the deployment's output limit (the coordinator passes it): the frames a
         time-freeze adds must fit in it."""
         if bool(self.trajectory_text) == bool(self.trajectory_name):
-            raise ValueError("give exactly one trajectory: its text or the name of a shipped file (e.g. x_y_circle_cycle.txt)")
+            raise FieldError(option_field("trajectory"), "give exactly one trajectory: its text or the name of a "
+                                                         "shipped file (e.g. x_y_circle_cycle.txt)")
         self.trajectory()
         if self.autoencoder not in AUTOENCODERS:
-            raise ValueError(f"autoencoder {self.autoencoder!r}: choose from {AUTOENCODERS}")
+            raise FieldError(option_field("autoencoder"), f"autoencoder {self.autoencoder!r}: choose from {AUTOENCODERS}")
+        repeat = option_field("freeze_repeat")
         if not isinstance(self.freeze_repeat, int) or not 0 <= self.freeze_repeat <= MAX_FREEZE_REPEAT:
-            raise ValueError(f"freeze_repeat {self.freeze_repeat}: must be a whole number between 0 and {MAX_FREEZE_REPEAT}")
+            raise FieldError(repeat, f"freeze_repeat {self.freeze_repeat}: must be a whole number between 0 and {MAX_FREEZE_REPEAT}")
         if max_output_frames is not None and self.freeze_repeat > max_output_frames:
-            raise ValueError(f"freeze_repeat {self.freeze_repeat}: the frames it adds must fit in this deployment's limit of "
-                             f"{max_output_frames} output frames (INSPATIO_MAX_OUTPUT_FRAMES)")  # fmt: skip
+            raise FieldError(repeat, f"freeze_repeat {self.freeze_repeat}: the frames it adds must fit in this deployment's "
+                                     f"limit of {max_output_frames} output frames (INSPATIO_MAX_OUTPUT_FRAMES)")  # fmt: skip
         if not isinstance(self.seed, int) or not INT64[0] <= self.seed <= INT64[1]:
-            raise ValueError(f"seed {self.seed}: must be a whole number within int64 ({INT64[0]} to {INT64[1]})")
+            raise FieldError(option_field("seed"), f"seed {self.seed}: must be a whole number within int64 ({INT64[0]} to {INT64[1]})")
         if self.freeze_frame is not None and self.freeze_frame < 0:
-            raise ValueError(f"freeze_frame {self.freeze_frame}: must be >= 0")
+            raise FieldError(option_field("freeze_frame"), f"freeze_frame {self.freeze_frame}: must be >= 0")
         if self.prompt is not None and not self.prompt.strip():
-            raise ValueError("prompt is empty: leave it unset to use the caption")
+            raise FieldError(option_field("prompt"), "prompt is empty: leave it unset to use the caption")
 
     def trajectory(self):
         return self._parse(self.resolved_trajectory_text())
+
+    @property
+    def trajectory_field(self) -> str:
+        """The field path its trajectory came in: text or the name of a shipped file."""
+        return option_field("trajectory.shipped_name" if self.trajectory_name else "trajectory.text")
 
     def render_options(self):
         """The render stage's options (`stages.render.RenderOptions`); the trajectory is read once."""
@@ -79,7 +96,12 @@ class JobOptions:
     def _parse(self, text: str):
         from ..geometry.trajectory import parse_trajectory
 
-        return parse_trajectory(text, source=self.trajectory_name or "<job trajectory>")
+        from ..geometry.trajectory import TrajectoryError
+
+        try:
+            return parse_trajectory(text, source=self.trajectory_name or "<job trajectory>")
+        except TrajectoryError as error:
+            raise TrajectoryError(str(error), self.trajectory_field) from None
 
     def resolved_trajectory_text(self) -> str:
         """The trajectory's text; a name may only pick one of the shipped files (never a server path)."""
@@ -89,7 +111,8 @@ class JobOptions:
             return self.trajectory_text
         shipped = sorted(p.name for p in SHIPPED_TRAJECTORIES.glob("*.txt"))
         if self.trajectory_name not in shipped:
-            raise TrajectoryError(f"unknown shipped trajectory {self.trajectory_name!r}; shipped: {', '.join(shipped)}")
+            raise TrajectoryError(f"unknown shipped trajectory {self.trajectory_name!r}; shipped: {', '.join(shipped)}",
+                                  self.trajectory_field)
         return (SHIPPED_TRAJECTORIES / self.trajectory_name).read_text()
 
     @classmethod

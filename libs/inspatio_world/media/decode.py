@@ -32,12 +32,14 @@ if TYPE_CHECKING:
     from av.video.stream import VideoStream
 
 class VideoError(ValueError):
-    """A video file cannot be used; the message names the file and the problem."""
+    """A video file cannot be used; the message names the file and the problem. `field`: the request
+    field that named the video, where the caller knows (refusals.field_of)."""
 
-    def __init__(self, path: str | Path, problem: str) -> None:
+    def __init__(self, path: str | Path, problem: str, field: str = "") -> None:
         super().__init__(f"{path}: {problem}")
         self.path = Path(path)
         self.problem = problem
+        self.field = field
 
 
 @dataclass(frozen=True)

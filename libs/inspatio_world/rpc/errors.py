@@ -19,6 +19,10 @@ handler's request_deserializer raises. `lenient_deserializer` returns an Undecod
 ValueError) instead of raising; the handler wrapper then raises it with `decoded` / `decoded_stream`
 inside `translated`, so the client gets INVALID_ARGUMENT (rpc/interceptors.py wraps every handler so).
 
+Refusals also carry google.rpc rich error details (rich_errors.py): BadRequest.FieldViolation for a
+ValueError that knows its request field (refusals.FieldError, InvalidKey, VideoError, TrajectoryError),
+QuotaFailure for QuotaExceeded, RetryInfo when waiting helps (QuotaExceeded.retry_after_s, ServerBusy).
+
 The most specific rule wins (a rule for a subclass beats one for its base). Rules may name a class
 as "module:Class": it is matched only once that module has been imported by someone else, because an
 exception of a class whose module was never imported cannot exist. That keeps torch and the store out
@@ -39,6 +43,7 @@ import grpc
 
 from ..refusals import BudgetExceeded, PermissionDenied, QuotaExceeded, Unauthenticated
 from .limits import QueueCancelled, QueueTimeout, ServerBusy
+from .rich_errors import detail_messages, rich_status
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +145,8 @@ class ErrorMap:
             if _is_cuda_oom(exc):
                 log.warning("%s ran out of GPU memory: %s", method, exc)
                 _free_cuda_memory(exc)
+            if details := detail_messages(exc, message):
+                context.abort_with_status(rich_status(code, message, details))  # raises, like abort
             context.abort(code, message)
 
 

@@ -23,7 +23,12 @@ from collections.abc import Callable
 from typing import Protocol
 
 
+BUSY_RETRY_AFTER_S = 1.0  # the RetryInfo a busy server sends: where a client's backoff starts, not a promise
+
+
 class ServerBusy(Exception):
+    retry_after_s = BUSY_RETRY_AFTER_S  # sent as RetryInfo (errors.py)
+
     def __init__(self, running: int, queued: int) -> None:
         super().__init__(f"server busy: {running} running, {queued} queued; retry later")
 

@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from ..jobs.options import JobOptions
+from ..jobs.options import JobOptions, option_field
+from ..refusals import FieldError
 from .generated import common_pb2
 
 AUTOENCODER_ENUMS = {"wan_vae": common_pb2.AUTOENCODER_WAN_VAE, "taehv": common_pb2.AUTOENCODER_TAEHV}
@@ -12,13 +13,13 @@ AUTOENCODER_NAMES = {common_pb2.AUTOENCODER_UNSPECIFIED: "wan_vae", **{v: k for 
 
 def autoencoder_name(value: int) -> str:
     if value not in AUTOENCODER_NAMES:
-        raise ValueError(f"unknown autoencoder enum value {value}")
+        raise FieldError(option_field("autoencoder"), f"unknown autoencoder enum value {value}")
     return AUTOENCODER_NAMES[value]
 
 
 def autoencoder_enum(name: str) -> int:
     if name not in AUTOENCODER_ENUMS:
-        raise ValueError(f"autoencoder {name!r}: choose from {sorted(AUTOENCODER_ENUMS)}")
+        raise FieldError(option_field("autoencoder"), f"autoencoder {name!r}: choose from {sorted(AUTOENCODER_ENUMS)}")
     return AUTOENCODER_ENUMS[name]
 
 

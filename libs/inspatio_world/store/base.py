@@ -69,7 +69,12 @@ class ObjectNotFound(StoreError, KeyError):
 class InvalidKey(ValueError, StoreError):
     """A key, prefix, bucket name, job id, upload name or metadata entry the stores refuse: a caller's
     mistake, so a ValueError first (INVALID_ARGUMENT over gRPC, never retried), and a StoreError for
-    `except StoreError` callers."""
+    `except StoreError` callers. `field`: the request field that held the value, where the caller
+    knows (refusals.field_of)."""
+
+    def __init__(self, message: str, field: str = "") -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class CredentialsRejected(StoreError):

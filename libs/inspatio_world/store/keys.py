@@ -47,25 +47,26 @@ _CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _NAME_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # stage names and job ids: one plain part
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+UPLOAD_FIELD = "upload_name"  # the JobSpec field an upload's name comes in (its refusals name it)
 
 
-def validate_key(key: str) -> str:
-    """`key` if every store accepts it, else InvalidKey saying what is wrong."""
+def validate_key(key: str, field: str = "") -> str:
+    """`key` if every store accepts it, else InvalidKey saying what is wrong (naming request `field`, if given)."""
     if not isinstance(key, str) or not key:
-        raise InvalidKey(f"object key must be a non-empty string, got {_shown(key)}")
+        raise InvalidKey(f"object key must be a non-empty string, got {_shown(key)}", field)
     if len(key.encode("utf-8")) > MAX_KEY_BYTES:
-        raise InvalidKey(f"object key longer than {MAX_KEY_BYTES} bytes: {_shown(key)}")
+        raise InvalidKey(f"object key longer than {MAX_KEY_BYTES} bytes: {_shown(key)}", field)
     if _CONTROL.search(key):
-        raise InvalidKey(f"object key {_shown(key)} contains a control character or backslash")
+        raise InvalidKey(f"object key {_shown(key)} contains a control character or backslash", field)
     if key.startswith("/"):
-        raise InvalidKey(f"object key {_shown(key)} must be relative (no leading '/')")
+        raise InvalidKey(f"object key {_shown(key)} must be relative (no leading '/')", field)
     for part in key.split("/"):
         if part in ("", ".", ".."):
-            raise InvalidKey(f"object key {_shown(key)} has an empty, '.' or '..' part")
+            raise InvalidKey(f"object key {_shown(key)} has an empty, '.' or '..' part", field)
         if len(part.encode("utf-8")) > MAX_PART_BYTES:
-            raise InvalidKey(f"object key {_shown(key)} has a part longer than {MAX_PART_BYTES} bytes")
+            raise InvalidKey(f"object key {_shown(key)} has a part longer than {MAX_PART_BYTES} bytes", field)
         if part.startswith(RESERVED_PREFIX):
-            raise InvalidKey(f"object key {_shown(key)}: parts starting with {RESERVED_PREFIX!r} are reserved")
+            raise InvalidKey(f"object key {_shown(key)}: parts starting with {RESERVED_PREFIX!r} are reserved", field)
     return key
 
 
@@ -134,23 +135,24 @@ def upload_filename(filename: str) -> str:
     separator too), or InvalidKey, naming `upload_name`, when no safe name is left: empty, '.' or
     '..', control characters, longer than MAX_PART_BYTES, or the reserved prefix."""
     if not isinstance(filename, str):
-        raise InvalidKey(f"upload_name must be a string, got {type(filename).__name__}")
+        raise InvalidKey(f"upload_name must be a string, got {type(filename).__name__}", UPLOAD_FIELD)
     if _CONTROL_CHARACTER.search(filename):
-        raise InvalidKey(f"upload_name {_shown(filename)} contains a control character")
+        raise InvalidKey(f"upload_name {_shown(filename)} contains a control character", UPLOAD_FIELD)
     basename = filename.replace("\\", "/").rsplit("/", 1)[-1]
     if basename in ("", ".", ".."):
         raise InvalidKey(f"upload_name {_shown(filename)} names no file: give the video's file name, "
-                         "e.g. 'clip.mp4'")
+                         "e.g. 'clip.mp4'", UPLOAD_FIELD)
     if len(basename.encode("utf-8")) > MAX_PART_BYTES:
-        raise InvalidKey(f"upload_name {_shown(basename)} is longer than {MAX_PART_BYTES} bytes (UTF-8)")
+        raise InvalidKey(f"upload_name {_shown(basename)} is longer than {MAX_PART_BYTES} bytes (UTF-8)", UPLOAD_FIELD)
     if basename.startswith(RESERVED_PREFIX):
-        raise InvalidKey(f"upload_name {_shown(basename)}: names starting with {RESERVED_PREFIX!r} are reserved")
+        raise InvalidKey(f"upload_name {_shown(basename)}: names starting with {RESERVED_PREFIX!r} are reserved", UPLOAD_FIELD)
     return basename
 
 
-def validate_job_id(job_id: str) -> str:
-    """`job_id` if it can name a job (one plain key part, at most MAX_NAME_CHARS), else InvalidKey."""
-    _check_name_part("job id", job_id)
+def validate_job_id(job_id: str, field: str = "") -> str:
+    """`job_id` if it can name a job (one plain key part, at most MAX_NAME_CHARS), else InvalidKey
+    (naming request `field`, if given)."""
+    _check_name_part("job id", job_id, field)
     return job_id
 
 
@@ -176,14 +178,14 @@ def is_manifest_key(key: str) -> bool:
     return bool(_MANIFEST_KEY.fullmatch(key))
 
 
-def _check_name_part(what: str, value: str) -> None:
+def _check_name_part(what: str, value: str, field: str = "") -> None:
     if not isinstance(value, str):
-        raise InvalidKey(f"{what} must be a string, got {type(value).__name__}")
+        raise InvalidKey(f"{what} must be a string, got {type(value).__name__}", field)
     if not value:
-        raise InvalidKey(f"{what} is empty")
+        raise InvalidKey(f"{what} is empty", field)
     if len(value) > MAX_NAME_CHARS or not _NAME_PART.fullmatch(value):
         raise InvalidKey(f"{what} {_shown(value)} is not valid: use at most {MAX_NAME_CHARS} letters, digits, "
-                         "'_', '.' and '-', starting with a letter or digit")
+                         "'_', '.' and '-', starting with a letter or digit", field)
 
 
 def _shown(value: object, limit: int = 80) -> str:
