@@ -4,9 +4,10 @@ Import-light: no model code, torch or PyAV is loaded with it (a test checks).
 """
 
 from ..jobs.options import JobOptions
+from ..rpc.channels import ClientTLS
 from .async_sdk import AsyncClient
 from .sample_video import write_sample_video
 from .sdk import Client, JobEvent, JobStatus, VideoRef, download_outputs, fetch_block
 
-__all__ = ["AsyncClient", "Client", "JobEvent", "JobOptions", "JobStatus", "VideoRef", "download_outputs", "fetch_block",
-           "write_sample_video"]
+__all__ = ["AsyncClient", "Client", "ClientTLS", "JobEvent", "JobOptions", "JobStatus", "VideoRef", "download_outputs",
+           "fetch_block", "write_sample_video"]
