@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,6 +61,11 @@ def health(address: str, timeout: float = 1.0, tls: ClientTLS | None = None) -> 
     return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
 
 
+def inherited_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """What the stack's services inherit of the caller's environment: all but the TLS variables."""
+    return {name: value for name, value in environ.items() if name not in TLS_VARIABLES}
+
+
 def _log_message(line: str) -> str:
     """A service log line's message (services log JSON objects; anything else is shown as it is)."""
     try:
@@ -103,8 +109,7 @@ class LocalStack:
             grpc_port, metrics_port = self._ports(name)
             self.addresses[name] = f"{HOST}:{grpc_port}"
             self.metrics_addresses[name] = f"{HOST}:{metrics_port}"
-        inherited = {name: value for name, value in os.environ.items() if name not in TLS_VARIABLES}
-        base = {**inherited, envvars.STORE.name: self.store_url, envvars.WEIGHTS.name: str(self.weights_dir),
+        base = {**inherited_environment(os.environ), envvars.STORE.name: self.store_url, envvars.WEIGHTS.name: str(self.weights_dir),
                 envvars.CAPTION_ADDRESS.name: self.addresses["caption"],
                 envvars.DEPTHRENDER_ADDRESS.name: self.addresses["depthrender"],
                 envvars.GENERATOR_ADDRESS.name: self.addresses["generator"], **self.extra_env}  # fmt: skip

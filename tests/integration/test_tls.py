@@ -188,14 +188,17 @@ def test_mutual_tls_refuses_a_client_without_a_certificate_of_its_ca(pki, client
         assert "ListJobs" in servicer.seen
 
 
-def test_the_coordinators_stage_client_sends_the_service_token_over_mutual_tls(pki, tmp_path, monkeypatch):
+@pytest.mark.parametrize("transport", ["plaintext", "mutual_tls"])
+def test_the_coordinators_stage_client_sends_the_service_token(pki, tmp_path, monkeypatch, transport):
     token_file = tmp_path / "service-token"
     token_file.write_text(SERVICE_TOKEN + "\n")
     caption = RecordingCaption()
-    with serving(caption_pb2_grpc.add_CaptionServiceServicer_to_server, caption, pki.server_tls(mutual=True)) as server:
-        for var, value in ((envvars.CAPTION_ADDRESS, server.address), (envvars.TLS_CA, pki.ca.cert),
-                           (envvars.TLS_CLIENT_CERT, pki.client.cert), (envvars.TLS_CLIENT_KEY, pki.client.key),
-                           (envvars.SERVICE_TOKEN_FILE, token_file), (envvars.STAGE_WAIT_SECONDS, "10")):  # fmt: skip
+    mutual = transport == "mutual_tls"
+    with serving(caption_pb2_grpc.add_CaptionServiceServicer_to_server, caption, pki.server_tls(mutual=True) if mutual else None) as server:
+        settings = [(envvars.CAPTION_ADDRESS, server.address), (envvars.SERVICE_TOKEN_FILE, token_file), (envvars.STAGE_WAIT_SECONDS, "10")]
+        if mutual:  # what the coordinator of a TLS deployment is given
+            settings += [(envvars.TLS_CA, pki.ca.cert), (envvars.TLS_CLIENT_CERT, pki.client.cert), (envvars.TLS_CLIENT_KEY, pki.client.key)]
+        for var, value in settings:
             monkeypatch.setenv(var.name, str(value))
         stages = stage_client(LocalStore(tmp_path / "store", "inspatio-tls"))
         try:

@@ -135,3 +135,12 @@ def test_the_service_token(monkeypatch, tmp_path):
     monkeypatch.setenv(envvars.SERVICE_TOKEN_FILE.name, str(tmp_path / "service"))
     monkeypatch.setenv(envvars.TOKEN.name, "not-for-the-stages")
     assert service_token() == SECRET
+
+
+def test_the_local_stack_passes_no_tls_setting_to_its_services():
+    from inspatio_world.stack import inherited_environment
+
+    environ = {var.name: "/certs/x.pem" for var in TLS_VARS if var.name.startswith("INSPATIO_TLS_")}
+    inherited = inherited_environment({**environ, "HOME": "/home/me", envvars.STORE.name: "file:///s"})
+    assert inherited == {"HOME": "/home/me", envvars.STORE.name: "file:///s"}
+    assert len(environ) == 7  # every TLS variable, server and client side
