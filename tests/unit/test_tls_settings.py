@@ -87,7 +87,8 @@ def test_client_tls_from_the_environment(monkeypatch):
     monkeypatch.setenv(envvars.ALLOW_PLAINTEXT.name, "1")
     assert not ClientTLS.from_env().uses_tls("coordinator.example:443")
     monkeypatch.setenv(envvars.TLS_CA.name, "/certs/ca.pem")  # asking for TLS settings asks for TLS
-    assert ClientTLS.from_env() == ClientTLS(True, "/certs/ca.pem")
+    assert ClientTLS.from_env() == ClientTLS(None, "/certs/ca.pem")
+    assert ClientTLS.from_env().uses_tls("127.0.0.1:50051")
     assert ClientTLS.from_env(ca="/flags/ca.pem").ca == "/flags/ca.pem"  # a CLI flag replaces its variable
     monkeypatch.setenv(envvars.TLS_CLIENT_KEY.name, "/certs/client.key")
     with pytest.raises(TLSSettingsError, match="INSPATIO_TLS_CLIENT_KEY is set but INSPATIO_TLS_CLIENT_CERT is not"):
@@ -96,7 +97,8 @@ def test_client_tls_from_the_environment(monkeypatch):
 
 def test_the_sdk_tls_argument(monkeypatch):
     monkeypatch.setenv(envvars.TLS_CA.name, "/certs/ca.pem")
-    assert ClientTLS.resolve(None) == ClientTLS(True, "/certs/ca.pem")
+    assert ClientTLS.resolve(None) == ClientTLS(None, "/certs/ca.pem")
+    assert ClientTLS(ca="/certs/ca.pem").uses_tls("localhost:50051")
     assert ClientTLS.resolve(False) == ClientTLS(enabled=False)  # the environment is ignored
     monkeypatch.delenv(envvars.TLS_CA.name)
     assert ClientTLS.resolve(True) == ClientTLS(enabled=True)  # TLS with gRPC's default roots

@@ -3,9 +3,9 @@
     tls = ClientTLS.from_env()                      # INSPATIO_TLS_CA, _CLIENT_CERT/_KEY, _SERVER_NAME
     channel = open_channel("coordinator.example:443", tls, token=client_token())
 
-TLS is used when asked for (`ClientTLS(enabled=True)`, or any client TLS variable set); otherwise a
-loopback address is plaintext and any other address TLS with gRPC's default roots, unless
-INSPATIO_ALLOW_PLAINTEXT=1 (the services' own rule, seen from the client).
+TLS is used when asked for (`ClientTLS(enabled=True)`, or any TLS setting given: a CA, a client
+certificate, a server name); otherwise a loopback address is plaintext and any other address TLS with
+gRPC's default roots, unless INSPATIO_ALLOW_PLAINTEXT=1 (the services' own rule, seen from the client).
 
 The token goes out on every call as `authorization: Bearer <token>`. Over TLS it is a call credential;
 gRPC refuses call credentials on a plaintext channel, so there an interceptor adds the header. The
@@ -14,7 +14,7 @@ token is held only by those objects, whose repr does not show it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Sequence
 
 import grpc
@@ -29,7 +29,7 @@ ChannelOptions = Sequence[tuple[str, Any]]
 class ClientTLS:
     """How a client verifies the server, and the certificate it presents (paths of PEM files)."""
 
-    enabled: bool | None = None  # None: TLS unless the address is loopback; True/False: always/never
+    enabled: bool | None = None  # None: TLS if any setting below is given, or the address is not loopback
     ca: str = ""  # "": gRPC's default roots
     client_cert: str = ""  # with client_key: mutual TLS
     client_key: str = ""
@@ -45,9 +45,9 @@ class ClientTLS:
         tls = cls(None, pick(ca, envvars.TLS_CA), pick(client_cert, envvars.TLS_CLIENT_CERT),
                   pick(client_key, envvars.TLS_CLIENT_KEY), pick(server_name, envvars.TLS_SERVER_NAME))  # fmt: skip
         require_pair(tls.client_cert, envvars.TLS_CLIENT_CERT, tls.client_key, envvars.TLS_CLIENT_KEY)
-        if tls.ca or tls.client_cert or tls.server_name:
-            return _replace_enabled(tls, True)
-        return _replace_enabled(tls, False) if envvars.get_flag(envvars.ALLOW_PLAINTEXT) else tls
+        if not tls.configured and envvars.get_flag(envvars.ALLOW_PLAINTEXT):
+            return replace(tls, enabled=False)
+        return tls
 
     @classmethod
     def resolve(cls, tls: ClientTLS | bool | None) -> ClientTLS:
@@ -58,10 +58,17 @@ class ClientTLS:
         if tls is False:
             return cls(enabled=False)
         from_env = cls.from_env()
-        return _replace_enabled(from_env, True) if tls else from_env
+        return replace(from_env, enabled=True) if tls else from_env
+
+    @property
+    def configured(self) -> bool:
+        """Whether any TLS setting is given (asking for one asks for TLS)."""
+        return bool(self.ca or self.client_cert or self.server_name)
 
     def uses_tls(self, address: str) -> bool:
-        return self.enabled if self.enabled is not None else not is_loopback(address)
+        if self.enabled is not None:
+            return self.enabled
+        return self.configured or not is_loopback(address)
 
     def describe(self, address: str) -> str:
         """"TLS", "mutual TLS" or "plaintext", for messages."""
@@ -80,10 +87,6 @@ class ClientTLS:
 
     def options(self) -> list[tuple[str, Any]]:
         return [("grpc.ssl_target_name_override", self.server_name)] if self.server_name else []
-
-
-def _replace_enabled(tls: ClientTLS, enabled: bool | None) -> ClientTLS:
-    return ClientTLS(enabled, tls.ca, tls.client_cert, tls.client_key, tls.server_name)
 
 
 def open_channel(address: str, tls: ClientTLS | None = None, token: str = "", options: ChannelOptions = ()) -> grpc.Channel:
