@@ -98,9 +98,35 @@ TENANTS_FILE = EnvVar(
     "Coordinator: the tenants file (JSON: names, token sha256 digests, allowed input prefixes, limits; README "
     "Tokens and tenants). Unset: open mode, one anonymous tenant and no authentication (the local stack).",
 )
+# TLS and tokens (README "TLS"). Servers: a certificate and key make the gRPC port TLS; a client CA
+# makes it mutual TLS. Clients: a CA bundle, an optional client certificate, the bearer token.
+TLS_CERT = EnvVar("INSPATIO_TLS_CERT", "", "Service: PEM certificate (chain) of its gRPC port; with INSPATIO_TLS_KEY the port is TLS.")
+TLS_KEY = EnvVar("INSPATIO_TLS_KEY", "", "Service: PEM private key of INSPATIO_TLS_CERT.")
+TLS_CLIENT_CA = EnvVar(
+    "INSPATIO_TLS_CLIENT_CA", "",
+    "Service: PEM CA bundle; when set, clients must present a certificate it signed (mutual TLS; for the stage services).",
+)
+TLS_CA = EnvVar(
+    "INSPATIO_TLS_CA", "",
+    "Client (SDK, CLI, the coordinator calling the stages): PEM CA bundle that verifies the server; unset: gRPC's default roots.",
+)
+TLS_CLIENT_CERT = EnvVar("INSPATIO_TLS_CLIENT_CERT", "", "Client: PEM certificate it presents for mutual TLS (with INSPATIO_TLS_CLIENT_KEY).")
+TLS_CLIENT_KEY = EnvVar("INSPATIO_TLS_CLIENT_KEY", "", "Client: PEM private key of INSPATIO_TLS_CLIENT_CERT.")
+TLS_SERVER_NAME = EnvVar(
+    "INSPATIO_TLS_SERVER_NAME", "",
+    "Client: the name to verify in the server's certificate when the address (an IP, a service name) is not in it.",
+)
+ALLOW_PLAINTEXT = EnvVar(
+    "INSPATIO_ALLOW_PLAINTEXT", "0",
+    "1 lets a service listen without TLS on a non-loopback address (else it refuses to start), and lets clients "
+    "without TLS settings connect to one in plaintext.",
+)
+TOKEN = EnvVar("INSPATIO_TOKEN", "", "SDK/CLI: bearer token sent on every call to the coordinator (prefer INSPATIO_TOKEN_FILE).")
+TOKEN_FILE = EnvVar("INSPATIO_TOKEN_FILE", "", "SDK/CLI: file holding the bearer token (used when INSPATIO_TOKEN is unset).")
 SERVICE_TOKEN_FILE = EnvVar(
     "INSPATIO_SERVICE_TOKEN_FILE", "",
-    "Stage services: a file holding the coordinator's service token; when set, every application RPC must bear it.",
+    "A file holding the service token: the coordinator sends it as a bearer token to the stage services; a stage "
+    "service given it requires it on every application RPC.",
 )
 
 # Per-model weight paths (upstream's --checkpoint_path, --da3_model_path, --florence_model_path,
@@ -118,7 +144,8 @@ ALL: tuple[EnvVar, ...] = (
     METRICS_ADDRESS, DEVICE, MAX_IN_FLIGHT, MAX_QUEUE, MAX_STREAMS, CAPTION_ADDRESS, DEPTHRENDER_ADDRESS, GENERATOR_ADDRESS,
     JOB_LEASE_SECONDS, MAX_PARALLEL_JOBS, DRAIN_SECONDS, FP8, STAGE_WAIT_SECONDS, COMPILE,
     DIT_CHECKPOINT, DA3_DIR, FLORENCE_DIR, TAEHV_CHECKPOINT, MAX_INPUT_PIXELS, MAX_INPUT_FRAMES, MAX_OUTPUT_FRAMES,
-    TENANTS_FILE, SERVICE_TOKEN_FILE,
+    TLS_CERT, TLS_KEY, TLS_CLIENT_CA, TLS_CA, TLS_CLIENT_CERT, TLS_CLIENT_KEY, TLS_SERVER_NAME, ALLOW_PLAINTEXT,
+    TOKEN, TOKEN_FILE, TENANTS_FILE, SERVICE_TOKEN_FILE,
 )  # fmt: skip
 
 

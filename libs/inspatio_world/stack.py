@@ -1,7 +1,9 @@
 """The local stack: the four services as processes on 127.0.0.1, sharing one store and one weights folder.
 
 `inspatio up` runs it until Ctrl-C; tests start it on free ports. Each service is started with its
-own INSPATIO_* environment and is ready when its gRPC health check says SERVING.
+own INSPATIO_* environment and is ready when its gRPC health check says SERVING. The stack is plaintext
+on loopback: the TLS variables of the caller's environment (meant for a remote coordinator, say) are
+not passed on to its services.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,11 +24,15 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from . import envvars
 from .rpc.bootstrap import DEFAULT_PORTS
+from .rpc.channels import ClientTLS, open_channel
 
 STAGE_SERVICES = ("caption", "depthrender", "generator")
 SERVICES = (*STAGE_SERVICES, "coordinator")
 HOST = "127.0.0.1"
 STOP_TIMEOUT_S = 20.0
+# the stack's services serve and call each other in plaintext on 127.0.0.1: none of these reaches them
+TLS_VARIABLES = tuple(var.name for var in (envvars.TLS_CERT, envvars.TLS_KEY, envvars.TLS_CLIENT_CA, envvars.TLS_CA,
+                                           envvars.TLS_CLIENT_CERT, envvars.TLS_CLIENT_KEY, envvars.TLS_SERVER_NAME))  # fmt: skip
 
 
 def free_port() -> int:
@@ -43,14 +50,20 @@ def port_is_free(port: int) -> bool:
         return True
 
 
-def health(address: str, timeout: float = 1.0) -> str:
-    """SERVING / NOT_SERVING / UNREACHABLE of a service's overall health."""
-    with grpc.insecure_channel(address) as channel:
+def health(address: str, timeout: float = 1.0, tls: ClientTLS | None = None) -> str:
+    """SERVING / NOT_SERVING / UNREACHABLE of a service's overall health (`tls`: by default plaintext on
+    loopback, TLS elsewhere; a failed TLS handshake is UNREACHABLE too)."""
+    with open_channel(address, tls) as channel:
         try:
             response = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout)
         except grpc.RpcError:
             return "UNREACHABLE"
     return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+
+
+def inherited_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """What the stack's services inherit of the caller's environment: all but the TLS variables."""
+    return {name: value for name, value in environ.items() if name not in TLS_VARIABLES}
 
 
 def _log_message(line: str) -> str:
@@ -96,7 +109,7 @@ class LocalStack:
             grpc_port, metrics_port = self._ports(name)
             self.addresses[name] = f"{HOST}:{grpc_port}"
             self.metrics_addresses[name] = f"{HOST}:{metrics_port}"
-        base = {**os.environ, envvars.STORE.name: self.store_url, envvars.WEIGHTS.name: str(self.weights_dir),
+        base = {**inherited_environment(os.environ), envvars.STORE.name: self.store_url, envvars.WEIGHTS.name: str(self.weights_dir),
                 envvars.CAPTION_ADDRESS.name: self.addresses["caption"],
                 envvars.DEPTHRENDER_ADDRESS.name: self.addresses["depthrender"],
                 envvars.GENERATOR_ADDRESS.name: self.addresses["generator"], **self.extra_env}  # fmt: skip

@@ -17,7 +17,9 @@ from inspatio_world.jobs.remote_stages import RemoteStages
 from inspatio_world.jobs.tenants import Tenants
 from inspatio_world.rpc.auth import TokenVerifier
 from inspatio_world.rpc.bootstrap import ServiceSettings, run_service
+from inspatio_world.rpc.channels import ClientTLS
 from inspatio_world.rpc.generated import coordinator_pb2_grpc
+from inspatio_world.rpc.tokens import service_token
 
 from .servicer import CoordinatorServicer
 
@@ -32,12 +34,18 @@ def _verifier() -> TokenVerifier | None:
     return None if tenants.open else TokenVerifier(tenants.token_digests())
 
 
+def stage_client(store) -> RemoteStages:
+    """The stages' addresses, TLS settings (INSPATIO_TLS_CA, _CLIENT_CERT/_KEY, _SERVER_NAME) and the
+    service token (INSPATIO_SERVICE_TOKEN_FILE), from the environment."""
+    return RemoteStages(store, envvars.get(envvars.CAPTION_ADDRESS), envvars.get(envvars.DEPTHRENDER_ADDRESS),
+                        envvars.get(envvars.GENERATOR_ADDRESS), ready_wait_s=float(envvars.get(envvars.STAGE_WAIT_SECONDS)),
+                        tls=ClientTLS.from_env(), token=service_token())  # fmt: skip
+
+
 def load(settings, store, server):
     tenants = _tenants()
     tenants.check_bucket(store.bucket)
-    stages = RemoteStages(store, envvars.get(envvars.CAPTION_ADDRESS), envvars.get(envvars.DEPTHRENDER_ADDRESS),
-                          envvars.get(envvars.GENERATOR_ADDRESS),
-                          ready_wait_s=float(envvars.get(envvars.STAGE_WAIT_SECONDS)))  # fmt: skip
+    stages = stage_client(store)
     lease = float(envvars.get(envvars.JOB_LEASE_SECONDS))
     manager = JobManager(store, stages, int(envvars.get(envvars.MAX_PARALLEL_JOBS)), lease_seconds=lease)
     manager.resume_unfinished()

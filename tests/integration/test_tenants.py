@@ -389,7 +389,7 @@ def test_a_stage_service_without_a_service_token_file_authenticates_nobody(monke
 @pytest.mark.parametrize("service, variable, content, named", [
     ("coordinator", "INSPATIO_TENANTS_FILE", json.dumps({"tenants": [{"name": "acme", "token_sha256": ["nope"]}]}),
      "tenants[0].token_sha256[0]"),
-    ("caption", "INSPATIO_SERVICE_TOKEN_FILE", "\n", "expected one token"),
+    ("caption", "INSPATIO_SERVICE_TOKEN_FILE", "\n", "is empty"),
 ])  # fmt: skip
 def test_a_bad_tenants_or_token_file_stops_the_service_naming_it(tmp_path, service, variable, content, named):
     path = tmp_path / "config"

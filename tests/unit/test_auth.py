@@ -7,7 +7,8 @@ import pytest
 
 from inspatio_world.refusals import Unauthenticated
 from inspatio_world.rpc.auth import (SERVICE_PRINCIPAL, TokenVerifier, bearer_token, current_principal, principal_set,
-                                     read_token_file, token_digest)
+                                     token_digest)
+from inspatio_world.rpc.tokens import read_token_file
 
 TOKEN = "s3cr3t-Token_value"
 
@@ -54,15 +55,15 @@ def test_a_verifier_needs_well_formed_digests(entries):
 
 def test_token_files(tmp_path):
     (tmp_path / "token").write_text(f"{TOKEN}\n")
-    assert read_token_file(tmp_path / "token") == TOKEN
+    assert read_token_file(str(tmp_path / "token"), "the token file") == TOKEN
     assert TokenVerifier.for_token_file(tmp_path / "token").verify(TOKEN) == SERVICE_PRINCIPAL
     for name, text in (("empty", "\n"), ("two", f"{TOKEN} other")):
         (tmp_path / name).write_text(text)
-        with pytest.raises(ValueError, match=f"token file {tmp_path / name}") as caught:
-            read_token_file(tmp_path / name)
+        with pytest.raises(ValueError, match="token") as caught:
+            read_token_file(str(tmp_path / name), "the token file")
         assert TOKEN not in str(caught.value)
     with pytest.raises(ValueError, match="cannot read"):
-        read_token_file(tmp_path / "missing")
+        read_token_file(str(tmp_path / "missing"), "the token file")
 
 
 def test_the_principal_is_set_for_the_call_only():

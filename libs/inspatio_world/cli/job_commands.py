@@ -36,6 +36,7 @@ def add_job_commands(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--preview", action="store_true",
                      help="also write preview.mp4 in the job's folder, growing block by block while the job runs")
     run.add_argument("--coordinator", help="address of a running coordinator (default: start a local stack)")
+    _security_options(run)
     _job_options(run)
     _stack_options(run)
     run.set_defaults(func=cmd_run)
@@ -61,6 +62,23 @@ def add_job_commands(commands: argparse._SubParsersAction) -> None:
 
 def _coordinator_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--coordinator", default=DEFAULT_COORDINATOR, help=f"coordinator address (default {DEFAULT_COORDINATOR})")
+    _security_options(parser)
+
+
+def _security_options(parser: argparse.ArgumentParser) -> None:
+    """How to reach a coordinator: each flag replaces its variable (README "TLS")."""
+    group = parser.add_argument_group("coordinator connection (TLS: default on for a non-loopback address)")
+    group.add_argument("--token", default=None,
+                       help=f"bearer token (default ${envvars.TOKEN.name}); visible to other users in `ps`: "
+                            f"prefer --token-file or ${envvars.TOKEN_FILE.name}")  # fmt: skip
+    group.add_argument("--token-file", default=None, help=f"file holding the bearer token (default ${envvars.TOKEN_FILE.name})")
+    for flag, var, helptext in (
+        ("--tls-ca", envvars.TLS_CA, "PEM CA bundle that verifies the coordinator (default: gRPC's roots)"),
+        ("--tls-client-cert", envvars.TLS_CLIENT_CERT, "PEM client certificate, for mutual TLS"),
+        ("--tls-client-key", envvars.TLS_CLIENT_KEY, "PEM private key of --tls-client-cert"),
+        ("--tls-server-name", envvars.TLS_SERVER_NAME, "name to verify in the coordinator's certificate, if not the address's"),
+    ):  # fmt: skip
+        group.add_argument(flag, default=None, help=f"{helptext}; or set ${var.name}")
 
 
 def _stack_options(parser: argparse.ArgumentParser) -> None:
@@ -174,7 +192,7 @@ def local_stack(args: argparse.Namespace, default_ports: bool) -> Iterator:
     log_dir = Path(args.log_dir).resolve() if args.log_dir else envvars.cache_dir() / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     store = args.store or envvars.store_url()
-    print(f"starting the local stack (store {store}, logs in {log_dir}) ...", flush=True)
+    print(f"starting the local stack (plaintext gRPC on 127.0.0.1 only; store {store}, logs in {log_dir}) ...", flush=True)
     try:
         stack = LocalStack(store, weights.root, default_ports=default_ports, log_dir=log_dir).start()
     except (PortBusy, ServiceFailed, TimeoutError) as exc:
@@ -279,21 +297,37 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 1
     out = Path(args.out)
     if args.coordinator:
-        with _client(args.coordinator) as client:
+        with _client(args) as client:
             status = _run_jobs(client, videos, options, out, label, args.preview)
     else:
-        with local_stack(args, default_ports=False) as stack, Client(stack.addresses["coordinator"]) as client:
+        # the local stack is plaintext on loopback, whatever TLS settings the environment holds
+        with local_stack(args, default_ports=False) as stack, Client(stack.addresses["coordinator"], tls=False) as client:
             status = _run_jobs(client, videos, options, out, label, args.preview)
     return 1 if failed else status
 
 
-def _client(address: str):
+def _client(args: argparse.Namespace):
+    """A client of args.coordinator, with the connection flags (over their variables), checked to answer."""
     from ..client import Client
+    from ..rpc.channels import ClientTLS
+    from ..rpc.tokens import client_token
     from ..stack import health
 
-    if health(address) == "UNREACHABLE":
+    address = args.coordinator
+    try:
+        tls = ClientTLS.from_env(args.tls_ca, args.tls_client_cert, args.tls_client_key, args.tls_server_name)
+        token = client_token(args.token, args.token_file)
+        client = Client(address, token=token, tls=tls)  # reads the PEM files: a bad one is reported here
+    except ValueError as exc:
+        raise _fail(str(exc)) from exc
+    if health(address, tls=tls) == "UNREACHABLE":
+        client.close()
+        if tls.uses_tls(address):
+            raise _fail(f"no coordinator answers at {address} over {tls.describe(address)}: is it serving TLS, does "
+                        f"--tls-ca (${envvars.TLS_CA.name}) hold the CA that signed its certificate, and does the certificate "
+                        f"name the address (else --tls-server-name)?")  # fmt: skip
         raise _fail(f"no coordinator answers at {address} (start one with `inspatio up`)")
-    return Client(address)
+    return client
 
 
 @_one_line_errors
@@ -301,7 +335,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     options = _request(args)
     if not args.video.startswith("s3://") and not Path(args.video).is_file():
         raise _fail(f"{args.video}: no such video file")
-    with _client(args.coordinator) as client:
+    with _client(args) as client:
         print(client.submit(args.video, options).job_id)
     return 0
 
@@ -310,7 +344,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
 def cmd_watch(args: argparse.Namespace) -> int:
     from .progress import JobProgress
 
-    with _client(args.coordinator) as client:
+    with _client(args) as client:
         progress = JobProgress(args.job_id)
         final = client.wait(args.job_id, on_event=progress.on_event)
         progress.close(final)
@@ -321,14 +355,14 @@ def cmd_watch(args: argparse.Namespace) -> int:
 def cmd_get(args: argparse.Namespace) -> int:
     import json
 
-    with _client(args.coordinator) as client:
+    with _client(args) as client:
         print(json.dumps(client.get(args.job_id).to_dict(), indent=2))
     return 0
 
 
 @_one_line_errors
 def cmd_cancel(args: argparse.Namespace) -> int:
-    with _client(args.coordinator) as client:
+    with _client(args) as client:
         final = client.cancel(args.job_id, wait=True)
     print(final.state if final.state != "succeeded" else "succeeded (it had finished before the cancel)")
     return 0
@@ -336,7 +370,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 @_one_line_errors
 def cmd_list(args: argparse.Namespace) -> int:
-    with _client(args.coordinator) as client:
+    with _client(args) as client:
         for status in client.list(args.limit):
             print(f"{status.job_id}  {status.state:10s} blocks {status.blocks_done}/{status.blocks_total}  {status.caption[:60]}")
     return 0

@@ -1,4 +1,5 @@
-"""The asyncio twin of `sdk.Client`: the same calls, awaited (grpc.aio); downloads run in a thread."""
+"""The asyncio twin of `sdk.Client`: the same calls, awaited (grpc.aio); downloads run in a thread.
+`token` and `tls` mean what they mean for `Client`."""
 
 from __future__ import annotations
 
@@ -8,18 +9,25 @@ from typing import AsyncIterator, Awaitable, Callable, TypeVar
 
 import grpc
 
-from ..rpc.generated import coordinator_pb2, coordinator_pb2_grpc
 from ..jobs.options import JobOptions
+from ..rpc.channels import ClientTLS, open_aio_channel
+from ..rpc.generated import coordinator_pb2, coordinator_pb2_grpc
+from ..rpc.tokens import client_token
 from .sdk import JobEvent, JobStatus, download_outputs, fetch_block, submit_messages
 
 T = TypeVar("T")
 
 
 class AsyncClient:
-    def __init__(self, address: str = "127.0.0.1:50051", timeout: float = 60.0, attempts: int = 6, backoff: float = 0.5) -> None:
-        self.channel = grpc.aio.insecure_channel(address)
+    def __init__(self, address: str = "127.0.0.1:50051", timeout: float = 60.0, attempts: int = 6, backoff: float = 0.5, *,
+                 token: str | None = None, tls: ClientTLS | bool | None = None) -> None:  # fmt: skip
+        self.address, self.tls = address, ClientTLS.resolve(tls)
+        self.channel = open_aio_channel(address, self.tls, client_token(token))  # the token lives in the channel only
         self.stub = coordinator_pb2_grpc.CoordinatorServiceStub(self.channel)
         self.timeout, self.attempts, self.backoff = timeout, attempts, backoff
+
+    def __repr__(self) -> str:
+        return f"AsyncClient({self.address!r}, {self.tls.describe(self.address)})"
 
     async def __aenter__(self) -> "AsyncClient":
         return self

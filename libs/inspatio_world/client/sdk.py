@@ -11,6 +11,11 @@ While a job runs, each "block" event references that block's frames: `client.fet
 `AsyncClient` offers the same calls for asyncio. Calls are retried on UNAVAILABLE (a coordinator
 restarting) with backoff; every call takes a deadline (`timeout`, seconds). A refused call raises its
 grpc.RpcError; `error_details(exc)` (rpc/rich_errors.py) reads the field to change and the wait to take.
+
+Security (rpc/channels.py): `token` (else INSPATIO_TOKEN, else the file INSPATIO_TOKEN_FILE) is sent
+on every call as `authorization: Bearer ...`. `tls`: None follows the environment (INSPATIO_TLS_CA,
+INSPATIO_TLS_CLIENT_CERT/_KEY, INSPATIO_TLS_SERVER_NAME) and otherwise the address: plaintext on
+loopback, TLS elsewhere; True forces TLS, False plaintext, or give a `ClientTLS`.
 """
 
 from __future__ import annotations
@@ -24,7 +29,9 @@ from typing import Callable, Iterator, TypeVar
 import grpc
 
 from ..jobs.options import JobOptions
+from ..rpc.channels import ClientTLS, open_channel
 from ..rpc.generated import common_pb2, coordinator_pb2, coordinator_pb2_grpc
+from ..rpc.tokens import client_token
 from ..rpc.options_proto import options_from_proto, options_to_proto
 
 CHUNK_BYTES = 1 << 20
@@ -166,10 +173,15 @@ def fetch_block(event: JobEvent, path: str | Path) -> Path:
 class Client:
     """Synchronous client of the coordinator."""
 
-    def __init__(self, address: str = "127.0.0.1:50051", timeout: float = 60.0, attempts: int = 6, backoff: float = 0.5) -> None:
-        self.channel = grpc.insecure_channel(address)
+    def __init__(self, address: str = "127.0.0.1:50051", timeout: float = 60.0, attempts: int = 6, backoff: float = 0.5, *,
+                 token: str | None = None, tls: ClientTLS | bool | None = None) -> None:  # fmt: skip
+        self.address, self.tls = address, ClientTLS.resolve(tls)
+        self.channel = open_channel(address, self.tls, client_token(token))  # the token lives in the channel only
         self.stub = coordinator_pb2_grpc.CoordinatorServiceStub(self.channel)
         self.timeout, self.attempts, self.backoff = timeout, attempts, backoff
+
+    def __repr__(self) -> str:
+        return f"Client({self.address!r}, {self.tls.describe(self.address)})"
 
     def __enter__(self) -> "Client":
         return self

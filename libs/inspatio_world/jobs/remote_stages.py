@@ -16,6 +16,7 @@ from typing import Callable, Iterator, TypeVar
 import grpc
 
 from ..media.decode import VideoInfo
+from ..rpc.channels import ClientTLS, open_channel
 from ..rpc.convert import block_from_proto, render_options_to_proto, timing_from_proto
 from ..rpc.options_proto import autoencoder_enum
 from ..rpc.generated import (
@@ -49,14 +50,16 @@ T = TypeVar("T")
 
 class RemoteStages:
     def __init__(self, store: ObjectStore, caption_address: str, depthrender_address: str, generator_address: str,
-                 attempts: int = 8, backoff_s: float = 0.5, timeout_s: float = 3600.0, ready_wait_s: float = 600.0) -> None:  # fmt: skip
+                 attempts: int = 8, backoff_s: float = 0.5, timeout_s: float = 3600.0, ready_wait_s: float = 600.0,
+                 tls: ClientTLS | None = None, token: str = "") -> None:  # fmt: skip
         """`ready_wait_s`: how long a call waits for the stage to have a ready replica (starting, or
-        waking from zero) before the job fails; `timeout_s`: the whole call's deadline."""
+        waking from zero) before the job fails; `timeout_s`: the whole call's deadline; `tls` (default:
+        plaintext on loopback, TLS elsewhere) and `token` (the service token) as `rpc.channels` uses them."""
         self.store = store
         self.attempts, self.backoff_s, self.timeout_s, self.ready_wait_s = attempts, backoff_s, timeout_s, ready_wait_s
         options = [("grpc.lb_policy_name", "round_robin")]
         self._addresses = (caption_address, depthrender_address, generator_address)
-        self._channels = [grpc.insecure_channel(a, options=options) for a in self._addresses]
+        self._channels = [open_channel(a, tls, token, options) for a in self._addresses]
         self._caption = caption_pb2_grpc.CaptionServiceStub(self._channels[0])
         self._depthrender = depthrender_pb2_grpc.DepthRenderServiceStub(self._channels[1])
         self._generator = generator_pb2_grpc.GeneratorServiceStub(self._channels[2])

@@ -20,8 +20,8 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
-from .. import envvars
 from ..refusals import Unauthenticated
+from .tokens import read_token_file, service_token
 
 SERVICE_PRINCIPAL = "coordinator"  # who a stage service's token stands for
 SCHEME = "bearer"
@@ -74,7 +74,7 @@ class TokenVerifier:
 
     @classmethod
     def for_token_file(cls, path: str | Path, principal: Any = SERVICE_PRINCIPAL) -> "TokenVerifier":
-        return cls([(token_digest(read_token_file(path)), principal)])
+        return cls([(token_digest(read_token_file(str(path), "the token file")), principal)])
 
     def verify(self, token: str) -> Any:
         """The principal of `token`, else Unauthenticated. Every entry is compared, with
@@ -110,21 +110,8 @@ def bearer_token(metadata: Sequence[tuple[str, str | bytes]] | None) -> str:
     return token
 
 
-def read_token_file(path: str | Path) -> str:
-    """The token a file holds (surrounding whitespace dropped); a ValueError naming the file otherwise."""
-    try:
-        token = Path(path).read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError) as error:
-        reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
-        raise ValueError(f"token file {path}: cannot read it ({reason})") from None
-    if not token or any(c.isspace() for c in token):
-        raise ValueError(f"token file {path}: expected one token (no spaces), found "
-                         + ("nothing" if not token else "several words"))
-    return token
-
-
 def service_verifier_from_env() -> TokenVerifier | None:
     """A stage service's verifier: only the coordinator's token (INSPATIO_SERVICE_TOKEN_FILE), or None
     (no authentication) when the variable is unset."""
-    path = envvars.get(envvars.SERVICE_TOKEN_FILE)
-    return TokenVerifier.for_token_file(path) if path else None
+    token = service_token()
+    return TokenVerifier([(token_digest(token), SERVICE_PRINCIPAL)]) if token else None

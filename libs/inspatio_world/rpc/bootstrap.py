@@ -26,6 +26,7 @@ from .auth import TokenVerifier, service_verifier_from_env
 from .limits import ConcurrencyLimiter
 from .logs import configure_json_logging
 from .server import ServiceServer
+from .tls import ServerTLS
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,8 @@ class ServiceSettings:
     max_in_flight: int
     max_queue: int
     drain_seconds: float
+    tls: ServerTLS | None = None  # None: plaintext (loopback only, unless allow_plaintext)
+    allow_plaintext: bool = False
 
     @classmethod
     def from_env(cls, name: str) -> "ServiceSettings":
@@ -59,6 +62,8 @@ class ServiceSettings:
             max_in_flight=int(envvars.get(envvars.MAX_IN_FLIGHT)),
             max_queue=int(envvars.get(envvars.MAX_QUEUE)),
             drain_seconds=float(envvars.get(envvars.DRAIN_SECONDS)),
+            tls=ServerTLS.from_env(),
+            allow_plaintext=envvars.get_flag(envvars.ALLOW_PLAINTEXT),
         )
 
     def weights(self) -> WeightsFolder:
@@ -85,8 +90,14 @@ def run_service(settings: ServiceSettings, add_functions: Sequence[Callable], lo
     limiter = ConcurrencyLimiter(settings.max_in_flight, settings.max_queue) if limited else None
     ready: dict[Callable, object] = {}
     proxies = [(add, _Deferred(ready, add)) for add in add_functions]
-    server = ServiceServer(proxies, address=settings.address, metrics_address=settings.metrics_address, limiter=limiter,
-                           grace=settings.drain_seconds, verifier=token_verifier).start()  # fmt: skip
+    try:
+        server = ServiceServer(proxies, address=settings.address, metrics_address=settings.metrics_address, limiter=limiter,
+                               grace=settings.drain_seconds, tls=settings.tls, allow_plaintext=settings.allow_plaintext,
+                               verifier=token_verifier)  # fmt: skip
+    except ValueError as exc:  # a TLS file or setting, plaintext refused off loopback, a bad limit
+        log.error("%s: cannot start: %s", settings.name, exc)
+        raise SystemExit(2) from exc
+    server.start()
     try:
         servicers = load(settings, store, server)
     except (CheckpointError, ValueError) as exc:  # missing weights, or a bad setting

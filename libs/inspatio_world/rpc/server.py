@@ -2,7 +2,8 @@
 
     server = ServiceServer([(add_CaptionServiceServicer_to_server, CaptionServicer(...))],
                            address="0.0.0.0:50051", metrics_address="0.0.0.0:9100",
-                           limiter=ConcurrencyLimiter(max_in_flight=1, max_queue=4))
+                           limiter=ConcurrencyLimiter(max_in_flight=1, max_queue=4),
+                           tls=ServerTLS("server.pem", "server.key"))  # off loopback: TLS, or refused
     server.start()                  # health says NOT_SERVING: load balancers send nothing yet
     ...load weights...
     server.metrics.set_model(identity.name, identity.digest, identity.random)
@@ -14,6 +15,10 @@ call's whole life. The pool has a thread for each heavy call the limiter admits 
 one for each stream that may be open (`max_streams`, INSPATIO_MAX_STREAMS; one more is refused with
 RESOURCE_EXHAUSTED) and SPARE_WORKERS more, which neither can take: long-lived streams (a
 coordinator's WatchJob) never starve health checks or unary calls.
+
+Transport (rpc/tls.py): TLS when given `tls` (ServerTLS: certificate, key, and a client CA for
+mutual TLS); plaintext only on a loopback address unless `allow_plaintext`. Both are checked, and the
+PEM files read, before anything is bound: a bad setting is a `TLSSettingsError` naming it.
 
 Draining (`stop`): health turns NOT_SERVING, new RPCs are refused (UNAVAILABLE, which clients retry
 elsewhere), RPCs in progress get `grace` seconds to finish and are cancelled after that.
@@ -39,6 +44,7 @@ from .errors import DEFAULT_ERRORS, ErrorMap
 from .interceptors import ServiceInterceptor
 from .limits import ConcurrencyLimiter, StreamLimit
 from .metrics import ServiceMetrics
+from .tls import ServerTLS, check_plaintext_allowed, is_loopback
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +62,16 @@ SIGNAL_CHECK_SECONDS = 0.1
 def _split_host_port(address: str) -> tuple[str, int]:
     host, _, port = address.rpartition(":")
     return host.strip("[]"), int(port)
+
+
+PLAINTEXT_ALLOWED = f"plaintext, allowed off loopback by {envvars.ALLOW_PLAINTEXT.name}"
+
+
+def _transport(tls: ServerTLS | None, address: str) -> str:
+    """How the port is served, in words, for the start-up log line."""
+    if tls is not None:
+        return "mutual TLS" if tls.mutual else "TLS"
+    return "plaintext, loopback only" if is_loopback(address) else PLAINTEXT_ALLOWED
 
 
 class _Registrar:
@@ -90,8 +106,15 @@ class ServiceServer:
         max_streams: int | None = None,
         grace: float = DEFAULT_GRACE_SECONDS,
         verifier: TokenVerifier | None = None,
+        tls: ServerTLS | None = None,
+        allow_plaintext: bool = False,
     ) -> None:
         """`verifier`: when given, every application RPC must bear a token it accepts (rpc/auth.py)."""
+        # settings first: a refused or broken setting binds nothing
+        if tls is None:
+            check_plaintext_allowed(address, allow_plaintext)
+        credentials = tls.credentials() if tls is not None else None
+        self.transport = _transport(tls, address)
         self.metrics = ServiceMetrics()
         self.limiter = limiter
         self.streams = StreamLimit(envvars.get_positive_int(envvars.MAX_STREAMS) if max_streams is None else max_streams)
@@ -123,7 +146,10 @@ class ServiceServer:
             (*self.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME), self._server
         )
 
-        self.port: int = self._server.add_insecure_port(address)
+        if credentials is None:
+            self.port: int = self._server.add_insecure_port(address)
+        else:
+            self.port = self._server.add_secure_port(address, credentials)
         self.address = f"{address.rpartition(':')[0]}:{self.port}"  # the port actually bound
         self._metrics_address = metrics_address
         self.metrics_port: int | None = None
@@ -135,11 +161,12 @@ class ServiceServer:
         self._server.start()
         if self._metrics_address is not None:
             self.metrics_port = self.metrics.start_http(*_split_host_port(self._metrics_address))
-        log.info(
-            "serving %s on %s", ", ".join(self.service_names), self.address,
-            extra={"fields": {"services": self.service_names, "address": self.address,
+        log.log(
+            logging.WARNING if self.transport == PLAINTEXT_ALLOWED else logging.INFO,
+            "serving %s on %s (%s)", ", ".join(self.service_names), self.address, self.transport,
+            extra={"fields": {"services": self.service_names, "address": self.address, "transport": self.transport,
                               "metrics_port": self.metrics_port}},
-        )
+        )  # fmt: skip
         return self
 
     def set_serving(self, serving: bool = True) -> None:
