@@ -36,7 +36,10 @@ def test_run_re_renders_every_video_of_a_folder(tmp_path, weights):
     videos.mkdir()
     first = write_sample_mp4(tmp_path, FRAMES, HEIGHT, WIDTH)
     shutil.move(first, videos / "alpha.mp4")
-    shutil.copy(videos / "alpha.mp4", videos / "beta.mp4")
+    # Another video, not a copy: both jobs run at once, and a copy's generation would be a cache hit for
+    # whichever finished second, so which one prints its blocks would depend on timing.
+    second = write_sample_mp4(tmp_path, FRAMES, HEIGHT, WIDTH + 16)
+    shutil.move(second, videos / "beta.mp4")
     (videos / "notes.txt").write_text("not a video")
     out = tmp_path / "out"
     done = _inspatio("run", str(videos), "--traj", "pan_left.txt", "--no-adaptive-frames", "--seed", "3",
