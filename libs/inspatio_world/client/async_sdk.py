@@ -10,6 +10,7 @@ import grpc
 
 from ..rpc.generated import coordinator_pb2, coordinator_pb2_grpc
 from ..jobs.options import JobOptions
+from .reconnect import DEFAULT_RECONNECT_S, ReconnectBudget, SeenEvents
 from .sdk import JobEvent, JobStatus, download_outputs, fetch_block, submit_messages
 
 T = TypeVar("T")
@@ -58,12 +59,29 @@ class AsyncClient:
         status = JobStatus.from_proto(await self._retry(lambda: self.stub.CancelJob(request, timeout=self.timeout)))
         return await self.wait(job_id, timeout=timeout) if wait and not status.finished else status
 
-    async def watch(self, job_id: str, timeout: float | None = None) -> AsyncIterator[JobEvent]:
-        async for message in self.stub.WatchJob(coordinator_pb2.WatchJobRequest(job_id=job_id), timeout=timeout):
-            event = JobEvent.from_proto(message)
-            yield event
-            if event.kind == "finished":
-                return
+    async def watch(self, job_id: str, timeout: float | None = None,
+                    reconnect_s: float = DEFAULT_RECONNECT_S) -> AsyncIterator[JobEvent]:
+        """As `Client.watch`: reconnects while the job goes on, each block index seen once."""
+        request = coordinator_pb2.WatchJobRequest(job_id=job_id)
+        budget, seen = ReconnectBudget(timeout, reconnect_s, self.backoff), SeenEvents()
+        while True:
+            error = None
+            try:
+                async for message in self.stub.WatchJob(request, timeout=budget.stream_timeout()):
+                    budget.heard_from_server()
+                    event = JobEvent.from_proto(message)
+                    if seen.admit(event):
+                        yield event
+                    if event.kind == "finished":
+                        return
+            except grpc.aio.AioRpcError as exc:
+                error = exc
+            delay = budget.next_delay(error)
+            if delay is None:
+                if error is not None:
+                    raise error
+                raise TimeoutError(f"watch of job {job_id}: the stream kept ending before the job did")
+            await asyncio.sleep(delay)
 
     async def wait(self, job_id: str, on_event: Callable[[JobEvent], None] | None = None, timeout: float | None = None) -> JobStatus:
         async for event in self.watch(job_id, timeout=timeout):

@@ -9,7 +9,8 @@
 
 While a job runs, each "block" event references that block's frames: `client.fetch_block(event, "blocks/")`.
 `AsyncClient` offers the same calls for asyncio. Calls are retried on UNAVAILABLE (a coordinator
-restarting) with backoff; every call takes a deadline (`timeout`, seconds).
+restarting) with backoff; every call takes a deadline (`timeout`, seconds). A watch (and `wait`)
+reconnects for as long as its job goes on, without showing a block twice (see `Client.watch`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import grpc
 from ..jobs.options import JobOptions
 from ..rpc.generated import common_pb2, coordinator_pb2, coordinator_pb2_grpc
 from ..rpc.options_proto import options_from_proto, options_to_proto
+from .reconnect import DEFAULT_RECONNECT_S, ReconnectBudget, SeenEvents
 
 CHUNK_BYTES = 1 << 20
 # file names of a job's outputs in download(); any other output NAME (e.g. a render-only job's mask) is NAME.mp4
@@ -209,21 +211,35 @@ class Client:
         status = JobStatus.from_proto(self._retry(lambda: self.stub.CancelJob(request, timeout=self.timeout)))
         return self.wait(job_id, timeout=timeout) if wait and not status.finished else status
 
-    def watch(self, job_id: str, timeout: float | None = None) -> Iterator[JobEvent]:
-        """Events until the job ends; a dropped stream (e.g. a coordinator restart) is re-opened."""
+    def watch(self, job_id: str, timeout: float | None = None, reconnect_s: float = DEFAULT_RECONNECT_S) -> Iterator[JobEvent]:
+        """Events until the job ends, "finished" last. A stream that drops (UNAVAILABLE: a coordinator
+        restarting; or ended before the job, by a draining coordinator) is reopened with capped backoff
+        for as long as the job exists: within `timeout` (seconds, for the whole watch) if given, else
+        until the coordinator has been unreachable for `reconnect_s`. Any other status is raised
+        (NOT_FOUND: no such job). See `reconnect.SeenEvents` for what repeats after a reconnection:
+        never a block index (each is seen once, in increasing order); a stage event only when the job
+        really ran the stage again (a coordinator that took the job over re-runs it, finished stages
+        as cache hits)."""
         request = coordinator_pb2.WatchJobRequest(job_id=job_id)
-        for attempt in range(self.attempts):
+        budget, seen = ReconnectBudget(timeout, reconnect_s, self.backoff), SeenEvents()
+        while True:
+            error = None
             try:
-                for message in self.stub.WatchJob(request, timeout=timeout):
+                for message in self.stub.WatchJob(request, timeout=budget.stream_timeout()):
+                    budget.heard_from_server()
                     event = JobEvent.from_proto(message)
-                    yield event
+                    if seen.admit(event):
+                        yield event
                     if event.kind == "finished":
                         return
-                return
             except grpc.RpcError as exc:
-                if exc.code() != grpc.StatusCode.UNAVAILABLE or attempt == self.attempts - 1:
-                    raise
-                time.sleep(self.backoff * 2**attempt)
+                error = exc
+            delay = budget.next_delay(error)
+            if delay is None:
+                if error is not None:
+                    raise error
+                raise TimeoutError(f"watch of job {job_id}: the stream kept ending before the job did")
+            time.sleep(delay)
 
     def wait(self, job_id: str, on_event: Callable[[JobEvent], None] | None = None, timeout: float | None = None) -> JobStatus:
         for event in self.watch(job_id, timeout=timeout):
