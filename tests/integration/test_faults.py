@@ -115,6 +115,22 @@ class Watcher(threading.Thread):
                 for e in self.events]
 
 
+class ProgressPoller(threading.Thread):
+    """Reads the job's manifest from the store while the job runs: the progress anyone sees."""
+
+    def __init__(self, store, job_id: str) -> None:
+        super().__init__(daemon=True)
+        self.store, self.job_id, self.blocks_done, self.stop = store, job_id, [], threading.Event()
+        self.start()
+
+    def run(self) -> None:
+        while not self.stop.wait(0.2):
+            try:
+                self.blocks_done.append(manifests.load(self.store, self.job_id).blocks_done)
+            except Exception:  # noqa: BLE001 - a read during a restart may fail; the next one counts
+                pass
+
+
 def submit(stack: LocalStack, video: Path, **options) -> tuple[str, Watcher]:
     with Client(stack.addresses["coordinator"], timeout=120) as client:
         job = client.submit(video, JobOptions.for_trajectory("orbit_left.txt", **options))
@@ -186,11 +202,18 @@ def test_the_generator_killed_mid_stream_is_reopened_without_repeating_blocks(st
 @pytest.mark.parametrize("restarts", [1, 2])
 def test_the_coordinator_killed_mid_job_hands_the_job_and_the_watch_over(stack, store, clips, tmp_path, restarts):
     job_id, watcher = submit(stack, clips(9), seed=10 + restarts)
+    progress = ProgressPoller(store, job_id)
     for restart in range(restarts):
         watcher.wait_for("block", blocks=restart + 1)  # a new block each time: the job got further
         assert not watcher.saw("finished")
         kill_and_restart(stack, "coordinator")
     check_job(store, watcher.finished(), watcher, tmp_path, blocks=BLOCKS)
+    progress.stop.set()
+    progress.join()
+    # the job ran again on the new coordinator, from block 0, yet its saved progress never went back
+    assert progress.blocks_done == sorted(progress.blocks_done) and progress.blocks_done[-1] == BLOCKS
+    started = [e.stage for e in watcher.events if e.kind == "stage_started"]
+    assert started.count("generate") == restarts + 1, watcher.kinds()
 
 
 def test_an_s3_outage_is_ridden_out_in_place(stack, store, s3, clips, tmp_path):
