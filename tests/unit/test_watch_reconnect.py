@@ -7,7 +7,7 @@ import time
 import grpc
 
 from inspatio_world.client import JobEvent
-from inspatio_world.client.reconnect import MAX_BACKOFF_S, ReconnectBudget, SeenEvents
+from inspatio_world.client.reconnect import MAX_BACKOFF_S, ReconnectBudget, SeenEvents, probe_failure
 
 
 class Status(grpc.RpcError):
@@ -37,13 +37,22 @@ def test_the_callers_timeout_bounds_the_whole_watch():
     assert budget.next_delay(Status(grpc.StatusCode.UNAVAILABLE)) is None and budget.stream_timeout() == 0
 
 
-def test_without_a_timeout_reconnecting_stops_after_reconnect_s_without_contact():
+def test_without_a_timeout_reconnecting_stops_reconnect_s_into_an_outage():
     budget = ReconnectBudget(timeout=None, reconnect_s=0.2, backoff_s=0.01)
     assert budget.stream_timeout() is None
+    time.sleep(0.25)  # a quiet stream for longer than reconnect_s: the outage starts when it breaks
+    assert budget.next_delay(Status(grpc.StatusCode.UNAVAILABLE)) == 0.01
     time.sleep(0.25)
     assert budget.next_delay(Status(grpc.StatusCode.UNAVAILABLE)) is None
-    budget.heard_from_server()
+    budget.heard_from_server()  # the coordinator answered: a later outage gets the whole window again
     assert budget.next_delay(Status(grpc.StatusCode.UNAVAILABLE)) == 0.01
+
+
+def test_a_slow_probe_is_one_more_failure_a_missing_job_ends_the_watch():
+    assert probe_failure(Status(grpc.StatusCode.DEADLINE_EXCEEDED)) is None
+    gone = Status(grpc.StatusCode.NOT_FOUND)
+    assert probe_failure(gone) is gone
+    assert ReconnectBudget(timeout=None, reconnect_s=600, backoff_s=0.5).next_delay(gone) is None
 
 
 def test_a_block_index_passes_once_stage_events_always():

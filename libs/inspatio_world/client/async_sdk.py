@@ -10,7 +10,7 @@ import grpc
 
 from ..rpc.generated import coordinator_pb2, coordinator_pb2_grpc
 from ..jobs.options import JobOptions
-from .reconnect import DEFAULT_RECONNECT_S, ReconnectBudget, SeenEvents
+from .reconnect import DEFAULT_RECONNECT_S, ReconnectBudget, SeenEvents, probe_failure
 from .sdk import JobEvent, JobStatus, download_outputs, fetch_block, submit_messages
 
 T = TypeVar("T")
@@ -65,7 +65,6 @@ class AsyncClient:
         request = coordinator_pb2.WatchJobRequest(job_id=job_id)
         budget, seen = ReconnectBudget(timeout, reconnect_s, self.backoff), SeenEvents()
         while True:
-            error = None
             try:
                 async for message in self.stub.WatchJob(request, timeout=budget.stream_timeout()):
                     budget.heard_from_server()
@@ -74,14 +73,26 @@ class AsyncClient:
                         yield event
                     if event.kind == "finished":
                         return
+                error = None
             except grpc.aio.AioRpcError as exc:
                 error = exc
-            delay = budget.next_delay(error)
-            if delay is None:
-                if error is not None:
-                    raise error
-                raise TimeoutError(f"watch of job {job_id}: the stream kept ending before the job did")
+            await self._wait_for_coordinator(job_id, budget, error)
+
+    async def _wait_for_coordinator(self, job_id: str, budget: ReconnectBudget, error: grpc.RpcError | None) -> None:
+        """As `Client._wait_for_coordinator`."""
+        probe = coordinator_pb2.GetJobRequest(job_id=job_id)
+        while (delay := budget.next_delay(error)) is not None:
             await asyncio.sleep(delay)
+            try:
+                await self.stub.GetJob(probe, timeout=budget.probe_timeout())
+            except grpc.aio.AioRpcError as exc:
+                error = probe_failure(exc)
+                continue
+            budget.heard_from_server()
+            return
+        if error is not None:
+            raise error
+        raise TimeoutError(f"watch of job {job_id}: no end of the job within the watch's time")
 
     async def wait(self, job_id: str, on_event: Callable[[JobEvent], None] | None = None, timeout: float | None = None) -> JobStatus:
         async for event in self.watch(job_id, timeout=timeout):

@@ -26,7 +26,7 @@ import grpc
 from ..jobs.options import JobOptions
 from ..rpc.generated import common_pb2, coordinator_pb2, coordinator_pb2_grpc
 from ..rpc.options_proto import options_from_proto, options_to_proto
-from .reconnect import DEFAULT_RECONNECT_S, ReconnectBudget, SeenEvents
+from .reconnect import DEFAULT_RECONNECT_S, ReconnectBudget, SeenEvents, probe_failure
 
 CHUNK_BYTES = 1 << 20
 # file names of a job's outputs in download(); any other output NAME (e.g. a render-only job's mask) is NAME.mp4
@@ -223,7 +223,6 @@ class Client:
         request = coordinator_pb2.WatchJobRequest(job_id=job_id)
         budget, seen = ReconnectBudget(timeout, reconnect_s, self.backoff), SeenEvents()
         while True:
-            error = None
             try:
                 for message in self.stub.WatchJob(request, timeout=budget.stream_timeout()):
                     budget.heard_from_server()
@@ -232,14 +231,26 @@ class Client:
                         yield event
                     if event.kind == "finished":
                         return
+                error = None
             except grpc.RpcError as exc:
                 error = exc
-            delay = budget.next_delay(error)
-            if delay is None:
-                if error is not None:
-                    raise error
-                raise TimeoutError(f"watch of job {job_id}: the stream kept ending before the job did")
+            self._wait_for_coordinator(job_id, budget, error)
+
+    def _wait_for_coordinator(self, job_id: str, budget: ReconnectBudget, error: grpc.RpcError | None) -> None:
+        """Back off until the coordinator answers for the job again; raises what ended the watch."""
+        probe = coordinator_pb2.GetJobRequest(job_id=job_id)
+        while (delay := budget.next_delay(error)) is not None:
             time.sleep(delay)
+            try:
+                self.stub.GetJob(probe, timeout=budget.probe_timeout())
+            except grpc.RpcError as exc:
+                error = probe_failure(exc)
+                continue
+            budget.heard_from_server()
+            return
+        if error is not None:
+            raise error
+        raise TimeoutError(f"watch of job {job_id}: no end of the job within the watch's time")
 
     def wait(self, job_id: str, on_event: Callable[[JobEvent], None] | None = None, timeout: float | None = None) -> JobStatus:
         for event in self.watch(job_id, timeout=timeout):
