@@ -6,7 +6,8 @@
   (INSPATIO_STORE_RETRY_SECONDS through open_store), so a store that is down for a while (a restart,
   a failover) delays work instead of failing it; everything else fails at once with a StoreError
   that says what to check (NoSuchKey -> ObjectNotFound, bad keys or secrets -> CredentialsRejected).
-  minio's own urllib3 retries are switched off so that `retries` is the only retry policy.
+  minio's own urllib3 retries are switched off so that this is the only retry policy. (RequestTimeout
+  is a 400 that S3 documents as transient: it is retried; every other 4xx is not.)
 - Uploads larger than `part_size` go multipart; S3 publishes the object only when the upload
   completes, and minio aborts the upload when a part fails, so puts are atomic.
 """
