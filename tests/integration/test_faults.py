@@ -153,6 +153,11 @@ def kill_and_restart(stack: LocalStack, service: str) -> float:
     return time.monotonic() - started
 
 
+def logged(stack: LocalStack, service: str, text: str) -> int:
+    """How many lines of the service's log (every process it has had) contain `text`."""
+    return sum(text in line for line in (stack.log_dir / f"{service}.log").read_text(errors="replace").splitlines())
+
+
 def accounted_keys(store) -> set[str]:
     """Every object some job explains: its manifest, upload, stage outputs and generated blocks."""
     keys = set()
@@ -199,10 +204,12 @@ def test_a_stage_service_killed_mid_call_is_waited_for(stack, store, clips, tmp_
 def test_the_generator_killed_mid_stream_is_reopened_without_repeating_blocks(stack, store, clips, tmp_path):
     job_id, watcher = submit(stack, clips(9), seed=1)
     watcher.wait_for("block")
-    assert not watcher.saw("finished")
+    assert not watcher.saw("finished") and len(watcher.blocks()) < BLOCKS
+    reopened = logged(stack, "coordinator", "the generate stream broke")
     back_in = kill_and_restart(stack, "generator")
     status = watcher.finished()
     check_job(store, status, watcher, tmp_path, blocks=BLOCKS)
+    assert logged(stack, "coordinator", "the generate stream broke") == reopened + 1  # mid-stream, reopened once
     assert [e.stage for e in watcher.events if e.kind == "stage_started"].count("generate") == 1  # one run, reopened
     print(f"generator back in {back_in:.1f} s")
 
@@ -228,6 +235,7 @@ def test_the_coordinator_killed_mid_job_hands_the_job_and_the_watch_over(stack, 
 def test_an_s3_outage_is_ridden_out_in_place(stack, store, s3, clips, tmp_path):
     job_id, watcher = submit(stack, clips(9), seed=20)
     watcher.wait_for("block")
+    retries = {service: logged(stack, service, "; retry ") for service in ("coordinator", "generator")}
     s3.pause()
     time.sleep(OUTAGE_S)
     s3.resume()
@@ -238,6 +246,7 @@ def test_an_s3_outage_is_ridden_out_in_place(stack, store, s3, clips, tmp_path):
     # ridden out by retries, not by another run of the job: every stage started exactly once
     started = [e.stage for e in watcher.events if e.kind == "stage_started"]
     assert sorted(started) == ["caption", "depth", "generate", "render"], watcher.kinds()
+    assert all(logged(stack, service, "; retry ") > retries[service] for service in retries)  # they did wait for it
 
 
 def test_twenty_jobs_at_once_under_a_hundred_watchers(stack, store, clips):
