@@ -54,6 +54,11 @@ STORE = EnvVar(
     "Object store URL: a folder (file:///abs/path) or S3 (s3://bucket?endpoint=host:port&secure=0). "
     "Default: the folder store/ in INSPATIO_CACHE_DIR.",
 )
+STORE_RETRY_SECONDS = EnvVar(
+    "INSPATIO_STORE_RETRY_SECONDS", "60",
+    "How long an S3 call is retried in place (capped exponential backoff) while the store fails transiently "
+    "(connection refused or reset, timeouts, 5xx, SlowDown) before it fails; 0: no retries.",
+)
 S3_ACCESS_KEY = EnvVar("INSPATIO_S3_ACCESS_KEY", "", "S3 access key (falls back to AWS_ACCESS_KEY_ID).")
 S3_SECRET_KEY = EnvVar("INSPATIO_S3_SECRET_KEY", "", "S3 secret key (falls back to AWS_SECRET_ACCESS_KEY).")
 GRPC_ADDRESS = EnvVar("INSPATIO_GRPC_ADDRESS", "", "host:port a service listens on (default: its own port on 127.0.0.1).")
@@ -140,7 +145,7 @@ FLORENCE_DIR = EnvVar("INSPATIO_FLORENCE_DIR", "", "The Florence-2-large folder 
 TAEHV_CHECKPOINT = EnvVar("INSPATIO_TAEHV_CHECKPOINT", "", "The TAEHV checkpoint (default: taehv/taew2_1.pth in INSPATIO_WEIGHTS).")
 
 ALL: tuple[EnvVar, ...] = (
-    ATTENTION, PARITY_PACK, WEIGHTS, COMPILE_CACHE, CACHE_DIR, STORE, S3_ACCESS_KEY, S3_SECRET_KEY, GRPC_ADDRESS,
+    ATTENTION, PARITY_PACK, WEIGHTS, COMPILE_CACHE, CACHE_DIR, STORE, STORE_RETRY_SECONDS, S3_ACCESS_KEY, S3_SECRET_KEY, GRPC_ADDRESS,
     METRICS_ADDRESS, DEVICE, MAX_IN_FLIGHT, MAX_QUEUE, MAX_STREAMS, CAPTION_ADDRESS, DEPTHRENDER_ADDRESS, GENERATOR_ADDRESS,
     JOB_LEASE_SECONDS, MAX_PARALLEL_JOBS, DRAIN_SECONDS, FP8, STAGE_WAIT_SECONDS, COMPILE,
     DIT_CHECKPOINT, DA3_DIR, FLORENCE_DIR, TAEHV_CHECKPOINT, MAX_INPUT_PIXELS, MAX_INPUT_FRAMES, MAX_OUTPUT_FRAMES,

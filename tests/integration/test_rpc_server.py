@@ -544,3 +544,66 @@ def test_a_generate_stream_read_to_its_result_ends_ok_not_cancelled(start, tmp_p
     wait_until(lambda: requests_total(running.server, "Generate", "OK", GENERATOR) == 1)
     assert requests_total(running.server, "Generate", "CANCELLED", GENERATOR) == 0
     stages.close()
+
+
+class BreakingStreamer(generator_pb2_grpc.GeneratorServiceServicer):
+    """Streams blocks 0 and 1 then the result; the first `breaks` calls end after block 0 with `status`."""
+
+    def __init__(self, breaks: int, status: grpc.StatusCode) -> None:
+        self.breaks, self.status, self.calls = breaks, status, 0
+
+    def Generate(self, request, context) -> Iterator[generator_pb2.GenerateEvent]:
+        self.calls += 1
+        yield generator_pb2.GenerateEvent(block=common_pb2.BlockGenerated(index=0, blocks=2, frames=4))
+        if self.calls <= self.breaks:
+            context.abort(self.status, "the replica went away")
+        yield generator_pb2.GenerateEvent(block=common_pb2.BlockGenerated(index=1, blocks=2, frames=4))
+        yield generator_pb2.GenerateEvent(done=generator_pb2.GenerateResult(frames=8))
+
+
+@pytest.fixture
+def breaking():
+    servers = []
+
+    def serve(breaks: int, status: grpc.StatusCode = grpc.StatusCode.UNAVAILABLE) -> tuple[BreakingStreamer, str]:
+        streamer = BreakingStreamer(breaks, status)
+        servers.append(ServiceServer([(generator_pb2_grpc.add_GeneratorServiceServicer_to_server, streamer)],
+                                     metrics_address=None).start())  # fmt: skip
+        return streamer, servers[-1].address
+
+    yield serve
+    for server in servers:
+        server.stop(grace=0)
+
+
+def _generated(stages: RemoteStages) -> list:
+    try:
+        return list(stages.generate(GenerateInputs("v", "", "s", "r", "m", "a prompt", 0, "wan_vae"), force=False))
+    finally:
+        time.sleep(0.3)  # grpc's connectivity poller (of the ready waits) stops within 0.2 s; closing first races it
+        stages.close()
+
+
+@pytest.mark.parametrize("status", [grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED])
+def test_a_generate_stream_broken_by_the_server_is_reopened_without_repeating_blocks(breaking, tmp_path, status):
+    streamer, address = breaking(breaks=2, status=status)
+    stages = RemoteStages(LocalStore(tmp_path / "store"), address, address, address, attempts=3, backoff_s=0.05)
+    events = _generated(stages)
+    assert streamer.calls == 3
+    assert [e.index for e in events[:-1]] == [0, 1] and isinstance(events[-1], GenerateOutput)
+
+
+def test_a_generate_stream_that_keeps_breaking_fails_naming_the_cause_and_attempts(breaking, tmp_path):
+    streamer, address = breaking(breaks=10)
+    stages = RemoteStages(LocalStore(tmp_path / "store"), address, address, address, attempts=3, backoff_s=0.05)
+    with pytest.raises(StageCallFailed, match=r"generate: UNAVAILABLE: the replica went away \(after 3 attempts\)"):
+        _generated(stages)
+    assert streamer.calls == 3
+
+
+def test_a_generate_stream_ended_for_its_request_is_not_reopened(breaking, tmp_path):
+    streamer, address = breaking(breaks=1, status=grpc.StatusCode.INVALID_ARGUMENT)
+    stages = RemoteStages(LocalStore(tmp_path / "store"), address, address, address, attempts=3, backoff_s=0.05)
+    with pytest.raises(StageCallFailed, match="INVALID_ARGUMENT"):
+        _generated(stages)
+    assert streamer.calls == 1

@@ -292,6 +292,55 @@ def test_an_unreachable_server_is_retried_then_reported(caplog: pytest.LogCaptur
     assert len([r for r in caplog.records if "retry" in r.getMessage()]) == 3
 
 
+def test_a_server_that_comes_back_within_the_retry_time_is_waited_for(caplog: pytest.LogCaptureFixture) -> None:
+    """No retry count: a store down for longer than a few backoffs (a restart) is retried in place for
+    up to retry_s; each retry is logged once, without the secret."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    handler = type("Handler", (ScriptedS3,), {"script": [], "requests": 0})
+    servers = []
+
+    def come_back() -> None:  # the "restarted" server, on the same port, 1.5 s later
+        time.sleep(1.5)
+        servers.append(ThreadingHTTPServer(("127.0.0.1", port), handler))
+        servers[0].serve_forever(poll_interval=0.05)
+
+    threading.Thread(target=come_back, daemon=True).start()
+    store = S3Store(f"127.0.0.1:{port}", "key", "the-secret-key", "bucket", region="us-east-1", backoff_s=0.05, retry_s=20)
+    started = time.monotonic()
+    try:
+        with caplog.at_level(logging.WARNING, logger="inspatio_world.store.s3"):
+            assert store.stat("k").sha256 == sha256(b"hello")
+    finally:
+        for server in servers:
+            server.shutdown()
+            server.server_close()
+    assert 1.4 < time.monotonic() - started < 15
+    retries = [r.getMessage() for r in caplog.records if "retry" in r.getMessage()]
+    assert len(retries) >= 4 and not any("the-secret-key" in message for message in retries)
+    assert handler.requests == 1
+
+
+def test_retries_stop_once_the_retry_time_is_spent() -> None:
+    with socket.socket() as probe:  # a port with nothing listening
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    store = S3Store(f"127.0.0.1:{port}", "key", "secret", "some-bucket", backoff_s=0.05, retry_s=1.0)
+    started = time.monotonic()
+    with pytest.raises(StoreError, match=r"failed after \d+ attempts in 1 s"):
+        store.get_bytes("k")
+    assert 1.0 <= time.monotonic() - started < 2.0
+
+
+def test_open_store_reads_the_retry_time_from_the_environment() -> None:
+    env = {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}
+    assert open_store("s3://bucket?endpoint=127.0.0.1:1", env=env).retry_s == 60
+    assert open_store("s3://bucket?endpoint=127.0.0.1:1", env={**env, "INSPATIO_STORE_RETRY_SECONDS": "5"}).retry_s == 5
+    with pytest.raises(StoreError, match="INSPATIO_STORE_RETRY_SECONDS"):
+        open_store("s3://bucket?endpoint=127.0.0.1:1", env={**env, "INSPATIO_STORE_RETRY_SECONDS": "soon"})
+
+
 class ScriptedS3(BaseHTTPRequestHandler):
     """Answers HEAD requests with the next status of `script`, then with an object's headers."""
 

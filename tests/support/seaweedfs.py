@@ -58,6 +58,7 @@ class SeaweedFS:
         self.endpoint = ""  # host:port, known once started
         self.folder: Path | None = None
         self._process: subprocess.Popen[bytes] | None = None
+        self._command: list[str] = []
 
     @property
     def log_path(self) -> Path:
@@ -91,11 +92,33 @@ class SeaweedFS:
             # keep the unix sockets out of the shared /tmp, named by port there by default
             f"-filer.localSocket={self.folder / 'filer.sock'}", f"-s3.localSocket={self.folder / 's3.sock'}",
         ]
-        with self.log_path.open("wb") as log:
-            self._process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                                             stdin=subprocess.DEVNULL, cwd=self.folder)
+        self._command = command
+        self.log_path.write_bytes(b"")
+        self._launch()
         try:
             self.endpoint = self._wait_for_endpoint()
+            self._wait_until_answering()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _launch(self) -> None:
+        assert self.folder is not None
+        with self.log_path.open("ab") as log:
+            self._process = subprocess.Popen(self._command, stdout=log, stderr=subprocess.STDOUT,
+                                             stdin=subprocess.DEVNULL, cwd=self.folder)
+
+    def pause(self) -> None:
+        """Stop the server (SIGKILL: an outage, not a shutdown) but keep its data, for `resume`."""
+        assert self._process is not None, "not started"
+        self._process.kill()
+        self._process.wait()
+
+    def resume(self) -> None:
+        """Start the paused server again on the same ports and data; its endpoint stays the same."""
+        assert self._process is not None and self._process.poll() is not None, "not paused"
+        self._launch()
+        try:
             self._wait_until_answering()
         except BaseException:
             self.stop()

@@ -13,6 +13,7 @@ from ..jobs.options import JobOptions
 from ..rpc.channels import ClientTLS, open_aio_channel
 from ..rpc.generated import coordinator_pb2, coordinator_pb2_grpc
 from ..rpc.tokens import client_token
+from .reconnect import DEFAULT_RECONNECT_S, ReconnectBudget, SeenEvents, probe_failure
 from .sdk import JobEvent, JobStatus, download_outputs, fetch_block, submit_messages
 
 T = TypeVar("T")
@@ -66,12 +67,40 @@ class AsyncClient:
         status = JobStatus.from_proto(await self._retry(lambda: self.stub.CancelJob(request, timeout=self.timeout)))
         return await self.wait(job_id, timeout=timeout) if wait and not status.finished else status
 
-    async def watch(self, job_id: str, timeout: float | None = None) -> AsyncIterator[JobEvent]:
-        async for message in self.stub.WatchJob(coordinator_pb2.WatchJobRequest(job_id=job_id), timeout=timeout):
-            event = JobEvent.from_proto(message)
-            yield event
-            if event.kind == "finished":
-                return
+    async def watch(self, job_id: str, timeout: float | None = None,
+                    reconnect_s: float = DEFAULT_RECONNECT_S) -> AsyncIterator[JobEvent]:
+        """As `Client.watch`: reconnects while the job goes on, each block index seen once."""
+        request = coordinator_pb2.WatchJobRequest(job_id=job_id)
+        budget, seen = ReconnectBudget(timeout, reconnect_s, self.backoff), SeenEvents()
+        while True:
+            try:
+                async for message in self.stub.WatchJob(request, timeout=budget.stream_timeout()):
+                    budget.heard_from_server()
+                    event = JobEvent.from_proto(message)
+                    if seen.admit(event):
+                        yield event
+                    if event.kind == "finished":
+                        return
+                error = None
+            except grpc.aio.AioRpcError as exc:
+                error = exc
+            await self._wait_for_coordinator(job_id, budget, error)
+
+    async def _wait_for_coordinator(self, job_id: str, budget: ReconnectBudget, error: grpc.RpcError | None) -> None:
+        """As `Client._wait_for_coordinator`."""
+        probe = coordinator_pb2.GetJobRequest(job_id=job_id)
+        while (delay := budget.next_delay(error)) is not None:
+            await asyncio.sleep(delay)
+            try:
+                await self.stub.GetJob(probe, timeout=budget.probe_timeout())
+            except grpc.aio.AioRpcError as exc:
+                error = probe_failure(exc)
+                continue
+            budget.heard_from_server()
+            return
+        if error is not None:
+            raise error
+        raise TimeoutError(f"watch of job {job_id}: no end of the job within the watch's time")
 
     async def wait(self, job_id: str, on_event: Callable[[JobEvent], None] | None = None, timeout: float | None = None) -> JobStatus:
         async for event in self.watch(job_id, timeout=timeout):

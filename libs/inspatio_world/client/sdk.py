@@ -9,8 +9,10 @@
 
 While a job runs, each "block" event references that block's frames: `client.fetch_block(event, "blocks/")`.
 `AsyncClient` offers the same calls for asyncio. Calls are retried on UNAVAILABLE (a coordinator
-restarting) with backoff; every call takes a deadline (`timeout`, seconds). A refused call raises its
-grpc.RpcError; `error_details(exc)` (rpc/rich_errors.py) reads the field to change and the wait to take.
+restarting) with backoff; every call takes a deadline (`timeout`, seconds). A watch (and `wait`)
+reconnects for as long as its job goes on, without showing a block twice (see `Client.watch`). A
+refused call raises its grpc.RpcError; `error_details(exc)` (rpc/rich_errors.py) reads the field to
+change and the wait to take.
 
 Security (rpc/channels.py): `token` (else INSPATIO_TOKEN, else the file INSPATIO_TOKEN_FILE) is sent
 on every call as `authorization: Bearer ...`. `tls`: None follows the environment (INSPATIO_TLS_CA,
@@ -33,6 +35,7 @@ from ..rpc.channels import ClientTLS, open_channel
 from ..rpc.generated import common_pb2, coordinator_pb2, coordinator_pb2_grpc
 from ..rpc.tokens import client_token
 from ..rpc.options_proto import options_from_proto, options_to_proto
+from .reconnect import DEFAULT_RECONNECT_S, ReconnectBudget, SeenEvents, probe_failure
 
 CHUNK_BYTES = 1 << 20
 # file names of a job's outputs in download(); any other output NAME (e.g. a render-only job's mask) is NAME.mp4
@@ -222,21 +225,46 @@ class Client:
         status = JobStatus.from_proto(self._retry(lambda: self.stub.CancelJob(request, timeout=self.timeout)))
         return self.wait(job_id, timeout=timeout) if wait and not status.finished else status
 
-    def watch(self, job_id: str, timeout: float | None = None) -> Iterator[JobEvent]:
-        """Events until the job ends; a dropped stream (e.g. a coordinator restart) is re-opened."""
+    def watch(self, job_id: str, timeout: float | None = None, reconnect_s: float = DEFAULT_RECONNECT_S) -> Iterator[JobEvent]:
+        """Events until the job ends, "finished" last. A stream that drops (UNAVAILABLE: a coordinator
+        restarting; or ended before the job, by a draining coordinator) is reopened with capped backoff
+        for as long as the job exists: within `timeout` (seconds, for the whole watch) if given, else
+        until the coordinator has been unreachable for `reconnect_s`. Any other status is raised
+        (NOT_FOUND: no such job). See `reconnect.SeenEvents` for what repeats after a reconnection:
+        never a block index (each is seen once, in increasing order); a stage event only when the job
+        really ran the stage again (a coordinator that took the job over re-runs it, finished stages
+        as cache hits)."""
         request = coordinator_pb2.WatchJobRequest(job_id=job_id)
-        for attempt in range(self.attempts):
+        budget, seen = ReconnectBudget(timeout, reconnect_s, self.backoff), SeenEvents()
+        while True:
             try:
-                for message in self.stub.WatchJob(request, timeout=timeout):
+                for message in self.stub.WatchJob(request, timeout=budget.stream_timeout()):
+                    budget.heard_from_server()
                     event = JobEvent.from_proto(message)
-                    yield event
+                    if seen.admit(event):
+                        yield event
                     if event.kind == "finished":
                         return
-                return
+                error = None
             except grpc.RpcError as exc:
-                if exc.code() != grpc.StatusCode.UNAVAILABLE or attempt == self.attempts - 1:
-                    raise
-                time.sleep(self.backoff * 2**attempt)
+                error = exc
+            self._wait_for_coordinator(job_id, budget, error)
+
+    def _wait_for_coordinator(self, job_id: str, budget: ReconnectBudget, error: grpc.RpcError | None) -> None:
+        """Back off until the coordinator answers for the job again; raises what ended the watch."""
+        probe = coordinator_pb2.GetJobRequest(job_id=job_id)
+        while (delay := budget.next_delay(error)) is not None:
+            time.sleep(delay)
+            try:
+                self.stub.GetJob(probe, timeout=budget.probe_timeout())
+            except grpc.RpcError as exc:
+                error = probe_failure(exc)
+                continue
+            budget.heard_from_server()
+            return
+        if error is not None:
+            raise error
+        raise TimeoutError(f"watch of job {job_id}: no end of the job within the watch's time")
 
     def wait(self, job_id: str, on_event: Callable[[JobEvent], None] | None = None, timeout: float | None = None) -> JobStatus:
         for event in self.watch(job_id, timeout=timeout):

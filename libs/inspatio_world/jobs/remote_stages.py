@@ -5,11 +5,13 @@ busy is simply retried with backoff; a service with no ready replica (restarting
 zero and waking up) is waited for, up to `ready_wait_s`, before the call fails. Channels balance
 calls over every address a name resolves to (`round_robin`: point them at headless Services), so
 every replica of a stage gets work. Closing a generate stream cancels the RPC, which stops the
-generator.
+generator; a generate stream broken by the generator's side (killed, restarting, draining) is reopened
+(see `generate`).
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Callable, Iterator, TypeVar
 
@@ -29,6 +31,7 @@ from ..stages.render import RenderOptions, RenderOutput
 from ..store.base import ObjectStore
 from .manifest import VideoRef
 
+log = logging.getLogger(__name__)
 RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED)
 
 
@@ -36,13 +39,14 @@ class StageCallFailed(RuntimeError):
     """A stage service ended a call with an error status. The message (which becomes the job's
     error) names the call, the status and the service's own words, not gRPC's internals."""
 
-    def __init__(self, call: str, code: grpc.StatusCode, details: str) -> None:
+    def __init__(self, call: str, code: grpc.StatusCode, details: str, attempts: int = 1) -> None:
         self.code = code
-        super().__init__(f"{call}: {code.name}: {details}")
+        tried = f" (after {attempts} attempts)" if attempts > 1 else ""
+        super().__init__(f"{call}: {code.name}: {details}{tried}")
 
     @classmethod
-    def from_error(cls, call: str, error: grpc.RpcError) -> "StageCallFailed":
-        return cls(call, error.code(), error.details())
+    def from_error(cls, call: str, error: grpc.RpcError, attempts: int = 1) -> "StageCallFailed":
+        return cls(call, error.code(), error.details(), attempts)
 
 
 T = TypeVar("T")
@@ -116,27 +120,47 @@ class RemoteStages:
             render=self._ref(inputs.render_key), mask=self._ref(inputs.mask_key), prompt=inputs.prompt,
             seed=inputs.seed, autoencoder=autoencoder_enum(inputs.autoencoder), force=force,
         )  # fmt: skip
-        # Only the opening is retried: once blocks flow, a broken stream fails the job (which a
-        # resumed run repeats cheaply, earlier stages being cached).
-        stream = self._call("generate", lambda: _opened(self._generator.Generate(request, timeout=self.timeout_s, wait_for_ready=True)))
+        # A stream that breaks because the generator went away (killed, restarting, draining) is
+        # reopened on a ready replica, up to `attempts` times. The generation is redone from its
+        # first block (outputs are deterministic and written under content keys, so the redone
+        # blocks overwrite themselves with the same bytes); blocks already handed over are skipped,
+        # so the caller sees each block index once, in order.
+        seen = -1  # the highest block index handed over
         output = None
-        try:
-            for event in stream:
-                if event.WhichOneof("event") == "block":
-                    yield block_from_proto(event.block)
-                else:
-                    done = event.done
-                    keys = {"pred": done.video.key, "source": done.source.key, "render": done.render.key, "compare": done.compare.key}
-                    output = GenerateOutput(keys, done.frames, timing_from_proto(done.timing), done.model.digest)
-        except grpc.RpcError as exc:
-            raise StageCallFailed.from_error("generate", exc) from exc
-        finally:
-            # Stops the generator when the job is cancelled; a no-op once the call has ended.
-            stream.cancel()
+        for attempt in range(self.attempts):
+            stream = self._call("generate", lambda: _opened(self._generator.Generate(request, timeout=self.timeout_s, wait_for_ready=True)))
+            try:
+                for event in stream:
+                    if event.WhichOneof("event") == "block":
+                        if event.block.index <= seen:
+                            continue
+                        seen = event.block.index
+                        yield block_from_proto(event.block)
+                    else:
+                        done = event.done
+                        keys = {"pred": done.video.key, "source": done.source.key, "render": done.render.key, "compare": done.compare.key}
+                        output = GenerateOutput(keys, done.frames, timing_from_proto(done.timing), done.model.digest)
+                break
+            except grpc.RpcError as exc:
+                if not _broken_by_server(exc) or attempt == self.attempts - 1:
+                    raise StageCallFailed.from_error("generate", exc, attempts=attempt + 1) from exc
+                log.warning("the generate stream broke after block %d (%s: %s); reopening it, attempt %d of %d",
+                            seen, exc.code().name, exc.details(), attempt + 2, self.attempts)
+                time.sleep(min(self.backoff_s * 2**attempt, 10.0))
+            finally:
+                # Stops the generator when the job is cancelled; a no-op once the call has ended.
+                stream.cancel()
         # Handed over only after the stream's end, so that a caller which stops reading at the result
         # does not cancel a finished call (the generator would count it CANCELLED, not OK).
         if output is not None:
             yield output
+
+
+def _broken_by_server(error: grpc.RpcError) -> bool:
+    """The stream ended because the generator went away, not because of the request: UNAVAILABLE
+    (process killed, connection reset) or CANCELLED (a draining server cancels its calls). This
+    side's own cancel never gets here: it happens only once the caller stopped reading."""
+    return error.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
 
 
 class _PeekedStream:

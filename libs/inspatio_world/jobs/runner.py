@@ -149,7 +149,8 @@ class JobRunner:
         try:
             for event in events:
                 if isinstance(event, BlockPublished):
-                    job = save(job.with_(blocks_done=event.index + 1, blocks_total=event.blocks))
+                    # A resumed job generates again from block 0: its progress never goes back.
+                    job = save(job.with_(blocks_done=max(job.blocks_done, event.index + 1), blocks_total=event.blocks))
                     self.emit(job.job_id, event)
                     self._check(cancel)
                 else:

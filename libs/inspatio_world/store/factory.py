@@ -6,6 +6,7 @@
 S3 credentials never go in the URL (URLs end up in logs); they come from the environment:
 INSPATIO_S3_ACCESS_KEY / INSPATIO_S3_SECRET_KEY, else AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.
 Without `endpoint`, AWS (s3.amazonaws.com) is used; `secure` defaults to 1 (HTTPS).
+INSPATIO_STORE_RETRY_SECONDS (default 60) bounds how long a transient S3 failure is retried in place.
 """
 
 from __future__ import annotations
@@ -60,7 +61,17 @@ def _s3_store(url: str, parts: SplitResult, env: Mapping[str, str]) -> S3Store:
     if not part_size_mb.isdigit():
         raise StoreError(f"store URL {url!r}: part_size_mb must be a whole number, got {part_size_mb!r}")
     return S3Store(options.get("endpoint", AWS_ENDPOINT), access_key, secret_key, parts.netloc,
-                   secure=secure == "1", region=options.get("region"), part_size=int(part_size_mb) * MIB)
+                   secure=secure == "1", region=options.get("region"), part_size=int(part_size_mb) * MIB,
+                   retry_s=_retry_seconds(env))
+
+
+def _retry_seconds(env: Mapping[str, str]) -> float:
+    """INSPATIO_STORE_RETRY_SECONDS: a whole number of seconds, 0 meaning no retries."""
+    name = envvars.STORE_RETRY_SECONDS.name
+    value = env.get(name, envvars.STORE_RETRY_SECONDS.default).strip()
+    if not value.isdigit():
+        raise StoreError(f"{name}={value!r}: expected a whole number of seconds (0 or more)")
+    return float(value)
 
 
 def _options(url: str, query: str, allowed: set[str]) -> dict[str, str]:

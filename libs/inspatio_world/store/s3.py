@@ -2,9 +2,12 @@
 
 - The bucket is created on first write, once per store, and a creator racing another one is fine.
 - Transient failures (connection errors, timeouts, HTTP 5xx, SlowDown/RequestTimeout/InternalError)
-  are retried with exponential backoff and jitter; everything else fails at once with a StoreError
+  are retried in place with capped exponential backoff and jitter for up to `retry_s` seconds
+  (INSPATIO_STORE_RETRY_SECONDS through open_store), so a store that is down for a while (a restart,
+  a failover) delays work instead of failing it; everything else fails at once with a StoreError
   that says what to check (NoSuchKey -> ObjectNotFound, bad keys or secrets -> CredentialsRejected).
-  minio's own urllib3 retries are switched off so that `retries` is the only retry policy.
+  minio's own urllib3 retries are switched off so that this is the only retry policy. (RequestTimeout
+  is a 400 that S3 documents as transient: it is retried; every other 4xx is not.)
 - Uploads larger than `part_size` go multipart; S3 publishes the object only when the upload
   completes, and minio aborts the upload when a part fails, so puts are atomic.
 """
@@ -39,6 +42,7 @@ T = TypeVar("T")
 MIB = 1 << 20
 MIN_PART_SIZE = 5 * MIB  # S3's smallest part except the last
 MAX_BACKOFF_S = 10.0
+DEFAULT_RETRY_S = 60.0  # INSPATIO_STORE_RETRY_SECONDS's default
 USER_METADATA_PREFIX = "x-amz-meta-"
 TRANSIENT_CODES = frozenset({"SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable",
                              "OperationAborted"})
@@ -52,16 +56,17 @@ TRANSIENT_NETWORK_ERRORS = (ConnectionError, TimeoutError, urllib3.exceptions.Pr
 
 class S3Store(ObjectStore):
     def __init__(self, endpoint: str, access_key: str, secret_key: str, bucket: str, secure: bool = False,
-                 region: str | None = None, retries: int = 4, *, part_size: int = 64 * MIB,
-                 backoff_s: float = 0.25, timeout_s: float = 60.0) -> None:
-        """`endpoint` is host:port. `retries` is how many times a transient failure is retried (so
-        up to retries + 1 attempts), waiting about backoff_s, 2*backoff_s, ... in between. Objects
+                 region: str | None = None, retries: int | None = None, *, part_size: int = 64 * MIB,
+                 backoff_s: float = 0.25, timeout_s: float = 60.0, retry_s: float = DEFAULT_RETRY_S) -> None:
+        """`endpoint` is host:port. A transient failure is retried, waiting about backoff_s,
+        2*backoff_s, ... (at most MAX_BACKOFF_S) in between, while less than `retry_s` seconds have
+        passed since the first attempt, and at most `retries` times when that is given. Objects
         larger than `part_size` (at least 5 MiB) are uploaded in parts of that size."""
         if part_size < MIN_PART_SIZE:
             raise ValueError(f"part_size must be at least {MIN_PART_SIZE} bytes (S3's minimum), got {part_size}")
         self.endpoint = endpoint
         self.bucket = validate_bucket(bucket)
-        self.retries = retries
+        self.retries, self.retry_s = retries, retry_s
         self.part_size = part_size
         self.backoff_s = backoff_s
         http = urllib3.PoolManager(
@@ -191,7 +196,7 @@ class S3Store(ObjectStore):
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         validate_prefix(prefix)
         last_key: str | None = None  # a retry resumes after the last key yielded
-        attempt = 0
+        attempt, started = 0, time.monotonic()
         while True:
             try:
                 for found in self._client.list_objects(self.bucket, prefix=prefix, recursive=True,
@@ -202,7 +207,7 @@ class S3Store(ObjectStore):
             except Exception as error:  # noqa: BLE001 - sorted out by _wait_or_raise
                 if isinstance(error, S3Error) and error.code == "NoSuchBucket":
                     return
-                self._wait_or_raise(error, attempt, "list", prefix)
+                self._wait_or_raise(error, attempt, started, "list", prefix)
                 attempt += 1
 
     def presigned_get(self, key: str, expires_s: int = 3600) -> str:
@@ -220,28 +225,35 @@ class S3Store(ObjectStore):
     # -- retries and errors -------------------------------------------------------------------
 
     def _call(self, action: str, key: str | None, operation: Callable[[], T]) -> T:
-        attempt = 0
+        attempt, started = 0, time.monotonic()
         while True:
             try:
                 return operation()
             except Exception as error:  # noqa: BLE001 - sorted out by _wait_or_raise
-                self._wait_or_raise(error, attempt, action, key)
+                self._wait_or_raise(error, attempt, started, action, key)
                 attempt += 1
 
-    def _wait_or_raise(self, error: Exception, attempt: int, action: str, key: str | None) -> None:
-        """Sleep before the next attempt if `error` is transient and attempts remain, else raise."""
-        if is_transient(error) and attempt < self.retries:
-            delay = min(self.backoff_s * 2 ** attempt, MAX_BACKOFF_S) * random.uniform(0.5, 1.0)
-            log.warning("S3 %s of %s at %s failed (%s); retry %d of %d in %.2f s", action,
-                        self._where(key), self.endpoint, _describe(error), attempt + 1, self.retries, delay)
+    def _wait_or_raise(self, error: Exception, attempt: int, started: float, action: str, key: str | None) -> None:
+        """Sleep before the next attempt if `error` is transient and the retry budget (time since
+        `started`, and the count) allows another, else raise. Each retry is logged once, naming the
+        bucket, key and endpoint (never the credentials)."""
+        elapsed = time.monotonic() - started
+        # the last wait is cut to what is left, so the whole budget is used (a store back just in time)
+        delay = min(self.backoff_s * 2 ** attempt, MAX_BACKOFF_S) * random.uniform(0.5, 1.0)
+        delay = min(delay, self.retry_s - elapsed)
+        within_count = self.retries is None or attempt < self.retries
+        if is_transient(error) and within_count and delay > 0:
+            log.warning("S3 %s of %s at %s failed (%s); retry %d in %.2f s (%.0f of %.0f s spent)", action,
+                        self._where(key), self.endpoint, _describe(error), attempt + 1, delay, elapsed, self.retry_s)
             time.sleep(delay)
             return
-        translated = self._translate(error, attempt + 1, action, key)
+        translated = self._translate(error, attempt + 1, action, key, elapsed)
         if translated is None:
             raise error
         raise translated from error
 
-    def _translate(self, error: Exception, attempts: int, action: str, key: str | None) -> StoreError | None:
+    def _translate(self, error: Exception, attempts: int, action: str, key: str | None,
+                   elapsed: float = 0.0) -> StoreError | None:
         """The store's error for a minio/network failure; None for anything else (raised unchanged)."""
         where = f"{self._where(key)} at {self.endpoint}"
         if isinstance(error, S3Error) and error.code in NOT_FOUND_CODES:
@@ -251,7 +263,8 @@ class S3Store(ObjectStore):
                 f"S3 {action} of {where} refused ({error.code}: {error.message}): check the credentials "
                 "(access key and secret key) and that they may use this bucket")
         if is_transient(error):
-            return StoreError(f"S3 {action} of {where} failed after {attempts} attempts: {_describe(error)}")
+            return StoreError(f"S3 {action} of {where} failed after {attempts} attempts in {elapsed:.0f} s: "
+                              f"{_describe(error)}")
         if isinstance(error, S3Error):
             return StoreError(f"S3 {action} of {where} failed: {error.code}: {error.message}")
         if isinstance(error, (InvalidResponseError, ServerError, urllib3.exceptions.HTTPError)):
