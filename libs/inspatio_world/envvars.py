@@ -93,6 +93,20 @@ MAX_OUTPUT_FRAMES = EnvVar(
     "Coordinator: most frames a job may plan to generate (or render, for render-only jobs); freeze_repeat is bounded by it too.",
 )
 
+# Time budgets of the coordinator's stage calls: base + seconds per unit of work (README "Time budgets").
+# The defaults leave room for real weights on one GPU (first-call compile included) and tiny weights on a CPU.
+STAGE_BUDGET_BASE_SECONDS = EnvVar(
+    "INSPATIO_STAGE_BUDGET_BASE_SECONDS", "300",
+    "Coordinator: seconds every stage call may take before its work is counted (downloads, model warm-up).",
+)
+CAPTION_SECONDS_PER_FRAME = EnvVar(
+    "INSPATIO_CAPTION_SECONDS_PER_FRAME", "0.2",
+    "Coordinator: caption budget per input frame (the captioner decodes up to the middle one).",
+)
+DEPTH_SECONDS_PER_FRAME = EnvVar("INSPATIO_DEPTH_SECONDS_PER_FRAME", "3", "Coordinator: depth budget per input frame used (at most 1000).")
+RENDER_SECONDS_PER_FRAME = EnvVar("INSPATIO_RENDER_SECONDS_PER_FRAME", "1", "Coordinator: render budget per rendered frame (camera).")
+GENERATE_SECONDS_PER_BLOCK = EnvVar("INSPATIO_GENERATE_SECONDS_PER_BLOCK", "60", "Coordinator: generate budget per generated block (12 frames).")
+
 # Per-model weight paths (upstream's --checkpoint_path, --da3_model_path, --florence_model_path,
 # --tae_checkpoint_path): each replaces one entry of the INSPATIO_WEIGHTS folder layout.
 DIT_CHECKPOINT = EnvVar(
@@ -108,6 +122,8 @@ ALL: tuple[EnvVar, ...] = (
     METRICS_ADDRESS, DEVICE, MAX_IN_FLIGHT, MAX_QUEUE, MAX_STREAMS, CAPTION_ADDRESS, DEPTHRENDER_ADDRESS, GENERATOR_ADDRESS,
     JOB_LEASE_SECONDS, MAX_PARALLEL_JOBS, DRAIN_SECONDS, FP8, STAGE_WAIT_SECONDS, COMPILE,
     DIT_CHECKPOINT, DA3_DIR, FLORENCE_DIR, TAEHV_CHECKPOINT, MAX_INPUT_PIXELS, MAX_INPUT_FRAMES, MAX_OUTPUT_FRAMES,
+    STAGE_BUDGET_BASE_SECONDS, CAPTION_SECONDS_PER_FRAME, DEPTH_SECONDS_PER_FRAME, RENDER_SECONDS_PER_FRAME,
+    GENERATE_SECONDS_PER_BLOCK,
 )  # fmt: skip
 
 
@@ -138,6 +154,18 @@ def get_positive_int(var: EnvVar) -> int:
     if not value.isdigit() or int(value) < 1:
         raise ValueError(f"{var.name}={value!r}: expected a whole number, at least 1")
     return int(value)
+
+
+def get_positive_float(var: EnvVar) -> float:
+    """A finite number above 0 (seconds, say); anything else is refused, naming the variable."""
+    value = get(var).strip()
+    try:
+        number = float(value)
+    except ValueError:
+        number = float("nan")
+    if not (0 < number < float("inf")):
+        raise ValueError(f"{var.name}={value!r}: expected a number above 0")
+    return number
 
 
 def get_auto_flag(var: EnvVar) -> bool | None:

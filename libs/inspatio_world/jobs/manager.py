@@ -35,7 +35,14 @@ MAX_UPLOAD_BYTES = 4 << 30
 DEFAULT_LIST_LIMIT = 100  # ListJobs with limit 0 (unset)
 MAX_LIST_LIMIT = 1000  # a larger limit is cut to this; a negative one is refused
 _WATCH_CANCELLED = object()  # put in a watcher's queue to end its watch
-Admit = Callable[[Path, str], object]  # (the received video, its name as the client knows it); probes it; ValueError refuses
+# (the received video, its name as the client knows it) -> admission.Planned or a VideoInfo; ValueError refuses
+Admit = Callable[[Path, str], object]
+
+
+def _frames(admitted: object) -> int:
+    """The video's frames from what `admit` returned: admission's plan (decoded frames) or probe_as's VideoInfo."""
+    frames = getattr(admitted, "video_frames", None) or getattr(admitted, "frames", 0)
+    return frames if isinstance(frames, int) else 0
 
 
 def lease_key(job_id: str) -> str:
@@ -79,12 +86,12 @@ class JobManager:
                     handle.write(chunk)
             if size == 0:
                 raise ValueError(f"{filename}: the upload is empty")
-            (admit or probe_as)(path, name)  # VideoError (a ValueError) for anything that is not a decodable video
+            admitted = (admit or probe_as)(path, name)  # VideoError (a ValueError) for anything that is not a decodable video
             sha = digest.hexdigest()
             key = upload_key(sha, path.name)
             if not self.store.exists(key):
                 self.store.put_file(key, path, content_type="video/mp4")
-        return VideoRef(key, sha, size)
+        return VideoRef(key, sha, size, _frames(admitted))
 
     def video_from_store(self, key: str, admit: Admit | None = None) -> VideoRef:
         """A video already in the store (e.g. s3://bucket/key); checked like an upload (`admit` included)."""
@@ -94,9 +101,9 @@ class JobManager:
             raise ObjectNotFound(f"video {key!r} not found in bucket {self.store.bucket}")
         with tempfile.TemporaryDirectory(prefix="inspatio-probe-") as folder:
             path = self.store.download(key, Path(folder) / Path(key).name)
-            (admit or probe_as)(path, key)
+            admitted = (admit or probe_as)(path, key)
             sha = info.sha256 or hashlib.sha256(path.read_bytes()).hexdigest()
-        return VideoRef(key, sha, info.size)
+        return VideoRef(key, sha, info.size, _frames(admitted))
 
     # -- jobs ---------------------------------------------------------------------------------
 

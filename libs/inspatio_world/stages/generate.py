@@ -23,6 +23,7 @@ from ..store.base import ObjectStore
 from ..store.keys import content_key
 from .artifacts import MKV, MP4, Stopwatch, Timing, all_exist, fetch, get_json, object_digest, scratch
 from .identity import ModelIdentity
+from .stopping import StopCheck, go_on
 
 VIDEO_NAMES = ("pred.mp4", "source.mp4", "render.mp4", "compare.mp4")
 
@@ -75,7 +76,7 @@ def _load_request(store: ObjectStore, inputs: GenerateInputs, folder: Path) -> G
 
 
 def run_generate(store: ObjectStore, inputs: GenerateInputs, generator: VideoGenerator, identity: ModelIdentity,
-                 force: bool = False) -> Iterator[BlockPublished | GenerateOutput]:  # fmt: skip
+                 force: bool = False, should_stop: StopCheck = go_on) -> Iterator[BlockPublished | GenerateOutput]:  # fmt: skip
     """Yields a BlockPublished per block, then the GenerateOutput (only the output on a cache hit)."""
     watch = Stopwatch()
     keys = _cache_keys(store, inputs, identity)
@@ -84,6 +85,7 @@ def run_generate(store: ObjectStore, inputs: GenerateInputs, generator: VideoGen
         yield GenerateOutput({k.removesuffix(".mp4"): v for k, v in keys.items()}, generator.plan(frames).output_frames, watch.timing("generate", True), identity.digest)
         return
     with scratch() as folder:
+        should_stop()
         request = _load_request(store, inputs, folder)
         plan = generator.validate(request)
         height, width = request.source.shape[2:]
@@ -102,6 +104,7 @@ def run_generate(store: ObjectStore, inputs: GenerateInputs, generator: VideoGen
                                      ("compare.mp4", torch.cat([source, render, pred], dim=3))):  # fmt: skip
                     writers[name].write(frames)
                 yield BlockPublished(block.index, block.blocks, block.first_frame, pred.shape[0], chunk_key, block.seconds)
+                should_stop()  # before the next block is computed
         finally:
             for writer in writers.values():
                 writer.close()
