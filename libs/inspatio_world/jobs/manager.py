@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from .admission import probe_as
+from .budgets import StageBudgets
 from ..store.base import ObjectNotFound, ObjectStore
 from ..store.keys import job_prefix, upload_filename, upload_key, validate_job_id, validate_key
 from . import manifest as manifests
@@ -51,9 +52,10 @@ def lease_key(job_id: str) -> str:
 
 class JobManager:
     def __init__(self, store: ObjectStore, stages: StageClient, max_parallel_jobs: int = 2,
-                 lease_seconds: float = DEFAULT_LEASE_SECONDS) -> None:  # fmt: skip
+                 lease_seconds: float = DEFAULT_LEASE_SECONDS, budgets: StageBudgets | None = None) -> None:  # fmt: skip
+        """`budgets`: the stage calls' time budgets (default: from the environment, jobs/budgets.py)."""
         self.store = store
-        self.runner = JobRunner(store, stages, self._emit)
+        self.runner = JobRunner(store, stages, self._emit, budgets)
         self.owner = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.lease_seconds = lease_seconds
         self._pool = ThreadPoolExecutor(max_workers=max_parallel_jobs, thread_name_prefix="job")

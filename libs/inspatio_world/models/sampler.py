@@ -16,6 +16,7 @@ import torch
 from .cuda_graphs import GraphedDiT
 from .dit import RENDER_CHANNELS, CausalDiT
 from .kv_cache import KVCache
+from ..stages.stopping import StopCheck, go_on
 from .scheduler import FlowMatchSchedule
 
 
@@ -149,8 +150,11 @@ class BlockSampler:
         return cache
 
     @torch.no_grad()
-    def blocks(self, cond: ConditioningSource, noise: NoiseSource, trace: list[StepTrace] | None = None) -> Iterator[torch.Tensor]:
-        """Yield each generated block's latents [B, frames_per_block, 16, H, W] as soon as it is done."""
+    def blocks(self, cond: ConditioningSource, noise: NoiseSource, trace: list[StepTrace] | None = None,
+               should_stop: StopCheck = go_on) -> Iterator[torch.Tensor]:  # fmt: skip
+        """Yield each generated block's latents [B, frames_per_block, 16, H, W] as soon as it is done.
+        `should_stop` is called before every denoising step (stages/stopping.py): a cancelled call
+        stops within one step, not one block."""
         per_block = self.config.frames_per_block
         total = self.usable_frames(cond.num_frames)
         if total == 0:
@@ -180,6 +184,7 @@ class BlockSampler:
 
             x = initial[:, span]
             for step, t in enumerate(timesteps):
+                should_stop()
                 flow = forward(
                     _to_model(x), t.expand(batch), text, render=render, cache=cache, cache_mode="read",
                     cache_length=cached, time_offset=self.config.denoise_time_offset,

@@ -92,7 +92,7 @@ def run_generate(store: ObjectStore, inputs: GenerateInputs, generator: VideoGen
         paths = {name: folder / name for name in VIDEO_NAMES}
         writers = {name: Mp4Writer(path, width * (3 if name == "compare.mp4" else 1), height) for name, path in paths.items()}
         try:
-            for block in generator.stream(request):
+            for block in generator.stream(request, should_stop):
                 span = slice(block.first_frame, block.first_frame + block.frames.shape[0])
                 pred = block.frames.float().cpu()
                 source, render = ((v[span] * 0.5 + 0.5).clamp(0, 1) for v in (request.source, request.render))
