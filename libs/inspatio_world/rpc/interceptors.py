@@ -24,6 +24,7 @@ from grpc_health.v1 import health
 from grpc_reflection.v1alpha import reflection
 
 from . import errors
+from ..store.deadline import store_deadline
 from .errors import ErrorMap
 from .limits import ConcurrencyLimiter, QueueCancelled, QueueTimeout, StreamLimit
 from .metrics import ServiceMetrics
@@ -125,6 +126,7 @@ class ServiceInterceptor(grpc.ServerInterceptor):
                 context: grpc.ServicerContext) -> Iterator[None]:  # fmt: skip
         with (
             self._observed(full_method, service, method, context),
+            store_deadline(_time_left(context)),  # the store's retries keep to the caller's deadline
             self._errors.translated(context, full_method),
             self._stream_place(streaming),
             self._limited(service, context),

@@ -4,7 +4,8 @@
 - Transient failures (connection errors, timeouts, HTTP 5xx, SlowDown/RequestTimeout/InternalError)
   are retried with exponential backoff and jitter; everything else fails at once with a StoreError
   that says what to check (NoSuchKey -> ObjectNotFound, bad keys or secrets -> CredentialsRejected).
-  minio's own urllib3 retries are switched off so that `retries` is the only retry policy.
+  minio's own urllib3 retries are switched off so that `retries` is the only retry policy. Inside
+  a caller's deadline (store/deadline.py) no attempt starts, and no retry waits, past it.
 - Uploads larger than `part_size` go multipart; S3 publishes the object only when the upload
   completes, and minio aborts the upload when a part fails, so puts are atomic.
 """
@@ -29,8 +30,10 @@ import urllib3
 from minio import Minio
 from minio.error import InvalidResponseError, S3Error, ServerError
 
+from ..refusals import BudgetExceeded
 from .base import (CHUNK_SIZE, DEFAULT_CONTENT_TYPE, SHA256_METADATA, CredentialsRejected, ObjectInfo,
                    ObjectNotFound, ObjectStore, StoreError, check_digest, clean_metadata, write_atomically)
+from .deadline import time_left
 from .keys import validate_bucket, validate_key, validate_prefix
 
 log = logging.getLogger(__name__)
@@ -222,6 +225,9 @@ class S3Store(ObjectStore):
     def _call(self, action: str, key: str | None, operation: Callable[[], T]) -> T:
         attempt = 0
         while True:
+            left = time_left()
+            if left is not None and left <= 0:
+                raise BudgetExceeded(f"S3 {action} of {self._where(key)} not attempted: the caller's deadline has passed")
             try:
                 return operation()
             except Exception as error:  # noqa: BLE001 - sorted out by _wait_or_raise
@@ -230,8 +236,9 @@ class S3Store(ObjectStore):
 
     def _wait_or_raise(self, error: Exception, attempt: int, action: str, key: str | None) -> None:
         """Sleep before the next attempt if `error` is transient and attempts remain, else raise."""
-        if is_transient(error) and attempt < self.retries:
-            delay = min(self.backoff_s * 2 ** attempt, MAX_BACKOFF_S) * random.uniform(0.5, 1.0)
+        delay = min(self.backoff_s * 2 ** attempt, MAX_BACKOFF_S) * random.uniform(0.5, 1.0)
+        left = time_left()
+        if is_transient(error) and attempt < self.retries and (left is None or delay < left):
             log.warning("S3 %s of %s at %s failed (%s); retry %d of %d in %.2f s", action,
                         self._where(key), self.endpoint, _describe(error), attempt + 1, self.retries, delay)
             time.sleep(delay)
