@@ -142,8 +142,8 @@ class LocalStack:
             handle.seek(0)
             holder = handle.read().strip() or "?"
             handle.close()
-            raise PortBusy(f"another `inspatio up` (pid {holder}) is starting or running on the well-known ports "
-                           f"{HOST}:{port} and up; stop it first, or use it") from None  # fmt: skip
+            raise PortBusy(f"the well-known ports ({HOST}:{port} and up) are in use by another `inspatio up` (pid {holder}), "
+                           f"starting or running; stop it first, or use it") from None  # fmt: skip
         handle.truncate(0)
         handle.write(str(os.getpid()))
         handle.flush()
@@ -160,12 +160,12 @@ class LocalStack:
         return ports
 
     def start(self, timeout: float = 300.0) -> "LocalStack":
-        if self.default_ports:
-            self._lock_default_ports()
         for name in reversed(SERVICES):  # the coordinator's port first: the one users know
             grpc_port, metrics_port = self._ports(name)
             self.addresses[name] = f"{HOST}:{grpc_port}"
             self.metrics_addresses[name] = f"{HOST}:{metrics_port}"
+        if self.default_ports:
+            self._lock_default_ports()  # the ports were free a moment ago; now they are ours
         base = {**os.environ, envvars.STORE.name: self.store_url, envvars.WEIGHTS.name: str(self.weights_dir),
                 envvars.CAPTION_ADDRESS.name: self.addresses["caption"],
                 envvars.DEPTHRENDER_ADDRESS.name: self.addresses["depthrender"],

@@ -78,7 +78,7 @@ def test_a_second_up_started_at_once_fails_clearly_and_never_says_ready(winner):
     text = out.read_text()
     assert process.returncode != 0
     assert "ready" not in text
-    assert "error: another `inspatio up`" in text or "is in use" in text, text
+    assert "error: " in text and "127.0.0.1:50051" in text and "in use" in text, text
     assert "Traceback" not in text
 
 
