@@ -148,7 +148,7 @@ def test_cancel_during_depth_stops_it_within_a_layer(stack, clips, full_times):
     with Client(stack.addresses["coordinator"], timeout=120) as client:
         # the other clip: its depth is not cached
         cancelled_at, took, final = _cancel_during(
-            client, clips[FRAMES + 1], JobOptions.for_trajectory("orbit_left.txt", prompt=PROMPT), "depth", after_s=3.0)
+            client, clips[FRAMES + 1], JobOptions.for_trajectory("orbit_left.txt", prompt=PROMPT), "depth", after_s=1.0)
     assert final.state == "cancelled", final.error
     assert took < min(CANCEL_BOUND_S, full_times["depth"] / 3)
     line = _wait_for_rpc_line(stack, "depthrender", "EstimateDepth", "CANCELLED", seen, timeout=CANCEL_BOUND_S)
@@ -163,7 +163,7 @@ def test_cancel_during_render_stops_it_within_a_chunk(stack, clips, full_times):
     with Client(stack.addresses["coordinator"], timeout=120) as client:
         # another trajectory: depth is cached, the render is not
         cancelled_at, took, final = _cancel_during(
-            client, clips[FRAMES], JobOptions.for_trajectory("pan_left.txt", prompt=PROMPT), "render", after_s=2.0)
+            client, clips[FRAMES], JobOptions.for_trajectory("pan_left.txt", prompt=PROMPT), "render", after_s=1.0)
     assert final.state == "cancelled", final.error
     assert took < min(CANCEL_BOUND_S, full_times["render"] / 3)
     line = _wait_for_rpc_line(stack, "depthrender", "Render", "CANCELLED", seen, timeout=CANCEL_BOUND_S)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .. import envvars
 from ..refusals import BudgetExceeded
@@ -56,6 +56,10 @@ class StageCall:
     work: str  # what the budget was made for, e.g. "9 input frames"
     deadline: float
     cancel: threading.Event
+
+    def from_now(self) -> "StageCall":
+        """The same budget counted from now (e.g. once a remote stage has a ready replica)."""
+        return replace(self, deadline=time.monotonic() + self.budget_s)
 
     def remaining(self) -> float:
         return self.deadline - time.monotonic()

@@ -81,7 +81,8 @@ class RemoteStages:
     def _call(self, name: str, start: Callable[[float], grpc.Future], budget: StageCall | None = None) -> T:
         """Start the call with `start(timeout_s)` (a unary `.future`, or a stream opener) and wait for
         its result; the call is cancelled when `budget`'s job is, and fails past `budget`'s deadline."""
-        self._wait_until_ready(name)
+        self._wait_until_ready(name, budget)
+        budget = budget.from_now() if budget is not None else None  # waking a replica is not the stage's work
         deadline = budget.deadline if budget is not None else time.monotonic() + self.timeout_s
         for attempt in range(self.attempts):
             left = deadline - time.monotonic()
@@ -105,10 +106,14 @@ class RemoteStages:
             return budget.exceeded()
         return StageCallFailed.from_error(name, error)
 
-    def _wait_until_ready(self, name: str) -> None:
+    def _wait_until_ready(self, name: str, budget: StageCall | None = None) -> None:
         index = {"caption": 0, "depth": 1, "render": 1, "generate": 2}[name]
+        ready = grpc.channel_ready_future(self._channels[index])
         try:
-            grpc.channel_ready_future(self._channels[index]).result(timeout=self.ready_wait_s)
+            with _cancelled_with(budget, ready.cancel):  # a job cancelled while waiting stops waiting
+                ready.result(timeout=self.ready_wait_s)
+        except grpc.FutureCancelledError:
+            raise WorkStopped(f"{name}: the job was cancelled while waiting for a ready replica") from None
         except grpc.FutureTimeoutError:
             details = f"no replica at {self._addresses[index]} became ready within {self.ready_wait_s:g} s"
             raise StageCallFailed(name, grpc.StatusCode.UNAVAILABLE, details) from None
