@@ -3,7 +3,7 @@
 caption and depth are budgeted per input frame used (the job's admission probed the video), render
 per rendered frame (camera), generate per block (both from the frame plan, jobs/admission.py). A call
 past its budget fails its job with an error starting DEADLINE_EXCEEDED that names the stage and the
-budget; the stage service stops at its next check (stages/stopping.py).
+budget; the stage service stops at its next check (stopping.py).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 
 from .. import envvars
 from ..refusals import BudgetExceeded
-from ..stages.stopping import WorkStopped
+from ..stopping import WorkStopped
 
 UNITS = {"caption": "input frames", "depth": "input frames", "render": "rendered frames", "generate": "blocks"}
 

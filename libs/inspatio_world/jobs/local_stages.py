@@ -22,7 +22,7 @@ from ..stages.depth import DepthOutput, run_depth
 from ..stages.generate import BlockPublished, GenerateInputs, GenerateOutput, run_generate
 from ..stages.identity import ModelIdentity, weights_identity
 from ..stages.render import RenderOptions, RenderOutput, run_render
-from ..stages.stopping import StopCheck, go_on
+from ..stopping import StopCheck, go_on
 from ..store.base import ObjectStore
 from .budgets import StageCall
 from .manifest import VideoRef

@@ -32,7 +32,7 @@ from ..stages.caption import CaptionOutput
 from ..stages.depth import DepthOutput
 from ..stages.generate import BlockPublished, GenerateInputs, GenerateOutput
 from ..stages.render import RenderOptions, RenderOutput
-from ..stages.stopping import WorkStopped
+from ..stopping import WorkStopped
 from ..store.base import ObjectStore
 from .budgets import StageCall
 from .manifest import VideoRef

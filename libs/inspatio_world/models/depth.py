@@ -29,7 +29,7 @@ on the shared frame) and re-posed so that the shared frame's camera matches the 
 
 Stopping: `estimate(frames, should_stop)` calls `should_stop` between passes and before each layer
 of the network's repeated blocks (the backbone's transformer blocks), so a cancelled call stops
-within one block of one pass, not after the whole clip (stages/stopping.py).
+within one block of one pass, not after the whole clip (stopping.py).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ import torch
 from torch import nn
 
 from ..geometry.poses import postprocess_da3_poses, scale_intrinsics_to
-from ..stages.stopping import StopCheck, go_on
+from ..stopping import StopCheck, go_on
 from .depth_checkpoint import load_network
 from .depth_preprocess import DEFAULT_PROCESS_RES, preprocess_frames, resize_depth_nearest
 

@@ -13,10 +13,10 @@ from typing import Iterator, Protocol
 
 import torch
 
+from ..stopping import StopCheck, go_on
 from .cuda_graphs import GraphedDiT
 from .dit import RENDER_CHANNELS, CausalDiT
 from .kv_cache import KVCache
-from ..stages.stopping import StopCheck, go_on
 from .scheduler import FlowMatchSchedule
 
 
@@ -154,7 +154,7 @@ class BlockSampler:
                should_stop: StopCheck = go_on) -> Iterator[torch.Tensor]:  # fmt: skip
         """Yield each generated block's latents [B, frames_per_block, 16, H, W] as soon as it is done.
         `should_stop` is called before each block's conditioning and every denoising step
-        (stages/stopping.py): a cancelled call stops within one step, not at the block's end."""
+        (stopping.py): a cancelled call stops within one step, not at the block's end."""
         per_block = self.config.frames_per_block
         total = self.usable_frames(cond.num_frames)
         if total == 0:

@@ -22,7 +22,7 @@ import torch
 from ..models.mask_latents import mask_to_latent, pixel_frames_of
 from ..models.taehv import DecoderStream, EncoderStream
 from ..models.sampler import BlockInputs, BlockSampler, GeneratorNoise, SamplerConfig
-from ..stages.stopping import StopCheck, go_on
+from ..stopping import StopCheck, go_on
 from .models import AUTOENCODERS, GeneratorModels
 
 LATENT_FRAMES_PER_PIXEL_GROUP = 4
@@ -143,7 +143,7 @@ class VideoGenerator:
 
     def stream(self, request: GenerationRequest, should_stop: StopCheck = go_on) -> Iterator[GeneratedBlock]:
         """Generate block by block; each yielded block's frames are final. `should_stop` is checked
-        before every denoising step (stages/stopping.py)."""
+        before every denoising step (stopping.py)."""
         plan = self.validate(request)
         models = self.models
         prompt_embeds = models.text_encoder.encode([request.prompt]).to(models.dtype)

@@ -1,4 +1,4 @@
-"""The StopCheck of the work a gRPC call does (stages/stopping.py): stop once the caller cancelled or
+"""The StopCheck of the work a gRPC call does (stopping.py): stop once the caller cancelled or
 the call's deadline passed, so a stage service never computes for a caller that has gone.
 
 The call's remaining time is what the caller gave (the coordinator sends each stage call's budget
@@ -10,7 +10,7 @@ from __future__ import annotations
 import grpc
 
 from ..refusals import BudgetExceeded
-from ..stages.stopping import StopCheck, WorkStopped
+from ..stopping import StopCheck, WorkStopped
 from .interceptors import NO_DEADLINE_SECONDS
 
 

@@ -3,7 +3,7 @@
 - ValueError (TrajectoryError, VideoError, ...)        → INVALID_ARGUMENT, with the exception's message
 - refusals.QuotaExceeded / Unauthenticated /           → RESOURCE_EXHAUSTED / UNAUTHENTICATED /
   PermissionDenied / BudgetExceeded                      PERMISSION_DENIED / DEADLINE_EXCEEDED
-- stages.stopping.WorkStopped (the caller went away)   → CANCELLED
+- stopping.WorkStopped (the caller went away)   → CANCELLED
 - store InvalidKey (bad key, job id, upload name)      → INVALID_ARGUMENT (a StoreError too, but a caller's
                                                          mistake: never UNAVAILABLE, which clients retry)
 - FileNotFoundError, store ObjectNotFound              → NOT_FOUND, with the message
@@ -39,7 +39,7 @@ from typing import Any
 import grpc
 
 from ..refusals import BudgetExceeded, PermissionDenied, QuotaExceeded, Unauthenticated
-from ..stages.stopping import WorkStopped
+from ..stopping import WorkStopped
 from .limits import QueueCancelled, QueueTimeout, ServerBusy
 
 log = logging.getLogger(__name__)

@@ -6,11 +6,11 @@ from dataclasses import dataclass
 
 from ..media.decode import probe_video, read_images
 from ..models.captioner import Captioner
+from ..stopping import StopCheck, go_on
 from ..store.base import ObjectStore
 from ..store.keys import content_key
 from .artifacts import Stopwatch, Timing, fetch, get_json, put_json, scratch
 from .identity import ModelIdentity
-from .stopping import StopCheck, go_on
 
 
 @dataclass(frozen=True)

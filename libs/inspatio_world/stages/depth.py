@@ -20,11 +20,11 @@ from safetensors.torch import load_file, save_file
 from ..media.decode import VideoInfo, probe_video, read_images
 from ..media.dataset_inputs import SOURCE_MAX_FRAMES
 from ..models.depth import OUTPUT_SIZE, DepthEstimator
+from ..stopping import StopCheck, go_on
 from ..store.base import ObjectStore
 from ..store.keys import content_key
 from .artifacts import SAFETENSORS, Stopwatch, Timing, fetch, scratch
 from .identity import ModelIdentity
-from .stopping import StopCheck, go_on
 
 JPEG_QUALITY = 95
 

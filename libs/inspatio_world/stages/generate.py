@@ -19,11 +19,11 @@ from ..media.dataset_inputs import load_render_and_mask, load_source_video
 from ..media.lossless import write_lossless
 from ..media.video_io import Mp4Writer, to_uint8
 from ..pipeline.generator import GenerationRequest, VideoGenerator
+from ..stopping import StopCheck, go_on
 from ..store.base import ObjectStore
 from ..store.keys import content_key
 from .artifacts import MKV, MP4, Stopwatch, Timing, all_exist, fetch, get_json, object_digest, scratch
 from .identity import ModelIdentity
-from .stopping import StopCheck, go_on
 
 VIDEO_NAMES = ("pred.mp4", "source.mp4", "render.mp4", "compare.mp4")
 

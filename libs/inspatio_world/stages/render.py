@@ -21,11 +21,11 @@ from ..geometry.trajectory import KeyframeTrajectory, Trajectory, target_c2ws, t
 from ..geometry.warp_render import iter_warp_render, log_depth_max, mask_to_uint8, render_to_uint8
 from ..media.dataset_inputs import SOURCE_MAX_FRAMES
 from ..media.lossless import LosslessWriter
+from ..stopping import StopCheck, go_on
 from ..store.base import ObjectStore
 from ..store.keys import content_key
 from .artifacts import MKV, Stopwatch, Timing, all_exist, fetch, get_json, put_json, scratch
 from .depth import load_depth_bundle
-from .stopping import StopCheck, go_on
 
 RENDERER_VERSION = "warper-1"  # part of the cache key: bump when the renderer's output changes
 
