@@ -133,6 +133,19 @@ SERVICE_TOKEN_FILE = EnvVar(
     "A file holding the service token: the coordinator sends it as a bearer token to the stage services; a stage "
     "service given it requires it on every application RPC.",
 )
+# Time budgets of the coordinator's stage calls: base + seconds per unit of work (README "Time budgets").
+# The defaults leave room for real weights on one GPU (first-call compile included) and tiny weights on a CPU.
+STAGE_BUDGET_BASE_SECONDS = EnvVar(
+    "INSPATIO_STAGE_BUDGET_BASE_SECONDS", "300",
+    "Coordinator: seconds every stage call may take before its work is counted (downloads, model warm-up).",
+)
+CAPTION_SECONDS_PER_FRAME = EnvVar(
+    "INSPATIO_CAPTION_SECONDS_PER_FRAME", "0.2",
+    "Coordinator: caption budget per input frame (the captioner decodes up to the middle one).",
+)
+DEPTH_SECONDS_PER_FRAME = EnvVar("INSPATIO_DEPTH_SECONDS_PER_FRAME", "3", "Coordinator: depth budget per input frame used (at most 1000).")
+RENDER_SECONDS_PER_FRAME = EnvVar("INSPATIO_RENDER_SECONDS_PER_FRAME", "1", "Coordinator: render budget per rendered frame (camera).")
+GENERATE_SECONDS_PER_BLOCK = EnvVar("INSPATIO_GENERATE_SECONDS_PER_BLOCK", "60", "Coordinator: generate budget per generated block (12 frames).")
 
 # Per-model weight paths (upstream's --checkpoint_path, --da3_model_path, --florence_model_path,
 # --tae_checkpoint_path): each replaces one entry of the INSPATIO_WEIGHTS folder layout.
@@ -151,6 +164,8 @@ ALL: tuple[EnvVar, ...] = (
     DIT_CHECKPOINT, DA3_DIR, FLORENCE_DIR, TAEHV_CHECKPOINT, MAX_INPUT_PIXELS, MAX_INPUT_FRAMES, MAX_OUTPUT_FRAMES,
     TLS_CERT, TLS_KEY, TLS_CLIENT_CA, TLS_CA, TLS_CLIENT_CERT, TLS_CLIENT_KEY, TLS_SERVER_NAME, ALLOW_PLAINTEXT,
     TOKEN, TOKEN_FILE, TENANTS_FILE, SERVICE_TOKEN_FILE,
+    STAGE_BUDGET_BASE_SECONDS, CAPTION_SECONDS_PER_FRAME, DEPTH_SECONDS_PER_FRAME, RENDER_SECONDS_PER_FRAME,
+    GENERATE_SECONDS_PER_BLOCK,
 )  # fmt: skip
 
 
@@ -181,6 +196,18 @@ def get_positive_int(var: EnvVar) -> int:
     if not value.isdigit() or int(value) < 1:
         raise ValueError(f"{var.name}={value!r}: expected a whole number, at least 1")
     return int(value)
+
+
+def get_positive_float(var: EnvVar) -> float:
+    """A finite number above 0 (seconds, say); anything else is refused, naming the variable."""
+    value = get(var).strip()
+    try:
+        number = float(value)
+    except ValueError:
+        number = float("nan")
+    if not (0 < number < float("inf")):
+        raise ValueError(f"{var.name}={value!r}: expected a number above 0")
+    return number
 
 
 def get_auto_flag(var: EnvVar) -> bool | None:

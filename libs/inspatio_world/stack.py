@@ -1,23 +1,31 @@
 """The local stack: the four services as processes on 127.0.0.1, sharing one store and one weights folder.
 
 `inspatio up` runs it until Ctrl-C; tests start it on free ports. Each service is started with its
-own INSPATIO_* environment and is ready when its gRPC health check says SERVING. The stack is plaintext
+own INSPATIO_* environment and is ready when its gRPC health check says SERVING *and* the socket
+answering on its port belongs to the process this stack started (/proc), so a stack never reports
+ready on another stack's services. On the well-known ports a stack also holds a lock file for its
+whole life: a second `inspatio up` started at the same moment fails at once instead of racing for
+the ports. With `supervise`, children that die are restarted (supervisor.py). The stack is plaintext
 on loopback: the TLS variables of the caller's environment (meant for a remote coordinator, say) are
 not passed on to its services.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, IO
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -25,6 +33,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from . import envvars
 from .rpc.bootstrap import DEFAULT_PORTS
 from .rpc.channels import ClientTLS, open_channel
+from .supervisor import RestartPolicy, Supervisor, describe_exit
 
 STAGE_SERVICES = ("caption", "depthrender", "generator")
 SERVICES = (*STAGE_SERVICES, "coordinator")
@@ -48,6 +57,32 @@ def port_is_free(port: int) -> bool:
         except OSError:
             return False
         return True
+
+
+def owns_listening_port(pid: int, port: int) -> bool | None:
+    """Whether process `pid` holds the socket listening on TCP `port` (Linux /proc); None where /proc
+    cannot tell (another OS), so callers fall back to trusting the health check."""
+    inodes = set()
+    tables = [Path("/proc/net/tcp"), Path("/proc/net/tcp6")]
+    if not any(table.is_file() for table in tables):
+        return None
+    for table in tables:
+        for line in table.read_text().splitlines()[1:] if table.is_file() else []:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                inodes.add(f"socket:[{fields[9]}]")
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:  # the process is gone (or not ours to read)
+        return False
+    return any(_link(f"/proc/{pid}/fd/{fd}") in inodes for fd in fds)
+
+
+def _link(path: str) -> str:
+    try:
+        return os.readlink(path)
+    except OSError:  # closed since the folder was listed
+        return ""
 
 
 def health(address: str, timeout: float = 1.0, tls: ClientTLS | None = None) -> str:
@@ -78,6 +113,10 @@ class PortBusy(RuntimeError):
     pass
 
 
+def _report(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
 class ServiceFailed(RuntimeError):
     pass
 
@@ -89,10 +128,39 @@ class LocalStack:
     default_ports: bool = True  # the well-known ports (PortBusy if one is taken), else random free ones
     log_dir: Path | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
+    supervise: bool = False  # restart children that die (supervisor.py); `inspatio up` and `run` do
+    restart_policy: RestartPolicy = field(default_factory=RestartPolicy)
+    report: Callable[[str], None] = _report  # where the supervisor says what it does
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+    started_at: dict[str, float] = field(default_factory=dict)  # time.monotonic() of each child's start
+    held: set[str] = field(default_factory=set)  # services stopped on purpose: not restarted
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    supervisor: Supervisor | None = None
+    _ports_lock: IO | None = None
     _envs: dict[str, dict[str, str]] = field(default_factory=dict)
     addresses: dict[str, str] = field(default_factory=dict)
     metrics_addresses: dict[str, str] = field(default_factory=dict)
+
+    def _lock_default_ports(self) -> None:
+        """Hold a lock named after the coordinator's port for the stack's life: of two stacks started
+        together on the well-known ports, the second fails here rather than half-starting."""
+        port = DEFAULT_PORTS["coordinator"][0]
+        try:
+            handle = open(Path(tempfile.gettempdir()) / f"inspatio-stack-{port}.lock", "a+")
+        except OSError:  # e.g. another user's lock file: the port ownership check still protects
+            return
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "?"
+            handle.close()
+            raise PortBusy(f"the well-known ports ({HOST}:{port} and up) are in use by another `inspatio up` (pid {holder}), "
+                           f"starting or running; stop it first, or use it") from None  # fmt: skip
+        handle.truncate(0)
+        handle.write(str(os.getpid()))
+        handle.flush()
+        self._ports_lock = handle
 
     def _ports(self, name: str) -> tuple[int, int]:
         if not self.default_ports:
@@ -109,6 +177,8 @@ class LocalStack:
             grpc_port, metrics_port = self._ports(name)
             self.addresses[name] = f"{HOST}:{grpc_port}"
             self.metrics_addresses[name] = f"{HOST}:{metrics_port}"
+        if self.default_ports:
+            self._lock_default_ports()  # the ports were free a moment ago; now they are ours
         base = {**inherited_environment(os.environ), envvars.STORE.name: self.store_url, envvars.WEIGHTS.name: str(self.weights_dir),
                 envvars.CAPTION_ADDRESS.name: self.addresses["caption"],
                 envvars.DEPTHRENDER_ADDRESS.name: self.addresses["depthrender"],
@@ -117,35 +187,54 @@ class LocalStack:
             for name in SERVICES:
                 self._envs[name] = {**base, envvars.GRPC_ADDRESS.name: self.addresses[name],
                                     envvars.METRICS_ADDRESS.name: self.metrics_addresses[name]}  # fmt: skip
-                self._spawn(name)
+                self.spawn(name)
             self.wait_ready(timeout)
         except BaseException:
             self.stop()
             raise
+        if self.supervise:
+            self.supervisor = Supervisor(self, self.restart_policy, self.report).start()
         return self
 
-    def _spawn(self, name: str) -> None:
+    def spawn(self, name: str) -> None:
         log = open(self.log_dir / f"{name}.log", "ab") if self.log_dir else subprocess.DEVNULL
         self.processes[name] = subprocess.Popen(
             [sys.executable, "-m", f"services.{name}.main"], env=self._envs[name], stdout=log, stderr=subprocess.STDOUT,
             cwd=Path(__file__).resolve().parents[2],  # the repository (services/ lives there)
         )  # fmt: skip
+        self.started_at[name] = time.monotonic()
 
-    def wait_ready(self, timeout: float) -> None:
+    @property
+    def failure(self) -> str | None:
+        """Why the supervisor gave up on the stack (None while it has not)."""
+        return self.supervisor.failure if self.supervisor else None
+
+    def serving(self, name: str) -> bool:
+        """The service answers SERVING, from the socket of the process this stack started."""
+        return health(self.addresses[name]) == "SERVING" and self._owns_port(name) is not False
+
+    def _owns_port(self, name: str) -> bool | None:
+        return owns_listening_port(self.processes[name].pid, int(self.addresses[name].rpartition(":")[2]))
+
+    def wait_ready(self, timeout: float, names: tuple[str, ...] = SERVICES) -> None:
         deadline = time.monotonic() + timeout
-        waiting = set(SERVICES)
+        waiting = set(names)
         while waiting:
             for name in list(waiting):
-                if self.processes[name].poll() is not None:
-                    raise ServiceFailed(f"the {name} service exited with status {self.processes[name].returncode}" +
-                                        self._last_log_line(name))  # fmt: skip
-                if health(self.addresses[name]) == "SERVING":
-                    waiting.discard(name)
+                process = self.processes[name]
+                if process.poll() is not None:
+                    raise ServiceFailed(f"the {name} service exited ({describe_exit(process.returncode)})" + self.last_log_line(name))
+                if health(self.addresses[name]) != "SERVING":
+                    continue
+                if self._owns_port(name) is False and process.poll() is None:
+                    raise ServiceFailed(f"{self.addresses[name]} answers health checks, but not from the {name} service this "
+                                        f"stack started (pid {process.pid}): another stack holds the port" + self.last_log_line(name))  # fmt: skip
+                waiting.discard(name)
             if waiting and time.monotonic() > deadline:
                 raise TimeoutError(f"services not ready after {timeout:.0f} s: {sorted(waiting)}")
             time.sleep(0.2)
 
-    def _last_log_line(self, name: str) -> str:
+    def last_log_line(self, name: str) -> str:
         """The service's last log line (a failed start logs its cause last), and where the log is."""
         if self.log_dir is None:
             return ""
@@ -154,6 +243,9 @@ class LocalStack:
         return (f": {_log_message(lines[-1])}" if lines else "") + f" (log: {log})"
 
     def stop_service(self, name: str, sig: int = signal.SIGTERM) -> None:
+        """Stop one service on purpose: the supervisor leaves it stopped until `restart_service`."""
+        with self.lock:
+            self.held.add(name)
         process = self.processes.get(name)
         if process is None or process.poll() is not None:
             return
@@ -167,12 +259,19 @@ class LocalStack:
     def restart_service(self, name: str, timeout: float = 120.0) -> None:
         """Start a stopped service again, same ports and settings (e.g. after killing it in a test)."""
         self.stop_service(name)
-        self._spawn(name)
-        self.wait_ready(timeout)
+        with self.lock:
+            self.spawn(name)
+            self.held.discard(name)
+        self.wait_ready(timeout, (name,))
 
     def stop(self) -> None:
+        if self.supervisor is not None:
+            self.supervisor.stop()  # first: what stops next is not to be restarted
         for name in reversed(list(self.processes)):  # the coordinator first: it stops sending work
             self.stop_service(name)
+        if self._ports_lock is not None:
+            self._ports_lock.close()  # releases the lock
+            self._ports_lock = None
 
     def __enter__(self) -> "LocalStack":
         return self.start()

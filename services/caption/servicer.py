@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from inspatio_world.models.captioner import Captioner
+from inspatio_world.rpc.call_stop import call_stop_check
 from inspatio_world.rpc.convert import identity_to_proto, key_to_ref, timing_to_proto, video_ref_to_key
 from inspatio_world.rpc.generated import caption_pb2, caption_pb2_grpc
 from inspatio_world.rpc.metrics import ServiceMetrics
@@ -17,7 +18,8 @@ class CaptionServicer(caption_pb2_grpc.CaptionServiceServicer):
 
     def Caption(self, request: caption_pb2.CaptionRequest, context) -> caption_pb2.CaptionResponse:
         key, digest = video_ref_to_key(self.store, request.video)
-        out = run_caption(self.store, key, digest, self.captioner, self.identity, request.force)
+        out = run_caption(self.store, key, digest, self.captioner, self.identity, request.force,
+                          call_stop_check(context, "caption"))  # fmt: skip
         self.metrics.observe_stage("caption", out.timing.seconds, out.timing.cache_hit)
         return caption_pb2.CaptionResponse(
             caption=out.caption, caption_ref=key_to_ref(self.store, out.key),

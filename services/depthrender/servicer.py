@@ -6,6 +6,7 @@ import torch
 
 from inspatio_world.media.decode import VideoInfo
 from inspatio_world.models.depth import DepthEstimator
+from inspatio_world.rpc.call_stop import call_stop_check
 from inspatio_world.rpc.convert import identity_to_proto, key_to_ref, ref_to_key, render_options_from_proto, timing_to_proto, video_ref_to_key
 from inspatio_world.rpc.generated import common_pb2, depthrender_pb2, depthrender_pb2_grpc
 from inspatio_world.rpc.metrics import ServiceMetrics
@@ -26,7 +27,7 @@ class DepthRenderServicer(depthrender_pb2_grpc.DepthRenderServiceServicer):
 
     def EstimateDepth(self, request: depthrender_pb2.DepthRequest, context) -> depthrender_pb2.DepthResponse:
         key, digest = video_ref_to_key(self.store, request.video)
-        out = run_depth(self.store, key, digest, self.estimator, self.identity, request.force)
+        out = run_depth(self.store, key, digest, self.estimator, self.identity, request.force, call_stop_check(context, "depth"))
         self.metrics.observe_stage("depth", out.timing.seconds, out.timing.cache_hit)
         return depthrender_pb2.DepthResponse(
             depth=key_to_ref(self.store, out.key), video=video_info_to_proto(out.video),
@@ -37,7 +38,8 @@ class DepthRenderServicer(depthrender_pb2_grpc.DepthRenderServiceServicer):
         options = render_options_from_proto(request.options)  # bad trajectories fail before any download
         _, digest = video_ref_to_key(self.store, request.video)
         depth_key = ref_to_key(self.store, request.depth, "depth")
-        out = run_render(self.store, digest, depth_key, options, self.device, request.options.force)
+        out = run_render(self.store, digest, depth_key, options, self.device, request.options.force,
+                         call_stop_check(context, "render"))  # fmt: skip
         self.metrics.observe_stage("render", out.timing.seconds, out.timing.cache_hit)
         return depthrender_pb2.RenderResponse(
             schedule=key_to_ref(self.store, out.schedule_key), render=key_to_ref(self.store, out.render_key),

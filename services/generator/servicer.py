@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Iterator
 
 from inspatio_world.pipeline.generator import VideoGenerator
+from inspatio_world.rpc.call_stop import call_stop_check
 from inspatio_world.rpc.convert import block_to_proto, identity_to_proto, key_to_ref, ref_to_key, timing_to_proto, video_ref_to_key
 from inspatio_world.rpc.options_proto import autoencoder_name
 from inspatio_world.rpc.generated import generator_pb2, generator_pb2_grpc
@@ -26,7 +27,8 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServiceServicer):
             ref_to_key(self.store, request.schedule, "schedule"), ref_to_key(self.store, request.render, "render"),
             ref_to_key(self.store, request.mask, "mask"), request.prompt, request.seed, autoencoder_name(request.autoencoder),
         )  # fmt: skip
-        for event in run_generate(self.store, inputs, self.generator, self.identity, request.force):
+        for event in run_generate(self.store, inputs, self.generator, self.identity, request.force,
+                                  call_stop_check(context, "generate")):
             if isinstance(event, BlockPublished):
                 self.metrics.frames_generated(event.frames)
                 self.metrics.observe_block(event.seconds)

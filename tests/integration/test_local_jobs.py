@@ -140,8 +140,8 @@ class _StagesWithHook:
     def __getattr__(self, name: str):
         return getattr(self.inner, name)
 
-    def generate(self, inputs, force):
-        events = self.inner.generate(inputs, force)
+    def generate(self, inputs, force, call=None):
+        events = self.inner.generate(inputs, force, call)
         try:
             for event in events:
                 self.hook(event)

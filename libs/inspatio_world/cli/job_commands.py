@@ -194,12 +194,15 @@ def local_stack(args: argparse.Namespace, default_ports: bool) -> Iterator:
     store = args.store or envvars.store_url()
     print(f"starting the local stack (plaintext gRPC on 127.0.0.1 only; store {store}, logs in {log_dir}) ...", flush=True)
     try:
-        stack = LocalStack(store, weights.root, default_ports=default_ports, log_dir=log_dir).start()
+        # Supervised: a service that dies is restarted, and said so here (stack.py, supervisor.py).
+        stack = LocalStack(store, weights.root, default_ports=default_ports, log_dir=log_dir, supervise=True,
+                           report=lambda message: print(message, flush=True)).start()  # fmt: skip
     except (PortBusy, ServiceFailed, TimeoutError) as exc:
         raise _fail(str(exc)) from exc
     try:
         for name, address in stack.addresses.items():
-            print(f"  {name:12s} {address}   metrics http://{stack.metrics_addresses[name]}/metrics", flush=True)
+            print(f"  {name:12s} {address}   metrics http://{stack.metrics_addresses[name]}/metrics   "
+                  f"pid {stack.processes[name].pid}", flush=True)  # fmt: skip
         yield stack
     finally:
         stack.stop()
@@ -211,7 +214,10 @@ def cmd_up(args: argparse.Namespace) -> int:
         signal.signal(signum, lambda *_: stopped.set())
     with local_stack(args, default_ports=True) as stack:
         print(f"ready: submit jobs to {stack.addresses['coordinator']} (Ctrl-C stops everything)", flush=True)
-        stopped.wait()
+        while not stopped.wait(0.5):
+            if stack.failure is not None:
+                print("stopping: a service could not be kept running (see above)", flush=True)
+                return 1
         print("stopping ...", flush=True)
     return 0
 

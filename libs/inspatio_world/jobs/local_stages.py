@@ -22,7 +22,9 @@ from ..stages.depth import DepthOutput, run_depth
 from ..stages.generate import BlockPublished, GenerateInputs, GenerateOutput, run_generate
 from ..stages.identity import ModelIdentity, weights_identity
 from ..stages.render import RenderOptions, RenderOutput, run_render
+from ..stopping import StopCheck, go_on
 from ..store.base import ObjectStore
+from .budgets import StageCall
 from .manifest import VideoRef
 
 
@@ -90,18 +92,26 @@ class LocalStages:
         models = GeneratorModels.load(self.weights, self.device, self.autoencoders, compile_dit=self.compile_dit, fp8=self.fp8)
         return VideoGenerator(models)
 
-    def caption(self, video: VideoRef, force: bool) -> CaptionOutput:
+    # In process, a call's budget and the job's cancel are checked by the stage itself, between its
+    # batches, chunks and blocks (`StageCall.check`).
+    def caption(self, video: VideoRef, force: bool, call: StageCall | None = None) -> CaptionOutput:
         with self._locks["caption"]:
-            return run_caption(self.store, video.key, video.sha256, self.captioner, self.identities["caption"], force)
+            return run_caption(self.store, video.key, video.sha256, self.captioner, self.identities["caption"], force,
+                               _check(call))  # fmt: skip
 
-    def depth(self, video: VideoRef, force: bool) -> DepthOutput:
+    def depth(self, video: VideoRef, force: bool, call: StageCall | None = None) -> DepthOutput:
         with self._locks["depth"]:
-            return run_depth(self.store, video.key, video.sha256, self.estimator, self.identities["depth"], force)
+            return run_depth(self.store, video.key, video.sha256, self.estimator, self.identities["depth"], force, _check(call))
 
-    def render(self, video: VideoRef, depth_key: str, options: RenderOptions, force: bool) -> RenderOutput:
+    def render(self, video: VideoRef, depth_key: str, options: RenderOptions, force: bool,
+               call: StageCall | None = None) -> RenderOutput:  # fmt: skip
         with self._locks["render"]:
-            return run_render(self.store, video.sha256, depth_key, options, self.device, force)
+            return run_render(self.store, video.sha256, depth_key, options, self.device, force, _check(call))
 
-    def generate(self, inputs: GenerateInputs, force: bool) -> Iterator[BlockPublished | GenerateOutput]:
+    def generate(self, inputs: GenerateInputs, force: bool, call: StageCall | None = None) -> Iterator[BlockPublished | GenerateOutput]:
         with self._locks["generate"]:
-            yield from run_generate(self.store, inputs, self.generator, self.identities["generator"], force)
+            yield from run_generate(self.store, inputs, self.generator, self.identities["generator"], force, _check(call))
+
+
+def _check(call: StageCall | None) -> StopCheck:
+    return call.check if call is not None else go_on

@@ -30,6 +30,7 @@ from typing import Callable, Iterable, Iterator
 
 from .admission import probe_as
 from ..refusals import FieldError, QuotaExceeded
+from .budgets import StageBudgets
 from ..store.base import ObjectNotFound, ObjectStore
 from ..store.keys import UPLOAD_FIELD, job_prefix, upload_filename, upload_key, validate_job_id, validate_key
 from . import manifest as manifests
@@ -46,7 +47,14 @@ BUSY_RETRY_SECONDS = 60.0
 DEFAULT_LIST_LIMIT = 100  # ListJobs with limit 0 (unset)
 MAX_LIST_LIMIT = 1000  # a larger limit is cut to this; a negative one is refused
 _WATCH_CANCELLED = object()  # put in a watcher's queue to end its watch
-Admit = Callable[[Path, str], object]  # (the received video, its name as the client knows it); probes it; ValueError refuses
+# (the received video, its name as the client knows it) -> admission.Planned or a VideoInfo; ValueError refuses
+Admit = Callable[[Path, str], object]
+
+
+def _frames(admitted: object) -> int:
+    """The video's frames from what `admit` returned: admission's plan (decoded frames) or probe_as's VideoInfo."""
+    frames = getattr(admitted, "video_frames", None) or getattr(admitted, "frames", 0)
+    return frames if isinstance(frames, int) else 0
 
 
 def lease_key(job_id: str, tenant: str | None = None) -> str:
@@ -55,9 +63,10 @@ def lease_key(job_id: str, tenant: str | None = None) -> str:
 
 class JobManager:
     def __init__(self, store: ObjectStore, stages: StageClient, max_parallel_jobs: int = 2,
-                 lease_seconds: float = DEFAULT_LEASE_SECONDS) -> None:  # fmt: skip
+                 lease_seconds: float = DEFAULT_LEASE_SECONDS, budgets: StageBudgets | None = None) -> None:  # fmt: skip
+        """`budgets`: the stage calls' time budgets (default: from the environment, jobs/budgets.py)."""
         self.store = store
-        self.runner = JobRunner(store, stages, self._emit)
+        self.runner = JobRunner(store, stages, self._emit, budgets)
         self.owner = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.lease_seconds = lease_seconds
         self._pool = ThreadPoolExecutor(max_workers=max_parallel_jobs, thread_name_prefix="job")
@@ -98,12 +107,12 @@ class JobManager:
             if size == 0:
                 raise FieldError(UPLOAD_FIELD, f"{filename}: the upload is empty")
             # VideoError (a ValueError) for anything that is not a decodable video
-            (admit or partial(probe_as, field=UPLOAD_FIELD))(path, name)
+            admitted = (admit or partial(probe_as, field=UPLOAD_FIELD))(path, name)
             sha = digest.hexdigest()
             key = upload_key(sha, path.name, tenant.name)
             if not self.store.exists(key):
                 self.store.put_file(key, path, content_type="video/mp4")
-        return VideoRef(key, sha, size)
+        return VideoRef(key, sha, size, _frames(admitted))
 
     def video_from_store(self, key: str, admit: Admit | None = None, tenant: Tenant = ANONYMOUS) -> VideoRef:
         """A video already in the store (e.g. s3://bucket/key); checked like an upload (`admit` included).
@@ -116,9 +125,9 @@ class JobManager:
             raise ObjectNotFound(f"video {key!r} not found in bucket {self.store.bucket}")
         with tempfile.TemporaryDirectory(prefix="inspatio-probe-") as folder:
             path = self.store.download(key, Path(folder) / Path(key).name)
-            (admit or partial(probe_as, field="video_uri"))(path, key)
+            admitted = (admit or partial(probe_as, field="video_uri"))(path, key)
             sha = info.sha256 or hashlib.sha256(path.read_bytes()).hexdigest()
-        return VideoRef(key, sha, info.size)
+        return VideoRef(key, sha, info.size, _frames(admitted))
 
     # -- jobs ---------------------------------------------------------------------------------
 

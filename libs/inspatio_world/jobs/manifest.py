@@ -23,6 +23,7 @@ class VideoRef:
     key: str
     sha256: str
     size: int = 0
+    frames: int = 0  # as admission decoded them (0: not known); stage budgets are counted from it
 
 
 @dataclass(frozen=True)

@@ -7,12 +7,19 @@ calls over every address a name resolves to (`round_robin`: point them at headle
 every replica of a stage gets work. Closing a generate stream cancels the RPC, which stops the
 generator; a generate stream broken by the generator's side (killed, restarting, draining) is reopened
 (see `generate`).
+
+Each call's deadline is its time budget (`StageCall`, jobs/budgets.py); a call past it fails with
+BudgetExceeded (DEADLINE_EXCEEDED, naming the stage and the budget). A call in flight is cancelled
+the moment its job's cancel event is set, so the stage stops at its next check, within one batch or
+block, instead of the job waiting for the call to return.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from contextlib import contextmanager
 from typing import Callable, Iterator, TypeVar
 
 import grpc
@@ -28,11 +35,14 @@ from ..stages.caption import CaptionOutput
 from ..stages.depth import DepthOutput
 from ..stages.generate import BlockPublished, GenerateInputs, GenerateOutput
 from ..stages.render import RenderOptions, RenderOutput
+from ..stopping import WorkStopped
 from ..store.base import ObjectStore
+from .budgets import StageCall
 from .manifest import VideoRef
 
 log = logging.getLogger(__name__)
 RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED)
+CANCEL_POLL_S = 0.05  # how often a call in flight looks at its job's cancel event
 
 
 class StageCallFailed(RuntimeError):
@@ -75,46 +85,68 @@ class RemoteStages:
     def _ref(self, key: str, sha256: str = "") -> common_pb2.ObjectRef:
         return common_pb2.ObjectRef(bucket=self.store.bucket, key=key, sha256=sha256)
 
-    def _call(self, name: str, call: Callable[[], T]) -> T:
-        self._wait_until_ready(name)
+    def _call(self, name: str, start: Callable[[float], grpc.Future], budget: StageCall | None = None) -> T:
+        """Start the call with `start(timeout_s)` (a unary `.future`, or a stream opener) and wait for
+        its result; the call is cancelled when `budget`'s job is, and fails past `budget`'s deadline."""
+        self._wait_until_ready(name, budget)
+        budget = budget.from_now() if budget is not None else None  # waking a replica is not the stage's work
+        deadline = budget.deadline if budget is not None else time.monotonic() + self.timeout_s
         for attempt in range(self.attempts):
+            left = deadline - time.monotonic()
+            if left <= 0 and budget is not None:
+                raise budget.exceeded()
+            future = start(max(left, 0.0))
             try:
-                return call()
+                with _cancelled_with(budget, future.cancel):
+                    return future.result()
+            except grpc.FutureCancelledError:
+                raise WorkStopped(f"{name}: the job was cancelled") from None
             except grpc.RpcError as exc:
                 if exc.code() not in RETRYABLE or attempt == self.attempts - 1:
-                    raise StageCallFailed.from_error(name, exc) from exc
-                time.sleep(min(self.backoff_s * 2**attempt, 10.0))
+                    raise self._failure(name, exc, budget) from exc
+                time.sleep(min(self.backoff_s * 2**attempt, 10.0, max(deadline - time.monotonic(), 0.0)))
         raise AssertionError("unreachable")
 
-    def _wait_until_ready(self, name: str) -> None:
+    @staticmethod
+    def _failure(name: str, error: grpc.RpcError, budget: StageCall | None, attempts: int = 1) -> Exception:
+        if error.code() == grpc.StatusCode.DEADLINE_EXCEEDED and budget is not None:
+            return budget.exceeded()
+        return StageCallFailed.from_error(name, error, attempts)
+
+    def _wait_until_ready(self, name: str, budget: StageCall | None = None) -> None:
         index = {"caption": 0, "depth": 1, "render": 1, "generate": 2}[name]
+        ready = grpc.channel_ready_future(self._channels[index])
         try:
-            grpc.channel_ready_future(self._channels[index]).result(timeout=self.ready_wait_s)
+            with _cancelled_with(budget, ready.cancel):  # a job cancelled while waiting stops waiting
+                ready.result(timeout=self.ready_wait_s)
+        except grpc.FutureCancelledError:
+            raise WorkStopped(f"{name}: the job was cancelled while waiting for a ready replica") from None
         except grpc.FutureTimeoutError:
             details = f"no replica at {self._addresses[index]} became ready within {self.ready_wait_s:g} s"
             raise StageCallFailed(name, grpc.StatusCode.UNAVAILABLE, details) from None
 
-    def caption(self, video: VideoRef, force: bool) -> CaptionOutput:
+    def caption(self, video: VideoRef, force: bool, call: StageCall | None = None) -> CaptionOutput:
         request = caption_pb2.CaptionRequest(video=self._ref(video.key, video.sha256), force=force)
-        response = self._call("caption", lambda: self._caption.Caption(request, timeout=self.timeout_s, wait_for_ready=True))
+        response = self._call("caption", lambda timeout: self._caption.Caption.future(request, timeout=timeout, wait_for_ready=True), call)
         return CaptionOutput(response.caption, response.caption_ref.key, timing_from_proto(response.timing), response.model.digest)
 
-    def depth(self, video: VideoRef, force: bool) -> DepthOutput:
+    def depth(self, video: VideoRef, force: bool, call: StageCall | None = None) -> DepthOutput:
         request = depthrender_pb2.DepthRequest(video=self._ref(video.key, video.sha256), force=force)
-        response = self._call("depth", lambda: self._depthrender.EstimateDepth(request, timeout=self.timeout_s, wait_for_ready=True))
+        response = self._call("depth", lambda timeout: self._depthrender.EstimateDepth.future(request, timeout=timeout, wait_for_ready=True), call)
         info = response.video
         return DepthOutput(response.depth.key, VideoInfo(info.frames, info.fps, info.width, info.height, info.codec, 0.0),
                            timing_from_proto(response.timing), response.model.digest)  # fmt: skip
 
-    def render(self, video: VideoRef, depth_key: str, options: RenderOptions, force: bool) -> RenderOutput:
+    def render(self, video: VideoRef, depth_key: str, options: RenderOptions, force: bool,
+               call: StageCall | None = None) -> RenderOutput:  # fmt: skip
         request = depthrender_pb2.RenderRequest(
             video=self._ref(video.key, video.sha256), depth=self._ref(depth_key), options=render_options_to_proto(options, force),
         )  # fmt: skip
-        response = self._call("render", lambda: self._depthrender.Render(request, timeout=self.timeout_s, wait_for_ready=True))
+        response = self._call("render", lambda timeout: self._depthrender.Render.future(request, timeout=timeout, wait_for_ready=True), call)
         return RenderOutput(response.schedule.key, response.render.key, response.mask.key, response.frames,
                             timing_from_proto(response.timing))  # fmt: skip
 
-    def generate(self, inputs: GenerateInputs, force: bool) -> Iterator[BlockPublished | GenerateOutput]:
+    def generate(self, inputs: GenerateInputs, force: bool, call: StageCall | None = None) -> Iterator[BlockPublished | GenerateOutput]:
         request = generator_pb2.GenerateRequest(
             video=self._ref(inputs.video_key, inputs.video_sha256), schedule=self._ref(inputs.schedule_key),
             render=self._ref(inputs.render_key), mask=self._ref(inputs.mask_key), prompt=inputs.prompt,
@@ -128,22 +160,25 @@ class RemoteStages:
         seen = -1  # the highest block index handed over
         output = None
         for attempt in range(self.attempts):
-            stream = self._call("generate", lambda: _opened(self._generator.Generate(request, timeout=self.timeout_s, wait_for_ready=True)))
+            stream = self._call("generate", lambda timeout: _Opening(self._generator.Generate(request, timeout=timeout, wait_for_ready=True)), call)
             try:
-                for event in stream:
-                    if event.WhichOneof("event") == "block":
-                        if event.block.index <= seen:
-                            continue
-                        seen = event.block.index
-                        yield block_from_proto(event.block)
-                    else:
-                        done = event.done
-                        keys = {"pred": done.video.key, "source": done.source.key, "render": done.render.key, "compare": done.compare.key}
-                        output = GenerateOutput(keys, done.frames, timing_from_proto(done.timing), done.model.digest)
+                with _cancelled_with(call, stream.cancel):  # a cancel during a long block ends the stream at once
+                    for event in stream:
+                        if event.WhichOneof("event") == "block":
+                            if event.block.index <= seen:
+                                continue
+                            seen = event.block.index
+                            yield block_from_proto(event.block)
+                        else:
+                            done = event.done
+                            keys = {"pred": done.video.key, "source": done.source.key, "render": done.render.key, "compare": done.compare.key}
+                            output = GenerateOutput(keys, done.frames, timing_from_proto(done.timing), done.model.digest)
                 break
             except grpc.RpcError as exc:
+                if call is not None and call.cancel.is_set():
+                    raise WorkStopped("generate: the job was cancelled") from None
                 if not _broken_by_server(exc) or attempt == self.attempts - 1:
-                    raise StageCallFailed.from_error("generate", exc, attempts=attempt + 1) from exc
+                    raise self._failure("generate", exc, call, attempts=attempt + 1) from exc
                 log.warning("the generate stream broke after block %d (%s: %s); reopening it, attempt %d of %d",
                             seen, exc.code().name, exc.details(), attempt + 2, self.attempts)
                 time.sleep(min(self.backoff_s * 2**attempt, 10.0))
@@ -178,5 +213,37 @@ class _PeekedStream:
         self._stream.cancel()
 
 
-def _opened(stream) -> _PeekedStream:
-    return _PeekedStream(stream, next(stream, None))
+class _Opening:
+    """A generate stream as a future of its opening: `result()` reads its first message (so that opening
+    errors surface, and are retried), `cancel()` cancels the stream."""
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+
+    def result(self) -> _PeekedStream:
+        return _PeekedStream(self._stream, next(self._stream, None))
+
+    def cancel(self) -> None:
+        self._stream.cancel()
+
+
+@contextmanager
+def _cancelled_with(call: StageCall | None, cancel: Callable[[], object]) -> Iterator[None]:
+    """Run `cancel` as soon as `call`'s job is cancelled, while the block inside runs."""
+    if call is None:
+        yield
+        return
+    finished = threading.Event()
+
+    def watch() -> None:
+        while not finished.is_set():
+            if call.cancel.wait(CANCEL_POLL_S):
+                cancel()
+                return
+
+    watcher = threading.Thread(target=watch, name=f"cancel-{call.stage}", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        finished.set()

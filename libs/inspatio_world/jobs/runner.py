@@ -21,6 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Iterator, Protocol
 
+from ..media.dataset_inputs import SOURCE_MAX_FRAMES
+from ..refusals import BudgetExceeded
 from ..stages.artifacts import Timing
 from ..stages.caption import CaptionOutput
 from ..stages.depth import DepthOutput
@@ -29,21 +31,25 @@ from ..stages.render import RenderOptions, RenderOutput
 from ..stages.render_videos import run_render_videos
 from ..store.base import ObjectStore
 from . import manifest as manifests
+from .admission import planned_frames
+from .budgets import StageBudgets, StageCall
 from .manifest import CANCELLED, FAILED, RUNNING, SUCCEEDED, Manifest, StageRecord, VideoRef
 
 log = logging.getLogger(__name__)
 
 
 class StageClient(Protocol):
-    """The four stages, wherever they run."""
+    """The four stages, wherever they run. `call` carries the call's time budget and the job's cancel
+    event: a client stops the stage when either ends (jobs/budgets.py)."""
 
-    def caption(self, video: VideoRef, force: bool) -> CaptionOutput: ...
+    def caption(self, video: VideoRef, force: bool, call: StageCall | None = None) -> CaptionOutput: ...
 
-    def depth(self, video: VideoRef, force: bool) -> DepthOutput: ...
+    def depth(self, video: VideoRef, force: bool, call: StageCall | None = None) -> DepthOutput: ...
 
-    def render(self, video: VideoRef, depth_key: str, options: RenderOptions, force: bool) -> RenderOutput: ...
+    def render(self, video: VideoRef, depth_key: str, options: RenderOptions, force: bool,
+               call: StageCall | None = None) -> RenderOutput: ...  # fmt: skip
 
-    def generate(self, inputs: GenerateInputs, force: bool) -> Iterator[BlockPublished | GenerateOutput]: ...
+    def generate(self, inputs: GenerateInputs, force: bool, call: StageCall | None = None) -> Iterator[BlockPublished | GenerateOutput]: ...
 
 
 @dataclass(frozen=True)
@@ -82,10 +88,12 @@ class _SavedManifest:
 
 
 class JobRunner:
-    def __init__(self, store: ObjectStore, stages: StageClient, emit: EventSink = lambda job_id, event: None) -> None:
+    def __init__(self, store: ObjectStore, stages: StageClient, emit: EventSink = lambda job_id, event: None,
+                 budgets: StageBudgets | None = None) -> None:  # fmt: skip
         self.store = store
         self.stages = stages
         self.emit = emit
+        self.budgets = budgets or StageBudgets.from_env()
 
     def run(self, manifest: Manifest, cancel: threading.Event | None = None) -> Manifest:
         """Run (or resume) a job to a terminal state; never raises for a failing job."""
@@ -97,8 +105,13 @@ class JobRunner:
         except JobCancelled:
             job = save.last.with_(state=CANCELLED)  # keeps the progress saved so far
         except Exception as exc:  # the job fails; the runner (and the coordinator) go on
-            log.error("job %s failed", job.job_id, exc_info=True, extra={"fields": {"job_id": job.job_id}})
-            job = save.last.with_(state=FAILED, error=f"{type(exc).__name__}: {exc}")
+            if cancel.is_set():  # a stage call cut short by the cancel itself
+                job = save.last.with_(state=CANCELLED)
+            else:
+                log.error("job %s failed", job.job_id, exc_info=True, extra={"fields": {"job_id": job.job_id}})
+                # A budget's message starts with DEADLINE_EXCEEDED, the status it stands for.
+                error = str(exc) if isinstance(exc, BudgetExceeded) else f"{type(exc).__name__}: {exc}"
+                job = save.last.with_(state=FAILED, error=error)
         job = save(job.with_(outputs={**job.outputs, "manifest": job.key}))
         self.emit(job.job_id, JobFinished(job))
         return job
@@ -118,10 +131,15 @@ class JobRunner:
         the finished job's manifest (not yet saved)."""
         options, force = job.options, job.options.force
         self._check(cancel)
+        frames = min(job.video.frames or SOURCE_MAX_FRAMES, SOURCE_MAX_FRAMES)  # unknown (an older job): the most
+
+        def budget(stage: str, units: int) -> StageCall:  # counted from the call's start
+            return self.budgets.call(stage, units, cancel)
+
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"job-{job.job_id}") as pool:
-            depth_future = pool.submit(self._stage, job, "depth", lambda: self.stages.depth(job.video, force))
+            depth_future = pool.submit(self._stage, job, "depth", lambda: self.stages.depth(job.video, force, budget("depth", frames)))
             if options.prompt is None:
-                captioned = self._stage(job, "caption", lambda: self.stages.caption(job.video, force))
+                captioned = self._stage(job, "caption", lambda: self.stages.caption(job.video, force, budget("caption", frames)))
                 caption, caption_record = captioned.caption, _record(captioned.timing, caption=captioned.key)
                 caption_weights = {"caption": captioned.model}
             else:  # the user's prompt replaces the caption: the captioner never runs
@@ -133,7 +151,9 @@ class JobRunner:
 
         self._check(cancel)
         render_options = options.render_options()
-        render = self._stage(job, "render", lambda: self.stages.render(job.video, depth.key, render_options, force))
+        planned = planned_frames(depth.video.frames, options, render_options)
+        render = self._stage(job, "render", lambda: self.stages.render(
+            job.video, depth.key, render_options, force, budget("render", planned.render_cameras)))  # fmt: skip
         job = save(job.with_stage("render", _record(
             render.timing, schedule=render.schedule_key, render=render.render_key, mask=render.mask_key)))  # fmt: skip
 
@@ -145,7 +165,7 @@ class JobRunner:
         inputs = GenerateInputs(job.video.key, job.video.sha256, render.schedule_key, render.render_key, render.mask_key,
                                 caption, options.seed, options.autoencoder)  # fmt: skip
         self.emit(job.job_id, StageStarted("generate"))
-        events = self.stages.generate(inputs, force)
+        events = self.stages.generate(inputs, force, budget("generate", planned.blocks))
         try:
             for event in events:
                 if isinstance(event, BlockPublished):

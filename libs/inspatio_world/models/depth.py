@@ -26,11 +26,16 @@ Memory: `max_views_per_pass` splits long clips into passes of at most that many 
 results: views only attend within their pass, each pass picks its own reference view and its own
 metric scale. Consecutive passes share one frame; each later pass is rescaled (median depth ratio
 on the shared frame) and re-posed so that the shared frame's camera matches the earlier pass.
+
+Stopping: `estimate(frames, should_stop)` calls `should_stop` between passes and before each layer
+of the network's repeated blocks (the backbone's transformer blocks), so a cancelled call stops
+within one block of one pass, not after the whole clip (stopping.py).
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +44,7 @@ import torch
 from torch import nn
 
 from ..geometry.poses import postprocess_da3_poses, scale_intrinsics_to
+from ..stopping import StopCheck, go_on
 from .depth_checkpoint import load_network
 from .depth_preprocess import DEFAULT_PROCESS_RES, preprocess_frames, resize_depth_nearest
 
@@ -99,6 +105,15 @@ class DepthEstimator:
         self.settings = settings
         self.model_name = model_name
         self.device = next(network.parameters()).device
+        # The hooks ask the calling thread's check: concurrent calls each stop on their own.
+        self._stop = threading.local()
+        for layers in network.modules():
+            if isinstance(layers, nn.ModuleList):
+                for layer in layers:
+                    layer.register_forward_pre_hook(self._check_stop)
+
+    def _check_stop(self, *_) -> None:
+        getattr(self._stop, "check", go_on)()
 
     @classmethod
     def from_folder(
@@ -112,11 +127,15 @@ class DepthEstimator:
         model_name, network = load_network(folder, device)
         return cls(network, settings, model_name)
 
-    def estimate(self, frames: np.ndarray) -> DepthResult:
-        """uint8 RGB frames [N, H, W, 3] at original resolution -> DepthResult."""
+    def estimate(self, frames: np.ndarray, should_stop: StopCheck = go_on) -> DepthResult:
+        """uint8 RGB frames [N, H, W, 3] at original resolution -> DepthResult; `should_stop` may end it early."""
         images = preprocess_frames(frames, self.settings.process_res)  # validates the frames first
-        with self._seeded_rng():
-            depth, w2c, process_k = self._predict_in_passes(images)
+        self._stop.check = should_stop
+        try:
+            with self._seeded_rng():
+                depth, w2c, process_k = self._predict_in_passes(images, should_stop)
+        finally:
+            self._stop.check = go_on
         height, width = images.shape[-2:]
         out_w, out_h = self.settings.output_size
         normalized, smoothed, extrinsic = postprocess_da3_poses(w2c)
@@ -131,11 +150,12 @@ class DepthEstimator:
             process_intrinsics=process_k,
         )
 
-    def _predict_in_passes(self, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _predict_in_passes(self, images: torch.Tensor, should_stop: StopCheck) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         views = self.settings.max_views_per_pass or len(images)
         depth, w2c, intrinsics = self._predict(images[:views])
         start = views - 1
         while start + 1 < len(images):  # each later pass re-runs the previous pass's last frame
+            should_stop()
             next_depth, next_w2c, next_k = self._predict(images[start : start + views])
             next_depth, next_w2c = align_to_shared_frame(depth[-1], w2c[-1], next_depth, next_w2c)
             depth = np.concatenate([depth, next_depth[1:]])

@@ -13,6 +13,7 @@ from typing import Iterator, Protocol
 
 import torch
 
+from ..stopping import StopCheck, go_on
 from .cuda_graphs import GraphedDiT
 from .dit import RENDER_CHANNELS, CausalDiT
 from .kv_cache import KVCache
@@ -149,8 +150,11 @@ class BlockSampler:
         return cache
 
     @torch.no_grad()
-    def blocks(self, cond: ConditioningSource, noise: NoiseSource, trace: list[StepTrace] | None = None) -> Iterator[torch.Tensor]:
-        """Yield each generated block's latents [B, frames_per_block, 16, H, W] as soon as it is done."""
+    def blocks(self, cond: ConditioningSource, noise: NoiseSource, trace: list[StepTrace] | None = None,
+               should_stop: StopCheck = go_on) -> Iterator[torch.Tensor]:  # fmt: skip
+        """Yield each generated block's latents [B, frames_per_block, 16, H, W] as soon as it is done.
+        `should_stop` is called before each block's conditioning and every denoising step
+        (stopping.py): a cancelled call stops within one step, not at the block's end."""
         per_block = self.config.frames_per_block
         total = self.usable_frames(cond.num_frames)
         if total == 0:
@@ -170,6 +174,7 @@ class BlockSampler:
         previous = None
         for block, start in enumerate(range(0, total, per_block)):
             span = slice(start, start + per_block)
+            should_stop()
             inputs = first if start == 0 else cond.block(span)
             context = _pad_channels(inputs.ref_latent)
             if previous is not None:
@@ -180,6 +185,7 @@ class BlockSampler:
 
             x = initial[:, span]
             for step, t in enumerate(timesteps):
+                should_stop()
                 flow = forward(
                     _to_model(x), t.expand(batch), text, render=render, cache=cache, cache_mode="read",
                     cache_length=cached, time_offset=self.config.denoise_time_offset,

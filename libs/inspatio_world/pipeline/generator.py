@@ -22,6 +22,7 @@ import torch
 from ..models.mask_latents import mask_to_latent, pixel_frames_of
 from ..models.taehv import DecoderStream, EncoderStream
 from ..models.sampler import BlockInputs, BlockSampler, GeneratorNoise, SamplerConfig
+from ..stopping import StopCheck, go_on
 from .models import AUTOENCODERS, GeneratorModels
 
 LATENT_FRAMES_PER_PIXEL_GROUP = 4
@@ -140,8 +141,9 @@ class VideoGenerator:
             raise ValueError(f"{request.source.shape[0]} frames is too short: at least 9 frames make one block")
         return plan
 
-    def stream(self, request: GenerationRequest) -> Iterator[GeneratedBlock]:
-        """Generate block by block; each yielded block's frames are final."""
+    def stream(self, request: GenerationRequest, should_stop: StopCheck = go_on) -> Iterator[GeneratedBlock]:
+        """Generate block by block; each yielded block's frames are final. `should_stop` is checked
+        before every denoising step (stopping.py)."""
         plan = self.validate(request)
         models = self.models
         prompt_embeds = models.text_encoder.encode([request.prompt]).to(models.dtype)
@@ -150,7 +152,7 @@ class VideoGenerator:
         decoder = self._decoder(request.autoencoder)
         first_frame = 0
         start = time.perf_counter()
-        for index, frames in enumerate(self._decoded(self.sampler.blocks(conditioning, noise), decoder)):
+        for index, frames in enumerate(self._decoded(self.sampler.blocks(conditioning, noise, should_stop=should_stop), decoder)):
             now = time.perf_counter()
             yield GeneratedBlock(index, plan.blocks, first_frame, frames, now - start)
             first_frame += frames.shape[0]

@@ -3,6 +3,7 @@
 - ValueError (TrajectoryError, VideoError, ...)        → INVALID_ARGUMENT, with the exception's message
 - refusals.QuotaExceeded / Unauthenticated /           → RESOURCE_EXHAUSTED / UNAUTHENTICATED /
   PermissionDenied / BudgetExceeded                      PERMISSION_DENIED / DEADLINE_EXCEEDED
+- stopping.WorkStopped (the caller went away)   → CANCELLED
 - store InvalidKey (bad key, job id, upload name)      → INVALID_ARGUMENT (a StoreError too, but a caller's
                                                          mistake: never UNAVAILABLE, which clients retry)
 - FileNotFoundError, store ObjectNotFound              → NOT_FOUND, with the message
@@ -42,6 +43,7 @@ from typing import Any
 import grpc
 
 from ..refusals import BudgetExceeded, PermissionDenied, QuotaExceeded, Unauthenticated
+from ..stopping import WorkStopped
 from .limits import QueueCancelled, QueueTimeout, ServerBusy
 from .rich_errors import detail_messages, rich_status
 
@@ -55,6 +57,7 @@ DEFAULT_RULES: tuple[tuple[ExceptionRef, grpc.StatusCode], ...] = (
     (Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
     (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
     (BudgetExceeded, grpc.StatusCode.DEADLINE_EXCEEDED),
+    (WorkStopped, grpc.StatusCode.CANCELLED),
     (FileNotFoundError, grpc.StatusCode.NOT_FOUND),
     ("inspatio_world.store.base:ObjectNotFound", grpc.StatusCode.NOT_FOUND),
     ("inspatio_world.store.base:InvalidKey", grpc.StatusCode.INVALID_ARGUMENT),

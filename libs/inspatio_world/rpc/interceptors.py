@@ -28,6 +28,7 @@ from grpc_reflection.v1alpha import reflection
 
 from . import errors
 from .auth import TokenVerifier, principal_label, principal_set
+from ..store.deadline import store_deadline
 from .errors import ErrorMap
 from .limits import ConcurrencyLimiter, QueueCancelled, QueueTimeout, StreamLimit
 from .metrics import ServiceMetrics
@@ -131,6 +132,7 @@ class ServiceInterceptor(grpc.ServerInterceptor):
         caller: dict[str, str] = {}  # who made the call, once authenticated: for the log line
         with (
             self._observed(full_method, service, method, context, caller),
+            store_deadline(_time_left(context)),  # the store's retries keep to the caller's deadline
             self._errors.translated(context, full_method),
             self._authenticated(context, caller),
             self._stream_place(streaming),

@@ -20,6 +20,7 @@ from safetensors.torch import load_file, save_file
 from ..media.decode import VideoInfo, probe_video, read_images
 from ..media.dataset_inputs import SOURCE_MAX_FRAMES
 from ..models.depth import OUTPUT_SIZE, DepthEstimator
+from ..stopping import StopCheck, go_on
 from ..store.base import ObjectStore
 from ..store.keys import content_key
 from .artifacts import SAFETENSORS, Stopwatch, Timing, fetch, scratch
@@ -73,7 +74,7 @@ def load_depth_bundle(path: Path) -> DepthBundle:
 
 
 def run_depth(store: ObjectStore, video_key: str, video_sha256: str, estimator: DepthEstimator,
-              identity: ModelIdentity, force: bool = False) -> DepthOutput:  # fmt: skip
+              identity: ModelIdentity, force: bool = False, should_stop: StopCheck = go_on) -> DepthOutput:  # fmt: skip
     watch = Stopwatch()
     settings = estimator.settings
     options = {"process_res": settings.process_res, "seed": settings.seed, "max_frames": SOURCE_MAX_FRAMES,
@@ -83,10 +84,12 @@ def run_depth(store: ObjectStore, video_key: str, video_sha256: str, estimator: 
         if not force and store.exists(key):
             bundle = load_depth_bundle(fetch(store, key, folder))
             return DepthOutput(key, bundle.video, watch.timing("depth", True), identity.digest)
+        should_stop()
         path = fetch(store, video_key, folder, "video")
         info = probe_video(path)
         images = read_images(path, stop=SOURCE_MAX_FRAMES).numpy()
-        result = estimator.estimate(images)
+        result = estimator.estimate(images, should_stop)
+        should_stop()
         tensors = {
             "frames": torch.from_numpy(renderer_frames(images, tuple(settings.output_size))),
             "depth": torch.tensor(result.depth),  # copies: the result's arrays are read-only

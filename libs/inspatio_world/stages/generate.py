@@ -19,6 +19,7 @@ from ..media.dataset_inputs import load_render_and_mask, load_source_video
 from ..media.lossless import write_lossless
 from ..media.video_io import Mp4Writer, to_uint8
 from ..pipeline.generator import GenerationRequest, VideoGenerator
+from ..stopping import StopCheck, go_on
 from ..store.base import ObjectStore
 from ..store.keys import content_key
 from .artifacts import MKV, MP4, Stopwatch, Timing, all_exist, fetch, get_json, object_digest, scratch
@@ -75,7 +76,7 @@ def _load_request(store: ObjectStore, inputs: GenerateInputs, folder: Path) -> G
 
 
 def run_generate(store: ObjectStore, inputs: GenerateInputs, generator: VideoGenerator, identity: ModelIdentity,
-                 force: bool = False) -> Iterator[BlockPublished | GenerateOutput]:  # fmt: skip
+                 force: bool = False, should_stop: StopCheck = go_on) -> Iterator[BlockPublished | GenerateOutput]:  # fmt: skip
     """Yields a BlockPublished per block, then the GenerateOutput (only the output on a cache hit)."""
     watch = Stopwatch()
     keys = _cache_keys(store, inputs, identity)
@@ -84,13 +85,14 @@ def run_generate(store: ObjectStore, inputs: GenerateInputs, generator: VideoGen
         yield GenerateOutput({k.removesuffix(".mp4"): v for k, v in keys.items()}, generator.plan(frames).output_frames, watch.timing("generate", True), identity.digest)
         return
     with scratch() as folder:
+        should_stop()
         request = _load_request(store, inputs, folder)
         plan = generator.validate(request)
         height, width = request.source.shape[2:]
         paths = {name: folder / name for name in VIDEO_NAMES}
         writers = {name: Mp4Writer(path, width * (3 if name == "compare.mp4" else 1), height) for name, path in paths.items()}
         try:
-            for block in generator.stream(request):
+            for block in generator.stream(request, should_stop):
                 span = slice(block.first_frame, block.first_frame + block.frames.shape[0])
                 pred = block.frames.float().cpu()
                 source, render = ((v[span] * 0.5 + 0.5).clamp(0, 1) for v in (request.source, request.render))
@@ -102,6 +104,7 @@ def run_generate(store: ObjectStore, inputs: GenerateInputs, generator: VideoGen
                                      ("compare.mp4", torch.cat([source, render, pred], dim=3))):  # fmt: skip
                     writers[name].write(frames)
                 yield BlockPublished(block.index, block.blocks, block.first_frame, pred.shape[0], chunk_key, block.seconds)
+                should_stop()  # before the next block is computed
         finally:
             for writer in writers.values():
                 writer.close()

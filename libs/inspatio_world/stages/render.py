@@ -21,6 +21,7 @@ from ..geometry.trajectory import KeyframeTrajectory, Trajectory, target_c2ws, t
 from ..geometry.warp_render import iter_warp_render, log_depth_max, mask_to_uint8, render_to_uint8
 from ..media.dataset_inputs import SOURCE_MAX_FRAMES
 from ..media.lossless import LosslessWriter
+from ..stopping import StopCheck, go_on
 from ..store.base import ObjectStore
 from ..store.keys import content_key
 from .artifacts import MKV, Stopwatch, Timing, all_exist, fetch, get_json, put_json, scratch
@@ -67,7 +68,7 @@ class RenderOutput:
 
 
 def run_render(store: ObjectStore, video_sha256: str, depth_key: str, options: RenderOptions,
-               device: torch.device | None = None, force: bool = False) -> RenderOutput:  # fmt: skip
+               device: torch.device | None = None, force: bool = False, should_stop: StopCheck = go_on) -> RenderOutput:  # fmt: skip
     watch = Stopwatch()
     keys = {name: content_key("render", {"video": video_sha256, "depth": depth_key}, options.cache_options(), RENDERER_VERSION, name)
             for name in ("schedule.json", "render.mkv", "mask.mkv")}  # fmt: skip
@@ -77,6 +78,7 @@ def run_render(store: ObjectStore, video_sha256: str, depth_key: str, options: R
 
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     with scratch() as folder:
+        should_stop()
         bundle = load_depth_bundle(fetch(store, depth_key, folder))
         order = torch.tensor(freeze_indices(len(bundle.depth), options.freeze_repeat, options.freeze_frame))
         frames = bundle.frames[order].permute(0, 3, 1, 2)  # uint8 [N, 3, H, W], converted per chunk
@@ -91,6 +93,7 @@ def run_render(store: ObjectStore, video_sha256: str, depth_key: str, options: R
             for _, render, mask in iter_warp_render(frames, depths, K, source_c2w, targets, depth_max):
                 renders.write(render_to_uint8(render).cpu())
                 masks.write(mask_to_uint8(mask)[..., 0].cpu() > 0)
+                should_stop()  # between chunks
         plan = options.frame_plan(bundle.video.frames, len(bundle.depth))
         store.put_file(keys["render.mkv"], render_path, content_type=MKV)
         store.put_file(keys["mask.mkv"], mask_path, content_type=MKV)

@@ -7,7 +7,8 @@
   a failover) delays work instead of failing it; everything else fails at once with a StoreError
   that says what to check (NoSuchKey -> ObjectNotFound, bad keys or secrets -> CredentialsRejected).
   minio's own urllib3 retries are switched off so that this is the only retry policy. (RequestTimeout
-  is a 400 that S3 documents as transient: it is retried; every other 4xx is not.)
+  is a 400 that S3 documents as transient: it is retried; every other 4xx is not.) Inside a caller's
+  deadline (store/deadline.py) no attempt starts, and no retry waits, past it.
 - Uploads larger than `part_size` go multipart; S3 publishes the object only when the upload
   completes, and minio aborts the upload when a part fails, so puts are atomic.
 """
@@ -32,8 +33,10 @@ import urllib3
 from minio import Minio
 from minio.error import InvalidResponseError, S3Error, ServerError
 
+from ..refusals import BudgetExceeded
 from .base import (CHUNK_SIZE, DEFAULT_CONTENT_TYPE, SHA256_METADATA, CredentialsRejected, ObjectInfo,
                    ObjectNotFound, ObjectStore, StoreError, check_digest, clean_metadata, write_atomically)
+from .deadline import time_left
 from .keys import validate_bucket, validate_key, validate_prefix
 
 log = logging.getLogger(__name__)
@@ -227,6 +230,9 @@ class S3Store(ObjectStore):
     def _call(self, action: str, key: str | None, operation: Callable[[], T]) -> T:
         attempt, started = 0, time.monotonic()
         while True:
+            left = time_left()
+            if left is not None and left <= 0:
+                raise BudgetExceeded(f"S3 {action} of {self._where(key)} not attempted: the caller's deadline has passed")
             try:
                 return operation()
             except Exception as error:  # noqa: BLE001 - sorted out by _wait_or_raise
@@ -235,14 +241,15 @@ class S3Store(ObjectStore):
 
     def _wait_or_raise(self, error: Exception, attempt: int, started: float, action: str, key: str | None) -> None:
         """Sleep before the next attempt if `error` is transient and the retry budget (time since
-        `started`, and the count) allows another, else raise. Each retry is logged once, naming the
-        bucket, key and endpoint (never the credentials)."""
+        `started`, the count, and the caller's deadline) allows another, else raise. Each retry is
+        logged once, naming the bucket, key and endpoint (never the credentials)."""
         elapsed = time.monotonic() - started
         # the last wait is cut to what is left, so the whole budget is used (a store back just in time)
         delay = min(self.backoff_s * 2 ** attempt, MAX_BACKOFF_S) * random.uniform(0.5, 1.0)
         delay = min(delay, self.retry_s - elapsed)
+        left = time_left()
         within_count = self.retries is None or attempt < self.retries
-        if is_transient(error) and within_count and delay > 0:
+        if is_transient(error) and within_count and delay > 0 and (left is None or delay < left):
             log.warning("S3 %s of %s at %s failed (%s); retry %d in %.2f s (%.0f of %.0f s spent)", action,
                         self._where(key), self.endpoint, _describe(error), attempt + 1, delay, elapsed, self.retry_s)
             time.sleep(delay)
