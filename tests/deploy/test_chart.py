@@ -724,7 +724,7 @@ def test_tls_certificates_are_mounted_where_they_are_used(secured: dict[str, Ren
     (pod,) = result.kind("Pod")
     (c,) = pod["spec"]["containers"]
     ca = next(e["value"] for e in c["env"] if e["name"] == "INSPATIO_TLS_CA")
-    (volume,) = [v for v in pod["spec"]["volumes"] if "secret" in v]
+    (volume,) = [v for v in pod["spec"]["volumes"] if v.get("secret", {}).get("secretName") == server_secret]
     assert volume["secret"]["secretName"] == server_secret and volume["secret"]["items"] == [{"key": "ca.crt", "path": "ca.crt"}]
     assert ca == next(m["mountPath"] for m in c["volumeMounts"] if m["name"] == volume["name"]) + "/ca.crt"
 
@@ -946,3 +946,20 @@ def test_notes_warn_about_plaintext_and_unauthenticated_access(helm: Helm) -> No
     assert "trust the CA in\nSecret inspatio-world-tls" in secure and "2 tenant(s)" in secure
     open_stages = notes("--set", "auth.serviceToken.enabled=false")
     assert "the stages accept any caller" in open_stages
+
+
+def test_helm_test_with_auth_runs_only_with_a_tenant_token(helm: Helm) -> None:
+    """With auth on, the test pod would be refused without a token: it runs only when tests.tokenSecret
+    names one, which it mounts as INSPATIO_TOKEN_FILE; without it there is no pod, and NOTES says why."""
+    assert not helm.template(TLS_AUTH_VALUES, ("tests.tokenSecret=",)).kind("Pod")
+    done = helm.run("install", RELEASE, str(CHART), "--namespace", NAMESPACE, "--dry-run=client", "-f", str(TLS_AUTH_VALUES),
+                    "--set", "tests.tokenSecret=")  # fmt: skip
+    assert "set tests.tokenSecret" in done.stdout.split("NOTES:", 1)[1]
+    (pod,) = helm.template(TLS_AUTH_VALUES, ("tests.tokenSecret=acme-token",)).kind("Pod")
+    (c,) = pod["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in c["env"]}
+    mounts = {m["name"]: m for m in c["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    assert env["INSPATIO_TOKEN_FILE"] == f"{mounts['token']['mountPath']}/token" and mounts["token"]["readOnly"]
+    assert volumes["token"]["secret"] == {"secretName": "acme-token", "defaultMode": MOUNT_MODE, "items": [{"key": "token", "path": "token"}]}
+    assert "INSPATIO_TOKEN_FILE" not in {e["name"] for e in helm.template(None).kind("Pod")[0]["spec"]["containers"][0]["env"]}
