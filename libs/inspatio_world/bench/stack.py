@@ -40,7 +40,7 @@ class StackBenchConfig:
     conditioning_gpu: str | None = None  # CUDA_VISIBLE_DEVICES of caption and depthrender
     generator_gpu: str | None = None  # CUDA_VISIBLE_DEVICES of the generator
     work_dir: Path | None = None  # store, logs, compile cache (None: a temporary folder)
-    start_timeout_s: float = 1800.0  # real weights: reading ~33 GiB and building every model
+    start_timeout_s: float = 1800.0  # real weights: reading ~31 GiB and building every model
 
 
 def stack_bench_config(args: argparse.Namespace) -> StackBenchConfig:

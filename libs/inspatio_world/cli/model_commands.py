@@ -54,7 +54,7 @@ def add_model_commands(commands: argparse._SubParsersAction) -> None:
 
     weights = commands.add_parser("weights", help="write random weights in the released layout (tiny or real shapes)")
     weights.add_argument("profile", choices=["random-full", "tiny"],
-                         help="random-full: every model at its real shape (about 33 GiB); tiny: small models (MBs)")
+                         help="random-full: every model at its real shape (about 31 GiB); tiny: small models (MBs)")
     weights.add_argument("dir", help="folder to write (kept when already complete)")
     weights.add_argument("--device", default=None,
                          help="where models are built and initialised (default: cuda when available, else cpu; "

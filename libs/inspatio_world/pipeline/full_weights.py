@@ -5,7 +5,7 @@ dtypes: the 1.3B Wan2.1 DiT (36-channel InSpatio file, fp32, plus the Wan base f
 (fp32 .pth), umT5-XXL encoder (bf16 .pth), TAEHV, DA3 nested giant-large (fp32 safetensors) and
 Florence-2-large (native transformers layout). The profile file sets no architecture, so every
 loader builds the released one. Pictures are meaningless; every cost (disk, load, memory, compute)
-is real. About 33 GiB on disk (`expected_gib`).
+is real. About 31 GiB on disk.
 """
 
 from __future__ import annotations
@@ -46,5 +46,5 @@ def write_full_weights(root: Path, device: torch.device | str | None = None, see
                        progress: Callable[[str], None] = lambda _: None) -> WeightsFolder:  # fmt: skip
     """Write the folder (kept if already complete); `device` None: CUDA when available."""
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    progress(f"writing random-full weights to {root} (models built on {device}; about 33 GiB)")
+    progress(f"writing random-full weights to {root} (models built on {device}; about 31 GiB)")
     return write_random_weights(Path(root), FULL, seed=seed, device=device, progress=progress)
