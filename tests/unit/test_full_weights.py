@@ -12,6 +12,7 @@ Parameter counts asserted, and where they come from:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 
 import pytest
@@ -86,16 +87,22 @@ def test_florence_large_image_tokens_match_its_processor():
 
 
 def test_written_folder_loads_strictly_through_every_loader(tmp_path):
+    """Tiny sizes with random-full's choices where they differ: a bf16 umT5 file, a padded Florence vocabulary."""
+    from inspatio_world.models.captioner import Captioner
+
+    spec = dataclasses.replace(TINY, text_encoder_dtype=torch.bfloat16, florence=FlorenceSize(vocab_size=200))
     progress = []
-    weights = write_random_weights(tmp_path / "w", TINY, progress=progress.append)
+    weights = write_random_weights(tmp_path / "w", spec, progress=progress.append)
+    assert torch.load(weights.text_encoder_file)["norm.weight"].dtype == torch.bfloat16
     assert weights.is_random and any(line.endswith(" in all") for line in progress)
     models = GeneratorModels.load(weights, torch.device("cpu"), autoencoders=("wan_vae", "taehv"), compile_dit=False)
     assert _count(models.dit) > 0 and models.taehv is not None and models.wan_vae is not None
     name, network = load_network(weights.da3_dir)
     assert name == TINY.da3_preset and read_folder_config(weights.da3_dir)[0] == name
+    assert Captioner.from_folder(weights.florence_dir, "cpu").model.config.text_config.vocab_size == 200
     # written again: the complete folder is kept, not rewritten
     before = weights.dit_file.stat().st_mtime_ns
-    write_random_weights(tmp_path / "w", TINY)
+    write_random_weights(tmp_path / "w", spec)
     assert weights.dit_file.stat().st_mtime_ns == before
 
 
