@@ -154,7 +154,9 @@ def service_memory(stack, peaks: dict[int, float]) -> dict[str, float | None]:
     return {name: peaks.get(process.pid, now.get(process.pid)) for name, process in stack.processes.items()}
 
 
-def run_stack_bench(config: StackBenchConfig, progress: Callable[[str], None] = lambda _: None) -> dict:
+def run_stack_bench(config: StackBenchConfig, progress: Callable[[str], None] = lambda _: None,
+                    partial: Callable[[dict], None] = lambda _: None) -> dict:  # fmt: skip
+    """The report; `partial` receives it after each measurement (a run cut short keeps what it measured)."""
     from ..client import Client
     from ..client.sample_video import write_sample_video
     from ..jobs.options import JobOptions
@@ -184,18 +186,23 @@ def run_stack_bench(config: StackBenchConfig, progress: Callable[[str], None] = 
         report["start_to_serving_s"] = {"cold": start_timed(stack, config.start_timeout_s)}
         progress(f"serving: {report['start_to_serving_s']['cold']}")
         try:
+            report["service_gpu_mib_after_start"] = service_memory(stack, {})  # models loaded, nothing run yet
+            partial(report)
             with Client(stack.addresses["coordinator"], timeout=600) as client:
-                jobs = {}
+                report["jobs"] = {}
                 for autoencoder in ("taehv", "wan_vae"):  # every stage forced: each job pays the full cost
                     progress(f"job: {autoencoder}, all stages")
-                    jobs[autoencoder] = run_job(client, video, JobOptions.for_trajectory(config.trajectory, autoencoder=autoencoder, force=True))
-                report["jobs"] = jobs
+                    options = JobOptions.for_trajectory(config.trajectory, autoencoder=autoencoder, force=True)
+                    report["jobs"][autoencoder] = run_job(client, video, options)
+                    partial(report)
                 progress("job: another trajectory (caption and depth cached)")
                 report["other_trajectory"] = run_job(client, video, JobOptions.for_trajectory(config.other_trajectory))
+                partial(report)
                 progress(f"{config.concurrent} jobs at once")
                 options = [JobOptions.for_trajectory(config.trajectory, seed=100 + i) for i in range(config.concurrent)]
                 report["concurrent"] = run_concurrent(client, video, options)
                 report["service_gpu_mib"] = service_memory(stack, report["concurrent"].pop("process_peak_mib"))
+                partial(report)
         finally:
             stack.stop()
         if config.second_start:
@@ -205,6 +212,7 @@ def run_stack_bench(config: StackBenchConfig, progress: Callable[[str], None] = 
             try:
                 with Client(stack.addresses["coordinator"], timeout=600) as client:
                     report["after_second_start"] = run_job(client, video, JobOptions.for_trajectory(config.trajectory, force=True))
+                    partial(report)
             finally:
                 stack.stop()
     return report

@@ -110,7 +110,9 @@ def _bench(args: argparse.Namespace) -> int:
     if args.target == "stack":
         from ..bench.stack import run_stack_bench, stack_bench_config
 
-        return _print_report(run_stack_bench(stack_bench_config(args), progress), args.json_out)
+        # the report so far is written after each measurement: a run cut short keeps what it measured
+        partial = (lambda report: Path(args.json_out).write_text(json.dumps(report, indent=2) + "\n")) if args.json_out else (lambda _: None)
+        return _print_report(run_stack_bench(stack_bench_config(args), progress, partial), args.json_out)
     if args.target == "conditioning":
         return _print_report(run_conditioning_bench(args.frames, progress), args.json_out)
 
