@@ -9,7 +9,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 wheels="${1:?usage: tools/gpu_site.sh WHEEL_DIR [--check]}"
-python -m pip install --quiet --no-deps --no-index --upgrade --target .gpu-site "$wheels"/*.whl
+if python -m pip --version >/dev/null 2>&1; then
+  python -m pip install --quiet --no-deps --no-index --upgrade --target .gpu-site "$wheels"/*.whl
+else  # no pip in the image: a wheel is a zip of the files site-packages would hold
+  for wheel in "$wheels"/*.whl; do python -m zipfile -e "$wheel" .gpu-site; done
+fi
 echo "installed $(ls "$wheels"/*.whl | wc -l) wheels from $wheels into .gpu-site"
 if [[ "${2:-}" == "--check" ]]; then
   PYTHONPATH="$PWD/.gpu-site:$PWD/libs:$PWD" python - <<'PY'
