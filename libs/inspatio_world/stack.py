@@ -128,6 +128,7 @@ class LocalStack:
     default_ports: bool = True  # the well-known ports (PortBusy if one is taken), else random free ones
     log_dir: Path | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
+    service_env: dict[str, dict[str, str]] = field(default_factory=dict)  # per service, over extra_env (e.g. CUDA_VISIBLE_DEVICES)
     supervise: bool = False  # restart children that die (supervisor.py); `inspatio up` and `run` do
     restart_policy: RestartPolicy = field(default_factory=RestartPolicy)
     report: Callable[[str], None] = _report  # where the supervisor says what it does
@@ -185,7 +186,7 @@ class LocalStack:
                 envvars.GENERATOR_ADDRESS.name: self.addresses["generator"], **self.extra_env}  # fmt: skip
         try:
             for name in SERVICES:
-                self._envs[name] = {**base, envvars.GRPC_ADDRESS.name: self.addresses[name],
+                self._envs[name] = {**base, **self.service_env.get(name, {}), envvars.GRPC_ADDRESS.name: self.addresses[name],
                                     envvars.METRICS_ADDRESS.name: self.metrics_addresses[name]}  # fmt: skip
                 self.spawn(name)
             self.wait_ready(timeout)

@@ -16,7 +16,7 @@ import torch
 
 from ..pipeline.generator import GenerationRequest, VideoGenerator
 from ..pipeline.models import GeneratorModels
-from ..pipeline.tiny_weights import write_tokenizer
+from ..pipeline.random_weights import write_tokenizer
 
 
 def _random_request(frames: int, height: int, width: int, autoencoder: str) -> GenerationRequest:

@@ -1,5 +1,5 @@
-"""The model commands of `inspatio`: parity, generate, bench. They run the library in process and
-import no gRPC, store or service code."""
+"""The model commands of `inspatio`: parity, generate, bench, weights. They run the library in process
+and import no gRPC, store or service code (except `bench stack`, which starts the services)."""
 
 from __future__ import annotations
 
@@ -31,8 +31,9 @@ def add_model_commands(commands: argparse._SubParsersAction) -> None:
     generate.set_defaults(func=_generate)
 
     bench = commands.add_parser("bench", help="measure speed on CUDA with random weights at real shapes; prints JSON")
-    bench.add_argument("target", choices=["generator", "conditioning"],
-                       help="generator: DiT, autoencoders, step 3; conditioning: DA3 depth/poses and the render")
+    bench.add_argument("target", choices=["generator", "conditioning", "stack"],
+                       help="generator: DiT, autoencoders, step 3; conditioning: DA3 depth/poses and the render; "
+                            "stack: the four services on a weights folder, jobs through the SDK")
     bench.add_argument("--frames", type=int, default=81, help="pixel frames of the benchmark video (default 81)")
     bench.add_argument("--blocks", type=int, default=6, help="steady-state blocks to time (default 6)")
     bench.add_argument("--warmup-blocks", type=int, default=2, help="untimed blocks first (default 2)")
@@ -49,6 +50,35 @@ def add_model_commands(commands: argparse._SubParsersAction) -> None:
                        help="FP8 linear layers in the DiT blocks (Hopper+); also reports their error against bf16")
     bench.add_argument("--json-out", help="also write the JSON report to this file")
     bench.set_defaults(func=_bench)
+    add_bench_stack_options(bench)
+
+    weights = commands.add_parser("weights", help="write random weights in the released layout (tiny or real shapes)")
+    weights.add_argument("profile", choices=["random-full", "tiny"],
+                         help="random-full: every model at its real shape (about 31 GiB); tiny: small models (MBs)")
+    weights.add_argument("dir", help="folder to write (kept when already complete)")
+    weights.add_argument("--device", default=None,
+                         help="where models are built and initialised (default: cuda when available, else cpu; "
+                              "random-full on a CPU takes tens of minutes)")
+    weights.set_defaults(func=_weights)
+
+
+def add_bench_stack_options(bench: argparse.ArgumentParser) -> None:
+    """Options of `inspatio bench stack` (the other targets ignore them)."""
+    group = bench.add_argument_group("bench stack")
+    group.add_argument("--weights", help="stack: weights folder (e.g. written by `inspatio weights random-full DIR`)")
+    group.add_argument("--video", help="stack: input video (default: a generated sample clip; needs PyAV)")
+    group.add_argument("--height", type=int, default=480, help="stack: sample video height (default 480)")
+    group.add_argument("--width", type=int, default=832, help="stack: sample video width (default 832)")
+    group.add_argument("--trajectory", help="stack: trajectory of the timed jobs (default x_y_circle_cycle.txt)")
+    group.add_argument("--other-trajectory",
+                       help="stack: trajectory of the job on the same video (caption and depth cached; default orbit_left.txt)")
+    group.add_argument("--concurrent", type=int, default=4, help="stack: jobs submitted at once in the throughput run (default 4)")
+    group.add_argument("--second-start", action="store_true",
+                       help="stack: stop and start the services again, timing start-up with the compile cache warm")
+    group.add_argument("--conditioning-gpu", help="stack: CUDA_VISIBLE_DEVICES of caption and depthrender (default: the caller's)")
+    group.add_argument("--generator-gpu", help="stack: CUDA_VISIBLE_DEVICES of the generator (default: the caller's)")
+    group.add_argument("--work-dir", help="stack: folder for the store, logs and outputs (default: a temporary one)")
+    group.add_argument("--allow-cpu", action="store_true", help=argparse.SUPPRESS)  # CI smoke test on tiny weights
 
 
 def _parity(args: argparse.Namespace) -> int:
@@ -73,10 +103,16 @@ def _bench(args: argparse.Namespace) -> int:
     from ..bench.conditioning import run_conditioning_bench
     from ..bench.generator import GeneratorBenchConfig, run_generator_bench
 
-    if not torch.cuda.is_available():
+    if not torch.cuda.is_available() and not (args.target == "stack" and args.allow_cpu):
         print("error: the benchmarks time real-size models and need a CUDA GPU; none is visible", file=sys.stderr)
         return 2
     progress = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+    if args.target == "stack":
+        from ..bench.stack import run_stack_bench, stack_bench_config
+
+        # the report so far is written after each measurement: a run cut short keeps what it measured
+        partial = (lambda report: Path(args.json_out).write_text(json.dumps(report, indent=2) + "\n")) if args.json_out else (lambda _: None)
+        return _print_report(run_stack_bench(stack_bench_config(args), progress, partial), args.json_out)
     if args.target == "conditioning":
         return _print_report(run_conditioning_bench(args.frames, progress), args.json_out)
 
@@ -93,6 +129,21 @@ def _bench(args: argparse.Namespace) -> int:
         fp8=args.fp8,
     )
     return _print_report(run_generator_bench(config, progress=progress), args.json_out)
+
+
+def _weights(args: argparse.Namespace) -> int:
+    progress = lambda msg: print(msg, flush=True)  # noqa: E731
+    if args.profile == "tiny":
+        from ..pipeline.tiny_weights import TINY
+        from ..pipeline.random_weights import write_random_weights
+
+        write_random_weights(Path(args.dir), TINY, device=args.device or "cpu", progress=progress)
+    else:
+        from ..pipeline.full_weights import write_full_weights
+
+        write_full_weights(Path(args.dir), device=args.device, progress=progress)
+    print(f"{args.dir}: random weights ({args.profile}); pictures made with them are meaningless")
+    return 0
 
 
 def _print_report(report: dict, json_out: str | None) -> int:
