@@ -16,9 +16,10 @@ from inspatio_world.jobs.manifest import CANCELLED, FAILED, RUNNING, SUCCEEDED, 
 from inspatio_world.jobs.options import JobOptions
 from inspatio_world.jobs.runner import BlockPublished, JobFinished, StageFinished
 from inspatio_world.media.decode import VideoError, read_frames
+from inspatio_world.stages.generate import GenerateOutput
 from inspatio_world.store.local import LocalStore
 
-from tests.support.local_jobs import manager, run_job, video_file, weights  # noqa: F401 (fixtures)
+from tests.support.local_jobs import StagesWithHook, manager, run_job, video_file, weights  # noqa: F401 (fixtures)
 
 
 def _run(manager: JobManager, video_file, **options) -> tuple[Manifest, list]:
@@ -130,31 +131,11 @@ def test_watch_from_another_thread_sees_the_end(manager, video_file):
 
 # --- a failed or cancelled job keeps its progress in its final manifest ---------------------------
 
-class _StagesWithHook:
-    """LocalStages whose generate calls `hook(event)` on each event before passing it on: a test's way
-    to cancel a job right after a block, or to fail the generate stage."""
-
-    def __init__(self, inner: LocalStages, hook) -> None:
-        self.inner, self.hook = inner, hook
-
-    def __getattr__(self, name: str):
-        return getattr(self.inner, name)
-
-    def generate(self, inputs, force, call=None):
-        events = self.inner.generate(inputs, force, call)
-        try:
-            for event in events:
-                self.hook(event)
-                yield event
-        finally:
-            events.close()
-
-
 def _run_with_hook(tmp_path, weights, video_file, hook) -> Manifest:
     """Run one job whose generate calls `hook(manager, job_id, event)`; the final manifest as stored."""
     store = LocalStore(tmp_path / "store")
     job_ids: list[str] = []
-    stages = _StagesWithHook(LocalStages(store, weights), lambda event: hook(manager, job_ids[0], event))
+    stages = StagesWithHook(LocalStages(store, weights), lambda event: hook(manager, job_ids[0], event))
     manager = JobManager(store, stages, lease_seconds=2.0)
     try:
         video = manager.upload_video([video_file.read_bytes()], "clip.mp4")
@@ -173,7 +154,7 @@ def _cancel_at_first_block(manager: JobManager, job_id: str, event) -> None:
 
 
 def _fail_after_the_blocks(manager: JobManager, job_id: str, event) -> None:
-    if not isinstance(event, BlockPublished):
+    if isinstance(event, GenerateOutput):
         raise RuntimeError("the decoder broke")
 
 

@@ -43,3 +43,28 @@ def run_job(manager: JobManager, video_file, options: JobOptions) -> tuple[Manif
     events = list(manager.watch(job.job_id))
     assert isinstance(events[-1], JobFinished)
     return events[-1].manifest, events
+
+
+class StagesWithHook:
+    """LocalStages whose generate (and render_and_generate) calls `hook(event)` on each event before
+    passing it on: a test's way to cancel a job right after a block, or to fail the generate stage."""
+
+    def __init__(self, inner: LocalStages, hook) -> None:
+        self.inner, self.hook = inner, hook
+
+    def __getattr__(self, name: str):
+        return getattr(self.inner, name)
+
+    def generate(self, *args, **kwargs):
+        return self._hooked(self.inner.generate(*args, **kwargs))
+
+    def render_and_generate(self, *args, **kwargs):
+        return self._hooked(self.inner.render_and_generate(*args, **kwargs))
+
+    def _hooked(self, events):
+        try:
+            for event in events:
+                self.hook(event)
+                yield event
+        finally:
+            events.close()

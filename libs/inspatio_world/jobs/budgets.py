@@ -46,6 +46,12 @@ class StageBudgets:
         budget = self.seconds(stage, units)
         return StageCall(stage, budget, f"{units} {UNITS[stage]}", time.monotonic() + budget, cancel)
 
+    def joint(self, units: dict[str, int], cancel: threading.Event) -> "StageCall":
+        """One budget for stages done in one call (render inside generate): the sum of theirs, one base."""
+        budget = self.base_s + sum(self.seconds(stage, n) - self.base_s for stage, n in units.items())
+        work = " and ".join(f"{n} {UNITS[stage]}" for stage, n in units.items())
+        return StageCall("+".join(units), budget, work, time.monotonic() + budget, cancel)
+
 
 @dataclass(frozen=True)
 class StageCall:

@@ -22,6 +22,7 @@ from ..stages.depth import DepthOutput, run_depth
 from ..stages.generate import BlockPublished, GenerateInputs, GenerateOutput, run_generate
 from ..stages.identity import ModelIdentity, weights_identity
 from ..stages.render import RenderOptions, RenderOutput, run_render
+from ..stages.render_feed import run_render_and_generate
 from ..stopping import StopCheck, go_on
 from ..store.base import ObjectStore
 from .budgets import StageCall
@@ -60,7 +61,9 @@ def load_estimator(weights: WeightsFolder, device: torch.device) -> DepthEstimat
 class LocalStages:
     def __init__(self, store: ObjectStore, weights: WeightsFolder, device: torch.device | None = None,
                  autoencoders: tuple[str, ...] = ("wan_vae", "taehv"), compile_dit: bool | None = None,
-                 fp8: bool = False) -> None:  # fmt: skip
+                 fp8: bool = False, stream_render: bool = True) -> None:  # fmt: skip
+        """`stream_render`: full jobs render inside the generate call, block by block (first frames
+        sooner, same outputs); False renders the whole video first."""
         check_caption_weights(weights)
         check_depth_weights(weights)
         for name in autoencoders:
@@ -70,6 +73,7 @@ class LocalStages:
         self.device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.autoencoders = autoencoders
         self.compile_dit, self.fp8 = compile_dit, fp8
+        self.streams_render = stream_render  # the runner's switch (jobs/runner.py StageClient)
         self.identities = {
             "caption": caption_identity(weights),
             "depth": depth_identity(weights),
@@ -111,6 +115,14 @@ class LocalStages:
     def generate(self, inputs: GenerateInputs, force: bool, call: StageCall | None = None) -> Iterator[BlockPublished | GenerateOutput]:
         with self._locks["generate"]:
             yield from run_generate(self.store, inputs, self.generator, self.identities["generator"], force, _check(call))
+
+
+    def render_and_generate(self, video: VideoRef, depth_key: str, options: RenderOptions, prompt: str, seed: int,
+                            autoencoder: str, force: bool, call: StageCall | None = None,
+                            ) -> Iterator[RenderOutput | BlockPublished | GenerateOutput]:  # fmt: skip
+        with self._locks["generate"]:  # the render's own work holds no model: the generator's lock is the one
+            yield from run_render_and_generate(self.store, video.key, video.sha256, depth_key, options, prompt, seed, autoencoder,
+                                               self.generator, self.identities["generator"], self.device, force, _check(call))  # fmt: skip
 
 
 def _check(call: StageCall | None) -> StopCheck:

@@ -51,6 +51,9 @@ class StageClient(Protocol):
 
     def generate(self, inputs: GenerateInputs, force: bool, call: StageCall | None = None) -> Iterator[BlockPublished | GenerateOutput]: ...
 
+    # Optional: a client whose `streams_render` is true also offers `render_and_generate` (the render
+    # made block by block inside the generate call, stages/render_feed.py), which full jobs then use.
+
 
 @dataclass(frozen=True)
 class StageStarted:
@@ -152,10 +155,18 @@ class JobRunner:
         self._check(cancel)
         render_options = options.render_options()
         planned = planned_frames(depth.video.frames, options, render_options)
+        if not options.render_only and getattr(self.stages, "streams_render", False):
+            # Render inside the generate call, block by block: the first block needs only its own
+            # frames' render (stages/render_feed.py). One budget covers both stages' work.
+            self.emit(job.job_id, StageStarted("render"))
+            self.emit(job.job_id, StageStarted("generate"))
+            call = self.budgets.joint({"render": planned.render_cameras, "generate": planned.blocks}, cancel)
+            events = self.stages.render_and_generate(job.video, depth.key, render_options, caption, options.seed,
+                                                     options.autoencoder, force, call)  # fmt: skip
+            return self._generate(job, events, cancel, save)
         render = self._stage(job, "render", lambda: self.stages.render(
             job.video, depth.key, render_options, force, budget("render", planned.render_cameras)))  # fmt: skip
-        job = save(job.with_stage("render", _record(
-            render.timing, schedule=render.schedule_key, render=render.render_key, mask=render.mask_key)))  # fmt: skip
+        job = save(_with_render(job, render))
 
         self._check(cancel)
         if options.render_only:
@@ -165,10 +176,18 @@ class JobRunner:
         inputs = GenerateInputs(job.video.key, job.video.sha256, render.schedule_key, render.render_key, render.mask_key,
                                 caption, options.seed, options.autoencoder)  # fmt: skip
         self.emit(job.job_id, StageStarted("generate"))
-        events = self.stages.generate(inputs, force, budget("generate", planned.blocks))
+        return self._generate(job, self.stages.generate(inputs, force, budget("generate", planned.blocks)), cancel, save)
+
+    def _generate(self, job: Manifest, events: Iterator[RenderOutput | BlockPublished | GenerateOutput], cancel: threading.Event,
+                  save: _SavedManifest) -> Manifest:  # fmt: skip
+        """Follow a generate stream to its result, saving the manifest at every block (and at the render
+        a streamed render publishes); returns the finished job's manifest (not yet saved)."""
         try:
             for event in events:
-                if isinstance(event, BlockPublished):
+                if isinstance(event, RenderOutput):
+                    job = save(_with_render(job, event))
+                    self.emit(job.job_id, StageFinished(event.timing))
+                elif isinstance(event, BlockPublished):
                     # A resumed job generates again from block 0: its progress never goes back.
                     job = save(job.with_(blocks_done=max(job.blocks_done, event.index + 1), blocks_total=event.blocks))
                     self.emit(job.job_id, event)
@@ -182,6 +201,10 @@ class JobRunner:
             if close is not None:
                 close()  # stops the generator (or cancels the stream) when the job is cancelled
         raise RuntimeError("the generator stream ended without a result")
+
+
+def _with_render(job: Manifest, render: RenderOutput) -> Manifest:
+    return job.with_stage("render", _record(render.timing, schedule=render.schedule_key, render=render.render_key, mask=render.mask_key))
 
 
 def _record(timing: Timing, **keys: str) -> StageRecord:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 
@@ -59,6 +59,17 @@ class GenerationRequest:
     prompt: str
     seed: int = 0
     autoencoder: str = "wan_vae"
+    # Called with n before frames [0, n) of render and mask are first read: lets a caller fill them
+    # while the generation runs (stages/render_feed.py). None: the videos are complete.
+    ensure_frames: Callable[[int], None] | None = None
+
+
+def conditioning_frames(latents: slice, autoencoder: str, num_frames: int) -> int:
+    """How many input frames [0, n) latents [start, stop) are encoded from: the Wan VAE groups frames
+    [0], [1-4], [5-8], ... (as the mask does); TAEHV [0-3], [4-7], ... (so block 0 needs 9 or 12)."""
+    if autoencoder == "wan_vae":
+        return pixel_frames_of(latents).stop
+    return min(LATENT_FRAMES_PER_PIXEL_GROUP * latents.stop, num_frames)
 
 
 @dataclass(frozen=True)
@@ -87,6 +98,8 @@ class _BlockEncoder:
 
     def block(self, span: slice) -> BlockInputs:
         request, dtype = self._request, self._models.dtype
+        if request.ensure_frames is not None:
+            request.ensure_frames(conditioning_frames(span, request.autoencoder, request.source.shape[0]))
         mask_frames = pixel_frames_of(span)
         mask_latent = mask_to_latent(self._pixels(request.mask, mask_frames), continuation=span.start > 0)
         videos = (request.source, request.render)

@@ -11,14 +11,14 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Generator, Iterator
 
 import torch
 
 from ..media.dataset_inputs import load_render_and_mask, load_source_video
 from ..media.lossless import write_lossless
 from ..media.video_io import Mp4Writer, to_uint8
-from ..pipeline.generator import GenerationRequest, VideoGenerator
+from ..pipeline.generator import FramePlan, GenerationRequest, VideoGenerator
 from ..stopping import StopCheck, go_on
 from ..store.base import ObjectStore
 from ..store.keys import content_key
@@ -58,7 +58,7 @@ class GenerateOutput:
     model: str  # digest of the weights that made it (stages/identity.py)
 
 
-def _cache_keys(store: ObjectStore, inputs: GenerateInputs, identity: ModelIdentity) -> dict[str, str]:
+def cache_keys(store: ObjectStore, inputs: GenerateInputs, identity: ModelIdentity) -> dict[str, str]:
     digests = {"video": inputs.video_sha256}
     for name in ("schedule_key", "render_key", "mask_key"):
         digests[name] = object_digest(store, getattr(inputs, name))
@@ -79,7 +79,7 @@ def run_generate(store: ObjectStore, inputs: GenerateInputs, generator: VideoGen
                  force: bool = False, should_stop: StopCheck = go_on) -> Iterator[BlockPublished | GenerateOutput]:  # fmt: skip
     """Yields a BlockPublished per block, then the GenerateOutput (only the output on a cache hit)."""
     watch = Stopwatch()
-    keys = _cache_keys(store, inputs, identity)
+    keys = cache_keys(store, inputs, identity)
     if not force and all_exist(store, list(keys.values())):
         frames = len(get_json(store, inputs.schedule_key)["source_index"])
         yield GenerateOutput({k.removesuffix(".mp4"): v for k, v in keys.items()}, generator.plan(frames).output_frames, watch.timing("generate", True), identity.digest)
@@ -87,28 +87,39 @@ def run_generate(store: ObjectStore, inputs: GenerateInputs, generator: VideoGen
     with scratch() as folder:
         should_stop()
         request = _load_request(store, inputs, folder)
-        plan = generator.validate(request)
-        height, width = request.source.shape[2:]
-        paths = {name: folder / name for name in VIDEO_NAMES}
-        writers = {name: Mp4Writer(path, width * (3 if name == "compare.mp4" else 1), height) for name, path in paths.items()}
-        try:
-            for block in generator.stream(request, should_stop):
-                span = slice(block.first_frame, block.first_frame + block.frames.shape[0])
-                pred = block.frames.float().cpu()
-                source, render = ((v[span] * 0.5 + 0.5).clamp(0, 1) for v in (request.source, request.render))
-                chunk_key = keys["pred.mp4"].rsplit("/", 1)[0] + f"/block_{block.index:04d}.mkv"
-                chunk_path = folder / "block.mkv"
-                write_lossless(chunk_path, [to_uint8(pred)], width, height)
-                store.put_file(chunk_key, chunk_path, content_type=MKV)
-                for name, frames in (("pred.mp4", pred), ("source.mp4", source), ("render.mp4", render),
-                                     ("compare.mp4", torch.cat([source, render, pred], dim=3))):  # fmt: skip
-                    writers[name].write(frames)
-                yield BlockPublished(block.index, block.blocks, block.first_frame, pred.shape[0], chunk_key, block.seconds)
-                should_stop()  # before the next block is computed
-        finally:
-            for writer in writers.values():
-                writer.close()
-        # pred last: its presence marks a complete result for the cache check's readers.
-        for name in ("source.mp4", "render.mp4", "compare.mp4", "pred.mp4"):
-            store.put_file(keys[name], paths[name], content_type=MP4)
+        plan = yield from generate_blocks(store, request, generator, folder, keys["pred.mp4"].rsplit("/", 1)[0], should_stop)
+        publish_videos(store, keys, folder)
     yield GenerateOutput({k.removesuffix(".mp4"): v for k, v in keys.items()}, plan.output_frames, watch.timing("generate", False), identity.digest)
+
+
+def generate_blocks(store: ObjectStore, request: GenerationRequest, generator: VideoGenerator, folder: Path, block_prefix: str,
+                    should_stop: StopCheck = go_on) -> Generator[BlockPublished, None, FramePlan]:  # fmt: skip
+    """Generate `request` block by block: each block is published as `block_prefix/block_NNNN.mkv` and
+    yielded; the four videos of VIDEO_NAMES are written into `folder`. Returns the frame plan."""
+    plan = generator.validate(request)
+    height, width = request.source.shape[2:]
+    writers = {name: Mp4Writer(folder / name, width * (3 if name == "compare.mp4" else 1), height) for name in VIDEO_NAMES}
+    try:
+        for block in generator.stream(request, should_stop):
+            span = slice(block.first_frame, block.first_frame + block.frames.shape[0])
+            pred = block.frames.float().cpu()
+            source, render = ((v[span] * 0.5 + 0.5).clamp(0, 1) for v in (request.source, request.render))
+            chunk_key = f"{block_prefix}/block_{block.index:04d}.mkv"
+            chunk_path = folder / "block.mkv"
+            write_lossless(chunk_path, [to_uint8(pred)], width, height)
+            store.put_file(chunk_key, chunk_path, content_type=MKV)
+            for name, frames in (("pred.mp4", pred), ("source.mp4", source), ("render.mp4", render),
+                                 ("compare.mp4", torch.cat([source, render, pred], dim=3))):  # fmt: skip
+                writers[name].write(frames)
+            yield BlockPublished(block.index, block.blocks, block.first_frame, pred.shape[0], chunk_key, block.seconds)
+            should_stop()  # before the next block is computed
+    finally:
+        for writer in writers.values():
+            writer.close()
+    return plan
+
+
+def publish_videos(store: ObjectStore, keys: dict[str, str], folder: Path) -> None:
+    # pred last: its presence marks a complete result for the cache check's readers.
+    for name in ("source.mp4", "render.mp4", "compare.mp4", "pred.mp4"):
+        store.put_file(keys[name], folder / name, content_type=MP4)

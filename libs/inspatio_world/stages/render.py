@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -67,38 +68,96 @@ class RenderOutput:
     timing: Timing
 
 
-def run_render(store: ObjectStore, video_sha256: str, depth_key: str, options: RenderOptions,
-               device: torch.device | None = None, force: bool = False, should_stop: StopCheck = go_on) -> RenderOutput:  # fmt: skip
-    watch = Stopwatch()
-    keys = {name: content_key("render", {"video": video_sha256, "depth": depth_key}, options.cache_options(), RENDERER_VERSION, name)
+def render_keys(video_sha256: str, depth_key: str, options: RenderOptions) -> dict[str, str]:
+    """The render's content keys: schedule.json, render.mkv, mask.mkv."""
+    return {name: content_key("render", {"video": video_sha256, "depth": depth_key}, options.cache_options(), RENDERER_VERSION, name)
             for name in ("schedule.json", "render.mkv", "mask.mkv")}  # fmt: skip
-    if not force and all_exist(store, list(keys.values())):
-        frames = len(get_json(store, keys["schedule.json"])["source_index"])
-        return RenderOutput(keys["schedule.json"], keys["render.mkv"], keys["mask.mkv"], frames, watch.timing("render", True))
 
-    device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    with scratch() as folder:
-        should_stop()
+
+def cached_render(store: ObjectStore, keys: dict[str, str], watch: Stopwatch) -> RenderOutput | None:
+    """The complete render under `keys`, if all three objects exist (schedule.json is written last)."""
+    if not all_exist(store, list(keys.values())):
+        return None
+    frames = len(get_json(store, keys["schedule.json"])["source_index"])
+    return RenderOutput(keys["schedule.json"], keys["render.mkv"], keys["mask.mkv"], frames, watch.timing("render", True))
+
+
+class RenderWork:
+    """One render, produced chunk by chunk into lossless files in `folder`, published at the end.
+
+    The frame plan is known before any frame is rendered (it needs only the bundle's frame counts), so
+    a consumer can render just the frames it needs next (stages/render_feed.py). Use as a context
+    manager: leaving it closes the files; `publish` uploads a complete render only.
+    """
+
+    def __init__(self, store: ObjectStore, keys: dict[str, str], depth_key: str, options: RenderOptions, folder: Path,
+                 device: torch.device | None = None) -> None:  # fmt: skip
+        device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.store, self.keys, self.folder = store, keys, folder
         bundle = load_depth_bundle(fetch(store, depth_key, folder))
         order = torch.tensor(freeze_indices(len(bundle.depth), options.freeze_repeat, options.freeze_frame))
         frames = bundle.frames[order].permute(0, 3, 1, 2)  # uint8 [N, 3, H, W], converted per chunk
         depths = bundle.depth[order].to(device)
         source_c2w = source_c2w_from_w2c(bundle.extrinsic_w2c[order].numpy(), device=device)
         targets = target_c2ws(options.trajectory, source_c2w, options.rotation_only, options.relative_to_source)
-        height, width = depths.shape[1:]
-        K = scale_intrinsic(bundle.intrinsics[0].to(device), width, height)  # upstream uses frame 0's K throughout
+        self.height, self.width = depths.shape[1:]
+        K = scale_intrinsic(bundle.intrinsics[0].to(device), self.width, self.height)  # upstream uses frame 0's K throughout
         depth_max = log_depth_max(depths, K, source_c2w, targets)  # the soft z-buffer's scale spans all frames
-        render_path, mask_path = folder / "render.mkv", folder / "mask.mkv"
-        with LosslessWriter(render_path, width, height, "rgb") as renders, LosslessWriter(mask_path, width, height, "mask") as masks:
-            for _, render, mask in iter_warp_render(frames, depths, K, source_c2w, targets, depth_max):
-                renders.write(render_to_uint8(render).cpu())
-                masks.write(mask_to_uint8(mask)[..., 0].cpu() > 0)
+        self.frames = len(order)  # render (= mask) frames
+        self.plan = options.frame_plan(bundle.video.frames, len(bundle.depth))
+        self.fps = bundle.video.fps
+        self.rendered = 0  # frames written so far
+        self._chunks = iter_warp_render(frames, depths, K, source_c2w, targets, depth_max)
+        self._renders = LosslessWriter(folder / "render.mkv", self.width, self.height, "rgb")
+        self._masks = LosslessWriter(folder / "mask.mkv", self.width, self.height, "mask")
+        self._open = True
+
+    def __enter__(self) -> "RenderWork":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        if self._open:  # the writers flush on close, which may happen only once
+            self._open = False
+            self._renders.close()
+            self._masks.close()
+
+    def next_chunk(self) -> tuple[slice, torch.Tensor, torch.Tensor]:
+        """Render and write the next chunk: (frames, render uint8 [n, H, W, 3], mask bool [n, H, W]), on the CPU."""
+        span, render, mask = next(self._chunks)
+        render, mask = render_to_uint8(render).cpu(), mask_to_uint8(mask)[..., 0].cpu() > 0
+        self._renders.write(render)
+        self._masks.write(mask)
+        self.rendered = span.stop
+        return span, render, mask
+
+    def publish(self, timing: Timing) -> RenderOutput:
+        """Upload the finished render; the schedule goes last: its presence marks a complete render."""
+        if self.rendered < self.frames:
+            raise RuntimeError(f"render published after {self.rendered} of {self.frames} frames")
+        self._close()
+        self.store.put_file(self.keys["render.mkv"], self.folder / "render.mkv", content_type=MKV)
+        self.store.put_file(self.keys["mask.mkv"], self.folder / "mask.mkv", content_type=MKV)
+        put_json(self.store, self.keys["schedule.json"], {
+            "source_index": list(self.plan.source_index), "render_index": list(self.plan.render_index),
+            "adjustment": str(self.plan.adjustment), "fps": self.fps,
+        })  # fmt: skip
+        return RenderOutput(self.keys["schedule.json"], self.keys["render.mkv"], self.keys["mask.mkv"], len(self.plan), timing)
+
+
+def run_render(store: ObjectStore, video_sha256: str, depth_key: str, options: RenderOptions,
+               device: torch.device | None = None, force: bool = False, should_stop: StopCheck = go_on) -> RenderOutput:  # fmt: skip
+    watch = Stopwatch()
+    keys = render_keys(video_sha256, depth_key, options)
+    cached = None if force else cached_render(store, keys, watch)
+    if cached is not None:
+        return cached
+    with scratch() as folder:
+        should_stop()
+        with RenderWork(store, keys, depth_key, options, folder, device) as work:
+            while work.rendered < work.frames:
+                work.next_chunk()
                 should_stop()  # between chunks
-        plan = options.frame_plan(bundle.video.frames, len(bundle.depth))
-        store.put_file(keys["render.mkv"], render_path, content_type=MKV)
-        store.put_file(keys["mask.mkv"], mask_path, content_type=MKV)
-    put_json(store, keys["schedule.json"], {
-        "source_index": list(plan.source_index), "render_index": list(plan.render_index),
-        "adjustment": str(plan.adjustment), "fps": bundle.video.fps,
-    })  # fmt: skip
-    return RenderOutput(keys["schedule.json"], keys["render.mkv"], keys["mask.mkv"], len(plan.source_index), watch.timing("render", False))
+            return work.publish(watch.timing("render", False))
