@@ -18,12 +18,18 @@ export PYTHONPATH=$repo/libs:$repo
 
 die() { echo "image-test: $*" >&2; exit 1; }
 [[ $(id -u) == 0 ]] || die "run as root (rootful podman: the image-test containers use host networking)"
-command -v podman >/dev/null || die "podman missing: apt-get update && apt-get install -y podman buildah mmdebstrap"
+command -v podman >/dev/null || die "podman missing: apt-get update && apt-get install -y podman buildah mmdebstrap runc"
+# runc, not Debian 12's default crun: crun 1.8 refuses hosts with cgroup v1 controllers and a v2 mount
+# ("cgroups in hybrid mode not supported"). CONTAINER_RUNTIME=crun where it works.
+RUNTIME=${CONTAINER_RUNTIME:-runc}
+command -v "$RUNTIME" >/dev/null || die "$RUNTIME missing: apt-get install -y $RUNTIME"
+podman() { command podman --runtime "$RUNTIME" "$@"; }
 [[ -x $PYTHON ]] || die "$PYTHON missing: make install (or PYTHON=/path/to/python with the project installed)"
 compgen -G "$TORCH_WHEELS/torch-*+cpu-*.whl" >/dev/null \
   || die "no CPU torch wheel in $TORCH_WHEELS (TORCH_WHEELS=folder; pip download 'torch==2.13.0+cpu' into one)"
-# podman's default open-files limit (1048576) can exceed the hard limit, where containers fail to start.
-ulimit_opt="--ulimit=nofile=$(ulimit -Hn):$(ulimit -Hn)"
+# podman's default limits (open files 1048576, processes 32768) can exceed what this host lets a
+# container set ("setrlimit: Operation not permitted"): the host's open-files limit, a modest nproc.
+ulimit_opts="--ulimit=nofile=$(ulimit -Hn):$(ulimit -Hn) --ulimit=nproc=8192:8192"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/inspatio-image-test.XXXXXX")
 chmod 755 "$work"  # the store below it is written by uid 10001
@@ -45,8 +51,12 @@ echo "== build (podman; GPU roles with CPU torch from $TORCH_WHEELS)"
 wheel_port=$(free_port)
 "$PYTHON" -m http.server --bind 127.0.0.1 --directory "$TORCH_WHEELS" "$wheel_port" >"$work/wheels.log" 2>&1 &
 server_pid=$!
+# The host's CA bundle over the image's during RUN steps only (Debian's pip reads the system bundle):
+# where PyPI is reached through a TLS-inspecting proxy, its CA is in the host's bundle, not in the image.
+ca_bundle=${HOST_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
 build_start=$SECONDS
-ENGINE=podman ROLES="${ROLES[*]}" BUILD_OPTS="--network=host $ulimit_opt --build-arg=PYTHON_IMAGE=$BASE_IMAGE \
+ENGINE=podman ROLES="${ROLES[*]}" BUILD_OPTS="--runtime=$RUNTIME --network=host $ulimit_opts \
+--volume=$ca_bundle:/etc/ssl/certs/ca-certificates.crt:ro --build-arg=PYTHON_IMAGE=$BASE_IMAGE \
 --build-arg=GPU_TORCH=cpu --build-arg=TORCH_CPU_PIP=--find-links=http://127.0.0.1:$wheel_port/" \
   deploy/docker/build.sh "$TAG"
 build_s=$((SECONDS - build_start))
@@ -61,7 +71,7 @@ echo "== start (host network, 127.0.0.1 only, read-only root)"
 declare -A grpc metrics
 for role in "${ROLES[@]}"; do grpc[$role]=127.0.0.1:$(free_port); metrics[$role]=127.0.0.1:$(free_port); done
 for role in "${ROLES[@]}"; do
-  args=(--detach --name "inspatio-it-$role" --network host --read-only "$ulimit_opt"
+  args=(--detach --name "inspatio-it-$role" --network host --read-only $ulimit_opts
         --tmpfs /tmp:rw,mode=1777 --tmpfs /var/cache/inspatio:rw,mode=1777
         -v "$work/store:$work/store:rw"  # same path inside: the SDK downloads its file:// URLs here
         -e "INSPATIO_GRPC_ADDRESS=${grpc[$role]}" -e "INSPATIO_METRICS_ADDRESS=${metrics[$role]}"
