@@ -244,6 +244,8 @@ def test_image_test_scripts_parse_and_bind_loopback_only():
     for needed in ("--read-only", "--network host", "/weights:ro", "GPU_TORCH=cpu", "INSPATIO_DEVICE=cpu",
                    "--signal TERM", "10001", "deploy/docker/build.sh"):  # fmt: skip
         assert needed in run, needed
+    # a fixed path, not a served port: build arguments that change from run to run would void the layer cache
+    assert "TORCH_CPU_PIP=--find-links=/tmp/torch-wheels" in run and "--volume=$TORCH_WHEELS:/tmp/torch-wheels:ro" in run
     assert re.search(r"^image-test:.*\n\t.*deploy/docker/image-test/run\.sh", (REPO / "Makefile").read_text(), re.M)
     compile_(IMAGE_TEST / "job.py")
 
