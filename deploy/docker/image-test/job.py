@@ -3,11 +3,13 @@
     job.py prepare DIR          tiny random weights in DIR/weights, a short clip in DIR/clip.mp4
     job.py wait ADDRESS...      until every service reports SERVING (fails after --timeout seconds)
     job.py run ADDRESS DIR      a job through the SDK against the coordinator; its outputs must decode
+    job.py ports N              N distinct free ports on 127.0.0.1
 """
 
 from __future__ import annotations
 
 import argparse
+import socket
 import sys
 import time
 from pathlib import Path
@@ -57,14 +59,26 @@ def run(address: str, folder: Path, timeout: float) -> None:
             print(f"  {path.name}: {path.stat().st_size} bytes")
 
 
+def ports(count: int) -> None:
+    """All bound at once, then released: distinct, unlike N separate free_port() calls."""
+    probes = [socket.socket() for _ in range(count)]
+    for probe in probes:
+        probe.bind(("127.0.0.1", 0))
+    print(*(probe.getsockname()[1] for probe in probes))
+    for probe in probes:
+        probe.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["prepare", "wait", "run"])
+    parser.add_argument("command", choices=["prepare", "wait", "run", "ports"])
     parser.add_argument("args", nargs="+")
     parser.add_argument("--timeout", type=float, default=300.0)
     args = parser.parse_args()
     if args.command == "prepare":
         prepare(Path(args.args[0]))
+    elif args.command == "ports":
+        ports(int(args.args[0]))
     elif args.command == "wait":
         wait(args.args, args.timeout)
     else:

@@ -38,7 +38,6 @@ cleanup() {
   if [[ ${KEEP:-0} == 1 ]]; then echo "kept $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
-free_port() { "$PYTHON" -c 'from inspatio_world.stack import free_port; print(free_port())'; }
 
 echo "== base image"
 deploy/docker/image-test/base.sh
@@ -63,7 +62,10 @@ install -d -o 10001 -g 10001 "$work/store"
 
 echo "== start (host network, 127.0.0.1 only, read-only root)"
 declare -A grpc metrics
-for role in "${ROLES[@]}"; do grpc[$role]=127.0.0.1:$(free_port); metrics[$role]=127.0.0.1:$(free_port); done
+read -r -a ports <<< "$("$PYTHON" deploy/docker/image-test/job.py ports $((2 * ${#ROLES[@]})))"
+for i in "${!ROLES[@]}"; do
+  grpc[${ROLES[$i]}]=127.0.0.1:${ports[$((2 * i))]}; metrics[${ROLES[$i]}]=127.0.0.1:${ports[$((2 * i + 1))]}
+done
 for role in "${ROLES[@]}"; do
   args=(--detach --name "inspatio-it-$role" --network host --read-only $ulimit_opts
         --tmpfs /tmp:rw,mode=1777 --tmpfs /var/cache/inspatio:rw,mode=1777
@@ -113,6 +115,7 @@ done
 
 echo "== images"
 podman images --format '{{.Repository}}:{{.Tag}}  {{.Size}}' | grep -E "inspatio-world/[^ ]+:($TAG|3.11-bookworm) "
-echo "(the four share every layer but the last few: together about the size of one)"
+echo "shared and unique parts (the four share every layer but the last few):"
+podman system df -v | grep -E "^(REPOSITORY|[^ ]*inspatio-world/[^ ]+ +($TAG|3.11-bookworm) )"
 echo "build of the four images: $build_s s"
 echo "image-test: OK"
