@@ -19,7 +19,7 @@ mmdebstrap --quiet --variant=minbase --include=python3.11,python3-venv,tini,ca-c
   --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
   --dpkgopt='path-exclude=/usr/share/locale/*' bookworm "$work/rootfs.tar" "$MIRROR"
 # An imported tarball has no environment: give it what python:3.11-slim sets.
-podman import \
+podman import --quiet \
   --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
   --change 'ENV LANG=C.UTF-8' --change 'CMD ["python3"]' \
   "$work/rootfs.tar" "$BASE_IMAGE" >/dev/null
