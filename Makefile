@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # CPU build of torch, pinned: a bare `torch` pulls a multi-GB CUDA build.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install test-tools test parity bench-generator run proto images helm clean
+.PHONY: install test-tools test parity bench-generator run proto images image-test helm clean
 
 install: $(STAMP)
 
@@ -42,6 +42,10 @@ proto: install
 # The four service images (needs a Docker engine); TAG=..., REGISTRY=... to push. See deploy/docker/README.md.
 images:
 	deploy/docker/build.sh $(TAG)
+
+# Builds the four images with podman and runs a job through them on 127.0.0.1 (root; podman, mmdebstrap).
+image-test: install
+	PYTHON=$(abspath $(BIN))/python deploy/docker/image-test/run.sh
 
 # helm into .tools/bin (the chart tests fetch it themselves).
 helm:

@@ -74,12 +74,15 @@ def read_dockerfile(path: Path = DOCKERFILE) -> tuple[dict[str, str], dict[str, 
     return global_args, stages
 
 
-def chain(stages: dict[str, Stage], name: str) -> list[Stage]:
-    """The stage and the stages it is built FROM, base first."""
+def chain(stages: dict[str, Stage], name: str, args: dict[str, str] | None = None) -> list[Stage]:
+    """The stage and the stages it is built FROM, base first; `${ARG}` in a FROM takes the global ARG's
+    default, or its value in `args` (a --build-arg)."""
+    global_args, _ = read_dockerfile()
+    values = {**global_args, **(args or {})}
     found = []
     while name in stages:
         found.insert(0, stages[name])
-        name = stages[name].base
+        name = re.sub(r"\$\{(\w+)\}", lambda m: values[m.group(1)], stages[name].base)
     return found
 
 
@@ -148,7 +151,8 @@ def test_gpu_roles_get_cuda_torch_and_weights_from_the_mount(dockerfile):
         assert env["HF_HUB_OFFLINE"] == "1"  # weights never come from the network
     coordinator = [stage.name for stage in chain(stages, "coordinator")]
     assert "torch-cpu" in coordinator and "torch-cuda" not in coordinator, coordinator
-    assert any("download.pytorch.org/whl/cpu" in run for run in instructions(stages, "coordinator", "RUN"))
+    assert any('pip install ${TORCH_CPU_PIP} "torch==${TORCH_VERSION}+cpu"' in run
+               for run in instructions(stages, "coordinator", "RUN"))  # fmt: skip
     assert "INSPATIO_WEIGHTS" not in image_env(stages, "coordinator")
 
 
@@ -160,6 +164,30 @@ def test_each_role_installs_the_project_and_da3_without_its_dependencies(dockerf
     assert any("pip install --no-deps -e ." in run for run in runs)
     # the build imports the role's entry module, so a missing dependency fails the build, not the pod
     assert any(re.search(rf"import [\w., ]*\bservices\.{role}\.main\b", run) for run in runs)
+
+
+def test_real_builds_take_cpu_torch_from_pytorchs_cpu_index(dockerfile):
+    global_args, _ = dockerfile
+    assert global_args["TORCH_CPU_PIP"] == '"--index-url https://download.pytorch.org/whl/cpu"'
+    assert global_args["GPU_TORCH"] == "cuda"
+
+
+def test_gpu_roles_build_with_cpu_torch_for_the_image_test(dockerfile):
+    """GPU_TORCH=cpu (make image-test): the GPU roles without the CUDA torch stage, flash-attn's skip too."""
+    _, stages = dockerfile
+    assert stages["gpu"].base == "torch-${GPU_TORCH}"
+    for role in GPU_ROLES:
+        names = [stage.name for stage in chain(stages, role, {"GPU_TORCH": "cpu"})]
+        assert "torch-cpu" in names and "torch-cuda" not in names, names
+    assert "torch-cuda" not in [stage.name for stage in chain(stages, "flash-attn-skip")]
+
+
+def test_base_works_without_a_python_command(dockerfile):
+    """A base bootstrapped from Debian's packages has `python3` only: `python` is the venv's, after it exists."""
+    _, stages = dockerfile
+    runs = [rest for keyword, rest in stages["base"].instructions if keyword == "RUN"]
+    assert any("python3 -m venv /opt/venv" in run for run in runs)
+    assert not any(re.search(r"(^|&&)\s*python\s", run.split("python3 -m venv")[0]) for run in runs)
 
 
 def test_flash_attn_stage_switch_names_existing_stages(dockerfile):
@@ -201,6 +229,29 @@ def test_copied_sources_exist_and_pass_the_build_context(dockerfile):
     for source in copied:
         assert (REPO / source).exists(), f"COPY {source}: not in the repository"
         assert source in allowed, f"COPY {source}: Dockerfile.dockerignore keeps it out of the context"
+
+
+IMAGE_TEST = DOCKER_DIR / "image-test"
+
+
+def test_image_test_scripts_parse_and_bind_loopback_only():
+    for name in ("run.sh", "base.sh"):
+        script = IMAGE_TEST / name
+        assert os.access(script, os.X_OK), name
+        subprocess.run(["bash", "-n", str(script)], check=True)
+    run = (IMAGE_TEST / "run.sh").read_text()
+    assert "0.0.0.0" not in run and "INSPATIO_ALLOW_PLAINTEXT" not in run  # 127.0.0.1 only, no plaintext opt-in
+    for needed in ("--read-only", "--network host", "/weights:ro", "GPU_TORCH=cpu", "INSPATIO_DEVICE=cpu",
+                   "--signal TERM", "10001", "deploy/docker/build.sh"):  # fmt: skip
+        assert needed in run, needed
+    # a fixed path, not a served port: build arguments that change from run to run would void the layer cache
+    assert "TORCH_CPU_PIP=--find-links=/tmp/torch-wheels" in run and "--volume=$TORCH_WHEELS:/tmp/torch-wheels:ro" in run
+    assert re.search(r"^image-test:.*\n\t.*deploy/docker/image-test/run\.sh", (REPO / "Makefile").read_text(), re.M)
+    compile_(IMAGE_TEST / "job.py")
+
+
+def compile_(path: Path) -> None:
+    compile(path.read_text(), str(path), "exec")
 
 
 def test_build_script_builds_every_target():
