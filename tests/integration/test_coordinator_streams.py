@@ -24,28 +24,12 @@ from inspatio_world.rpc.generated import coordinator_pb2, coordinator_pb2_grpc
 from inspatio_world.rpc.server import ServiceServer
 from inspatio_world.store.local import LocalStore
 from services.coordinator.servicer import CoordinatorServicer
+from tests.support.blocked_stages import BlockedStages
 
 WATCHERS = 100
 FAST = 0.1  # seconds: the most a health check or GetJob may take while the watchers are open
 PROBES = 5
 RELEASE_AFTER_S = 30  # the stand-in stages give up waiting for the test after this long
-
-
-class BlockedStages:
-    """Every stage waits until `release` is set (or RELEASE_AFTER_S), then fails: the job stays
-    running for as long as the test needs and then ends (failed) on its own."""
-
-    def __init__(self) -> None:
-        self.release = threading.Event()
-
-    def _wait(self, *_args, **_kwargs):
-        self.release.wait(RELEASE_AFTER_S)
-        raise RuntimeError("the test released the stages")
-
-    caption = depth = render = _wait
-
-    def generate(self, *_args, **_kwargs) -> Iterator:
-        yield self._wait()
 
 
 @dataclass
@@ -101,7 +85,7 @@ def start(tmp_path) -> Iterator[Callable[..., Coordinator]]:
     started: list[Coordinator] = []
 
     def start_coordinator(**server_options) -> Coordinator:
-        stages = BlockedStages()
+        stages = BlockedStages(RELEASE_AFTER_S)
         manager = JobManager(LocalStore(tmp_path / f"store{len(started)}"), stages, max_parallel_jobs=1)
         server = ServiceServer([(coordinator_pb2_grpc.add_CoordinatorServiceServicer_to_server, CoordinatorServicer(manager))],
                                metrics_address=None, **server_options).start()  # fmt: skip

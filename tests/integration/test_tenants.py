@@ -18,7 +18,6 @@ import os
 import secrets
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +40,7 @@ from inspatio_world.rpc.server import ServiceServer
 from inspatio_world.stack import free_port
 from inspatio_world.store.local import LocalStore
 from services.coordinator.servicer import CoordinatorServicer
+from tests.support.blocked_stages import BlockedStages
 
 REPO = Path(__file__).resolve().parents[2]
 BUCKET = "inspatio-tenants"
@@ -52,22 +52,6 @@ PERMISSION_DENIED, RESOURCE_EXHAUSTED = grpc.StatusCode.PERMISSION_DENIED, grpc.
 TOKENS = {name: secrets.token_urlsafe(32) for name in ("acme", "bravo", "busy", "small")}
 SMALL_UPLOAD_BYTES = 1000  # the sample clip is larger
 SMALL_OUTPUT_FRAMES = 100  # the sample job would generate 117
-
-
-class BlockedStages:
-    """Every stage waits for `release` (set when the test ends), then fails: accepted jobs stay running."""
-
-    def __init__(self) -> None:
-        self.release = threading.Event()
-
-    def _wait(self, *_args, **_kwargs):
-        self.release.wait(RELEASE_AFTER_S)
-        raise RuntimeError("the test released the stages")
-
-    caption = depth = render = _wait
-
-    def generate(self, *_args, **_kwargs) -> Iterator:
-        yield self._wait()
 
 
 def _tenants() -> Tenants:
@@ -108,7 +92,7 @@ def coordinator(request, tmp_path_factory, video_bytes) -> Iterator[Coordinator]
     store.put_bytes("notes/readme.txt", b"not a video")
     for tenant in ("acme", "small"):
         store.put_bytes(f"datasets/{tenant}/clip.mp4", video_bytes, content_type="video/mp4")
-    stages = BlockedStages()
+    stages = BlockedStages(RELEASE_AFTER_S)
     manager = JobManager(store, stages, max_parallel_jobs=8)
     tenants = _tenants()
     server = ServiceServer([(coordinator_pb2_grpc.add_CoordinatorServiceServicer_to_server, CoordinatorServicer(manager, tenants))],
@@ -259,7 +243,7 @@ def test_video_uri_is_limited_to_the_tenants_uploads_and_prefixes(coordinator, v
 def test_every_tenants_unfinished_jobs_are_resumed(coordinator, video_bytes):
     job = upload(coordinator, "bravo", video_bytes)
     coordinator.store.delete(f"tenants/bravo/jobs/{job.job_id}/lease.json")  # as if its coordinator had died
-    stages = BlockedStages()
+    stages = BlockedStages(RELEASE_AFTER_S)
     other = JobManager(coordinator.store, stages, max_parallel_jobs=1, lease_seconds=60)
     try:
         assert job.job_id in other.resume_unfinished()
