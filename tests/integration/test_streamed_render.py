@@ -18,7 +18,10 @@ from inspatio_world.store.local import LocalStore
 from tests.support.clips import write_sample_mp4
 from tests.support.local_jobs import HEIGHT, WIDTH, StagesWithHook, run_job, weights  # noqa: F401 (fixtures)
 
-FRAMES = 21  # 6 latents = 2 blocks; block 0 is encoded from render frames 0-8 (16 rendered, in chunks of 8)
+# 12 latents = 4 blocks; block 0 is encoded from render frames 0-8 (16 rendered, in chunks of 8). The
+# generator runs at most two blocks ahead of the block being published (stages/generate.py), so when
+# block 0 is handed over at most the frames of blocks 1 and 2 are rendered (up to 40 of 45, in chunks of 8).
+FRAMES = 45
 OPTIONS = JobOptions(trajectory_name="x_y_circle_cycle.txt", adaptive_frames=False, seed=7)
 VIDEOS = ("pred", "source", "render", "compare")
 
@@ -49,7 +52,7 @@ def test_streamed_job_equals_the_whole_video_job(tmp_path, weights, video_file):
     whole, whole_events = _job(whole_store, weights, video_file, stream=False)
     streamed, streamed_events = _job(streamed_store, weights, video_file, stream=True)
     assert whole.state == streamed.state == SUCCEEDED, (whole.error, streamed.error)
-    assert whole.blocks_total == streamed.blocks_total == 2
+    assert whole.blocks_total == streamed.blocks_total == 4
 
     # The latency win: the streamed job's first block comes before its render is finished.
     render_done = lambda e: e.timing.stage == "render"  # noqa: E731
@@ -95,7 +98,7 @@ def test_a_partial_render_is_never_published_and_a_cached_render_is_used(tmp_pat
     store = LocalStore(tmp_path / "store")
     cancelled, _ = _job(store, weights, video_file, stream=True, hook=_cancel_at_first_block)
     assert cancelled.state == CANCELLED and cancelled.blocks_done == 1
-    assert "render" not in cancelled.stages  # 16 of 21 frames were rendered: nothing to record
+    assert "render" not in cancelled.stages  # at most 40 of 45 frames were rendered: nothing to record
     assert not list(store.list("cache/render/")), "a partial render sits in the render cache"
 
     rendered, _ = _job(store, weights, video_file, stream=True, render_only=True)
@@ -103,4 +106,4 @@ def test_a_partial_render_is_never_published_and_a_cached_render_is_used(tmp_pat
     full, events = _job(store, weights, video_file, stream=True)
     assert full.state == SUCCEEDED, full.error
     assert full.stages["render"].cache_hit and full.stages["render"].keys == rendered.stages["render"].keys
-    assert full.blocks_done == full.blocks_total == 2 and store.exists(full.outputs["pred"])
+    assert full.blocks_done == full.blocks_total == 4 and store.exists(full.outputs["pred"])

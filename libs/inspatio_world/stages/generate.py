@@ -16,9 +16,11 @@ from typing import Generator, Iterator
 import torch
 
 from ..media.dataset_inputs import load_render_and_mask, load_source_video
+from ..media.background_writer import BackgroundWriter
 from ..media.lossless import write_lossless
 from ..media.video_io import Mp4Writer, to_uint8
 from ..pipeline.generator import FramePlan, GenerationRequest, VideoGenerator
+from ..run_ahead import ahead
 from ..stopping import StopCheck, go_on
 from ..store.base import ObjectStore
 from ..store.keys import content_key
@@ -95,28 +97,45 @@ def run_generate(store: ObjectStore, inputs: GenerateInputs, generator: VideoGen
 def generate_blocks(store: ObjectStore, request: GenerationRequest, generator: VideoGenerator, folder: Path, block_prefix: str,
                     should_stop: StopCheck = go_on) -> Generator[BlockPublished, None, FramePlan]:  # fmt: skip
     """Generate `request` block by block: each block is published as `block_prefix/block_NNNN.mkv` and
-    yielded; the four videos of VIDEO_NAMES are written into `folder`. Returns the frame plan."""
+    yielded; the four videos of VIDEO_NAMES are written into `folder`. Returns the frame plan.
+
+    The GPU does not wait for the CPU: the next block is generated (in a thread, `run_ahead`) while
+    this one is published, and the four videos are encoded in a thread of their own."""
     plan = generator.validate(request)
     height, width = request.source.shape[2:]
-    writers = {name: Mp4Writer(folder / name, width * (3 if name == "compare.mp4" else 1), height) for name in VIDEO_NAMES}
-    try:
-        for block in generator.stream(request, should_stop):
-            span = slice(block.first_frame, block.first_frame + block.frames.shape[0])
-            pred = block.frames.float().cpu()
-            source, render = ((v[span] * 0.5 + 0.5).clamp(0, 1) for v in (request.source, request.render))
+    blocks = ((block, block.frames.float().cpu()) for block in generator.stream(request, should_stop))
+    with BackgroundWriter(_BlockVideos(folder, width, height), max_pending=2) as videos, ahead(blocks, name="generate") as ready:
+        for block, pred in ready:
+            span = slice(block.first_frame, block.first_frame + pred.shape[0])
+            images = to_uint8(pred)
             chunk_key = f"{block_prefix}/block_{block.index:04d}.mkv"
             chunk_path = folder / "block.mkv"
-            write_lossless(chunk_path, [to_uint8(pred)], width, height)
+            write_lossless(chunk_path, [images], width, height)
             store.put_file(chunk_key, chunk_path, content_type=MKV)
-            for name, frames in (("pred.mp4", pred), ("source.mp4", source), ("render.mp4", render),
-                                 ("compare.mp4", torch.cat([source, render, pred], dim=3))):  # fmt: skip
-                writers[name].write(frames)
+            videos.write((request.source[span], request.render[span], images))
             yield BlockPublished(block.index, block.blocks, block.first_frame, pred.shape[0], chunk_key, block.seconds)
-            should_stop()  # before the next block is computed
-    finally:
-        for writer in writers.values():
-            writer.close()
+            should_stop()
     return plan
+
+
+class _BlockVideos:
+    """The four videos of VIDEO_NAMES, appended block by block: write((source, render, pred uint8 images))."""
+
+    def __init__(self, folder: Path, width: int, height: int) -> None:
+        self._writers: dict[str, Mp4Writer] = {}
+        for name in VIDEO_NAMES:
+            self._writers[name] = Mp4Writer(folder / name, width * (3 if name == "compare.mp4" else 1), height)
+
+    def write(self, block: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> None:
+        source, render = (to_uint8((video * 0.5 + 0.5).clamp(0, 1)) for video in block[:2])
+        pred = block[2]
+        for name, images in (("pred.mp4", pred), ("source.mp4", source), ("render.mp4", render),
+                             ("compare.mp4", torch.cat([source, render, pred], dim=2))):  # fmt: skip
+            self._writers[name].write_images(images)
+
+    def close(self) -> None:
+        for writer in self._writers.values():
+            writer.close()
 
 
 def publish_videos(store: ObjectStore, keys: dict[str, str], folder: Path) -> None:

@@ -21,6 +21,7 @@ from ..geometry.poses import scale_intrinsic, source_c2w_from_w2c
 from ..geometry.trajectory import KeyframeTrajectory, Trajectory, target_c2ws, total_angle
 from ..geometry.warp_render import iter_warp_render, log_depth_max, mask_to_uint8, render_to_uint8
 from ..media.dataset_inputs import SOURCE_MAX_FRAMES
+from ..media.background_writer import BackgroundWriter
 from ..media.lossless import LosslessWriter
 from ..stopping import StopCheck, go_on
 from ..store.base import ObjectStore
@@ -108,8 +109,9 @@ class RenderWork:
         self.fps = bundle.video.fps
         self.rendered = 0  # frames written so far
         self._chunks = iter_warp_render(frames, depths, K, source_c2w, targets, depth_max)
-        self._renders = LosslessWriter(folder / "render.mkv", self.width, self.height, "rgb")
-        self._masks = LosslessWriter(folder / "mask.mkv", self.width, self.height, "mask")
+        # encoded in threads of their own while the next chunk renders
+        self._renders = BackgroundWriter(LosslessWriter(folder / "render.mkv", self.width, self.height, "rgb"))
+        self._masks = BackgroundWriter(LosslessWriter(folder / "mask.mkv", self.width, self.height, "mask"))
         self._open = True
 
     def __enter__(self) -> "RenderWork":
@@ -121,8 +123,10 @@ class RenderWork:
     def _close(self) -> None:
         if self._open:  # the writers flush on close, which may happen only once
             self._open = False
-            self._renders.close()
-            self._masks.close()
+            try:
+                self._renders.close()
+            finally:
+                self._masks.close()
 
     def next_chunk(self) -> tuple[slice, torch.Tensor, torch.Tensor]:
         """Render and write the next chunk: (frames, render uint8 [n, H, W, 3], mask bool [n, H, W]), on the CPU."""

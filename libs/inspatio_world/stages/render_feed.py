@@ -77,8 +77,8 @@ def run_render_and_generate(store: ObjectStore, video_key: str, video_sha256: st
                             device: torch.device | None = None, force: bool = False,
                             should_stop: StopCheck = go_on) -> Iterator[RenderOutput | BlockPublished | GenerateOutput]:  # fmt: skip
     """The render stage and the generate stage as one: yields the BlockPublished events, the
-    RenderOutput as soon as the whole render is published (before the next block, or after the last),
-    then the GenerateOutput. A cached render is yielded
+    RenderOutput as soon as the whole render is published (before the next block handed over, or
+    after the last), then the GenerateOutput. A cached render is yielded
     first and generated from as `run_generate` does."""
     watch = Stopwatch()
     keys = render_keys(video_sha256, depth_key, options)
