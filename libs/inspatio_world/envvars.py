@@ -35,6 +35,13 @@ WEIGHTS = EnvVar(
     "Folder with the released weights (upstream's checkpoints/ layout). Unset: tiny random weights.",
 )
 
+CAPTION_MAX_NEW_TOKENS = EnvVar(
+    "INSPATIO_CAPTION_MAX_NEW_TOKENS",
+    "1024",
+    "Longest caption Florence-2 may write, in tokens (upstream: 1024). A lower cap keeps captions under it "
+    "(and in cache entries of their own); `inspatio bench stack` uses 128 on random weights, which never stop early.",
+)
+
 COMPILE_CACHE = EnvVar(
     "INSPATIO_COMPILE_CACHE",
     "~/.cache/inspatio/torchinductor",

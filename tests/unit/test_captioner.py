@@ -199,3 +199,26 @@ def test_incomplete_or_mismatched_weights(folder_copy):
 
 def test_task_token():
     assert TASK == "<MORE_DETAILED_CAPTION>"
+
+
+def test_a_capped_length_reaches_generate_and_comes_from_the_environment(tiny_folder, frames, monkeypatch):
+    monkeypatch.setenv("INSPATIO_CAPTION_MAX_NEW_TOKENS", "7")
+    capped = Captioner.from_folder(tiny_folder, device="cpu")
+    assert capped.max_new_tokens == 7
+    calls = []
+    monkeypatch.setattr(capped.model, "generate", lambda **kw: calls.append(kw) or torch.tensor([[2, 0, 2]]))
+    capped.caption_video(frames)
+    assert calls[0]["max_new_tokens"] == 7
+    # the cap only cuts the length; every other decoding choice stays upstream's
+    assert {k: v for k, v in calls[0].items() if k in GENERATION_KWARGS and k != "max_new_tokens"} == {
+        k: v for k, v in GENERATION_KWARGS.items() if k != "max_new_tokens"
+    }
+
+
+def test_a_capped_caption_is_cached_apart_from_upstreams(tiny_folder, captioner):
+    from inspatio_world.stages.caption import caption_options
+
+    assert caption_options(captioner) == {}  # upstream's length: the cache key it always had
+    assert caption_options(Captioner(captioner.model, captioner.processor, captioner.device, captioner.dtype, 128)) == {
+        "max_new_tokens": 128
+    }

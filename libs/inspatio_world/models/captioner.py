@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .. import envvars
 from .checkpoints import CheckpointError, read_json
 
 TASK = "<MORE_DETAILED_CAPTION>"
@@ -92,14 +93,18 @@ def check_folder(folder: Path) -> dict:
 class Captioner:
     """Florence-2 model + processor on one device. Build it with `from_folder`."""
 
-    def __init__(self, model, processor, device: torch.device, dtype: torch.dtype) -> None:
+    def __init__(self, model, processor, device: torch.device, dtype: torch.dtype,
+                 max_new_tokens: int = GENERATION_KWARGS["max_new_tokens"]) -> None:  # fmt: skip
         self.model = model
         self.processor = processor
         self.device = device
         self.dtype = dtype
+        # Upstream's 1024 unless capped (INSPATIO_CAPTION_MAX_NEW_TOKENS): a capped caption may be cut short.
+        self.max_new_tokens = max_new_tokens
 
     @classmethod
-    def from_folder(cls, folder: str | Path, device: torch.device | str | None = None) -> Captioner:
+    def from_folder(cls, folder: str | Path, device: torch.device | str | None = None, max_new_tokens: int | None = None) -> Captioner:
+        """`max_new_tokens` None: INSPATIO_CAPTION_MAX_NEW_TOKENS (upstream's 1024 by default)."""
         from transformers import (
             AutoTokenizer,
             CLIPImageProcessorPil,
@@ -140,7 +145,9 @@ class Captioner:
             pad_token_id=text.pad_token_id,
             decoder_start_token_id=text.decoder_start_token_id,
         )
-        return cls(model.to(device).eval(), processor, device, dtype)
+        if max_new_tokens is None:
+            max_new_tokens = envvars.get_positive_int(envvars.CAPTION_MAX_NEW_TOKENS)
+        return cls(model.to(device).eval(), processor, device, dtype, max_new_tokens)
 
     def caption_video(self, frames: np.ndarray | Sequence[np.ndarray], prompt: str | None = None) -> str:
         """The caption of a video given as all its decoded uint8 RGB frames [N, H, W, 3]; `prompt`, when
@@ -161,7 +168,8 @@ class Captioner:
         inputs = self.processor(text=[TASK] * len(pil_images), images=pil_images, return_tensors="pt")
         inputs = inputs.to(self.device, self.dtype)  # casts only the floating pixel_values
         generated = self.model.generate(
-            input_ids=inputs["input_ids"], pixel_values=inputs["pixel_values"], **GENERATION_KWARGS
+            input_ids=inputs["input_ids"], pixel_values=inputs["pixel_values"],
+            **{**GENERATION_KWARGS, "max_new_tokens": self.max_new_tokens},
         )
         decoded = self.processor.batch_decode(generated, skip_special_tokens=False)
         return [clean_caption(text) for text in decoded]

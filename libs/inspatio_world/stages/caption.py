@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..media.decode import probe_video, read_images
-from ..models.captioner import Captioner
+from ..models.captioner import GENERATION_KWARGS, Captioner
 from ..stopping import StopCheck, go_on
 from ..store.base import ObjectStore
 from ..store.keys import content_key
@@ -21,10 +21,17 @@ class CaptionOutput:
     model: str  # digest of the weights that made it (stages/identity.py)
 
 
+def caption_options(captioner: Captioner) -> dict:
+    """What besides the video and weights decides the caption: a capped length (upstream's keeps the key it had)."""
+    if captioner.max_new_tokens == GENERATION_KWARGS["max_new_tokens"]:
+        return {}
+    return {"max_new_tokens": captioner.max_new_tokens}
+
+
 def run_caption(store: ObjectStore, video_key: str, video_sha256: str, captioner: Captioner,
                 identity: ModelIdentity, force: bool = False, should_stop: StopCheck = go_on) -> CaptionOutput:  # fmt: skip
     watch = Stopwatch()
-    key = content_key("caption", {"video": video_sha256}, {}, identity.digest, "caption.json")
+    key = content_key("caption", {"video": video_sha256}, caption_options(captioner), identity.digest, "caption.json")
     if not force and store.exists(key):
         return CaptionOutput(get_json(store, key)["caption"], key, watch.timing("caption", True), identity.digest)
     with scratch() as folder:
