@@ -25,10 +25,11 @@ def test_bench_stack_reports_every_measurement(tmp_path):
     for start in ("cold", "warm_compile_cache"):
         times = report["start_to_serving_s"][start]
         assert set(times) == {"caption", "depthrender", "generator", "coordinator"} and min(times.values()) > 0
-    for job in (*report["jobs"].values(), report["other_trajectory"], report["after_second_start"]):
+    assert report["caption_max_new_tokens"] == 128  # random weights: captions capped at a real one's length
+    for job in (*report["cold_jobs"].values(), *report["jobs"].values(), report["other_trajectory"], report["after_second_start"]):
         assert 0 < job["first_block_s"] <= job["done_s"] and job["output_frames"] > 0
         assert {"caption", "depth", "render", "generate"} <= set(job["stages"])
-    assert set(report["jobs"]) == {"taehv", "wan_vae"}
+    assert set(report["jobs"]) == set(report["cold_jobs"]) == {"taehv", "wan_vae"}
     assert not report["jobs"]["taehv"]["stages"]["depth"]["cache_hit"]  # forced: the full cost
     assert report["other_trajectory"]["stages"]["depth"]["cache_hit"]
     assert report["other_trajectory"]["stages"]["caption"]["cache_hit"]

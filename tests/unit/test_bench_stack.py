@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from inspatio_world.bench import gpu_monitor
-from inspatio_world.bench.stack import StackBenchConfig, _check_inputs, _service_env, service_memory
+from inspatio_world.bench.stack import StackBenchConfig, _check_inputs, _service_env, caption_tokens, service_memory
 
 
 def _fake_smi(monkeypatch, gpus: list[list[str]], apps: list[list[str]]) -> None:
@@ -59,6 +59,13 @@ def test_conditioning_and_generator_on_different_gpus(tmp_path):
     assert env == {"caption": {"CUDA_VISIBLE_DEVICES": "0"}, "depthrender": {"CUDA_VISIBLE_DEVICES": "0"},
                    "generator": {"CUDA_VISIBLE_DEVICES": "1"}}  # fmt: skip
     assert _service_env(StackBenchConfig(tmp_path)) == {}  # default: every service sees what the caller sees
+
+
+def test_random_weights_cap_the_caption_real_ones_do_not(tmp_path):
+    assert caption_tokens(StackBenchConfig(tmp_path), random_weights=True) == 128
+    assert caption_tokens(StackBenchConfig(tmp_path), random_weights=False) is None
+    assert caption_tokens(StackBenchConfig(tmp_path, caption_max_new_tokens=40), random_weights=False) == 40
+    assert _service_env(StackBenchConfig(tmp_path), 128) == {"caption": {"INSPATIO_CAPTION_MAX_NEW_TOKENS": "128"}}
 
 
 def test_incomplete_weights_fail_before_anything_starts(tmp_path):

@@ -1,7 +1,8 @@
 """`inspatio bench stack`: the four services (LocalStack) on a weights folder, driven through the SDK.
 
 Measures, as JSON: each service's seconds from process start to SERVING (cold: fresh store and
-compile cache; optionally a second start with the compile cache warm); per autoencoder, an input
+compile cache; optionally a second start with the compile cache warm); per autoencoder, the first
+job after the start (cold: compiling, capturing CUDA graphs) and then, on warm services, an input
 video's job (every stage forced) from submit returned (upload done) to the first block event and
 to done, with the job's stage timings; the same video along another trajectory (caption and depth
 cached); N jobs submitted at once (output frames/s, GPU utilisation); GPU memory of each service.
@@ -41,6 +42,12 @@ class StackBenchConfig:
     generator_gpu: str | None = None  # CUDA_VISIBLE_DEVICES of the generator
     work_dir: Path | None = None  # store, logs, compile cache (None: a temporary folder)
     start_timeout_s: float = 1800.0  # real weights: reading ~31 GiB and building every model
+    # False: one output frame per input frame (81 in, 81 out); True: upstream's adaptive frame count
+    # (bounce to >= 121 frames, or more for a fast trajectory).
+    adaptive_frames: bool = False
+    # Random weights never write Florence-2's end token, so a caption runs to upstream's 1024 tokens;
+    # a real detailed caption is ~100. None: 128 on random weights, upstream's 1024 on real ones.
+    caption_max_new_tokens: int | None = None
 
 
 def stack_bench_config(args: argparse.Namespace) -> StackBenchConfig:
@@ -51,7 +58,8 @@ def stack_bench_config(args: argparse.Namespace) -> StackBenchConfig:
         frames=args.frames, height=args.height, width=args.width, concurrent=args.concurrent, second_start=args.second_start,
         trajectory=args.trajectory or TRAJECTORY, other_trajectory=args.other_trajectory or OTHER_TRAJECTORY,
         conditioning_gpu=args.conditioning_gpu, generator_gpu=args.generator_gpu,
-        work_dir=Path(args.work_dir).resolve() if args.work_dir else None,
+        work_dir=Path(args.work_dir).resolve() if args.work_dir else None, adaptive_frames=args.adaptive_frames,
+        caption_max_new_tokens=args.caption_max_new_tokens,
     )  # fmt: skip
 
 
@@ -77,13 +85,26 @@ def _check_inputs(config: StackBenchConfig) -> None:
         raise SystemExit(f"{config.video}: no such video file")
 
 
-def _service_env(config: StackBenchConfig) -> dict[str, dict[str, str]]:
-    env: dict[str, dict[str, str]] = {}
+RANDOM_WEIGHTS_CAPTION_TOKENS = 128
+
+
+def caption_tokens(config: StackBenchConfig, random_weights: bool) -> int | None:
+    """The caption length cap the bench runs with (None: the service's own setting)."""
+    if config.caption_max_new_tokens is not None:
+        return config.caption_max_new_tokens
+    return RANDOM_WEIGHTS_CAPTION_TOKENS if random_weights else None
+
+
+def _service_env(config: StackBenchConfig, caption_max_new_tokens: int | None = None) -> dict[str, dict[str, str]]:
+    env: dict[str, dict[str, str]] = {name: {} for name in ("caption", "depthrender", "generator")}
     if config.conditioning_gpu is not None:
-        env.update({name: {"CUDA_VISIBLE_DEVICES": config.conditioning_gpu} for name in CONDITIONING_SERVICES})
+        for name in CONDITIONING_SERVICES:
+            env[name]["CUDA_VISIBLE_DEVICES"] = config.conditioning_gpu
     if config.generator_gpu is not None:
-        env["generator"] = {"CUDA_VISIBLE_DEVICES": config.generator_gpu}
-    return env
+        env["generator"]["CUDA_VISIBLE_DEVICES"] = config.generator_gpu
+    if caption_max_new_tokens is not None:
+        env["caption"]["INSPATIO_CAPTION_MAX_NEW_TOKENS"] = str(caption_max_new_tokens)
+    return {name: values for name, values in env.items() if values}
 
 
 def start_timed(stack, timeout: float) -> dict[str, float]:
@@ -118,20 +139,20 @@ def run_job(client, video: Path, options) -> dict:
     """One job: seconds from submit returned to the first block event and to done; stage timings."""
     job = client.submit(video, options, timeout=600)
     submitted = time.monotonic()
-    marks: dict[str, float] = {}
+    arrivals: list[float] = []  # seconds from submit to each block event
     frames = 0
 
     def on_event(event) -> None:
         nonlocal frames
         if event.kind == "block":
-            marks.setdefault("first_block_s", round(time.monotonic() - submitted, 3))
+            arrivals.append(round(time.monotonic() - submitted, 3))
             frames += event.frames
 
     status = client.wait(job.job_id, on_event=on_event)
     if status.state != "succeeded":
         raise RuntimeError(f"job {job.job_id} ({options.autoencoder}) ended {status.state}: {status.error}")
-    return {"first_block_s": marks.get("first_block_s"), "done_s": round(time.monotonic() - submitted, 3),
-            "output_frames": frames, "blocks": status.blocks_total,
+    return {"first_block_s": arrivals[0] if arrivals else None, "done_s": round(time.monotonic() - submitted, 3),
+            "output_frames": frames, "blocks": status.blocks_total, "block_arrivals_s": arrivals,
             "stages": {stage: {"seconds": round(s, 3), "cache_hit": hit} for stage, (s, hit) in status.timings.items()}}  # fmt: skip
 
 
@@ -169,9 +190,11 @@ def run_stack_bench(config: StackBenchConfig, progress: Callable[[str], None] = 
         (work / "logs").mkdir(parents=True, exist_ok=True)
         video = config.video or write_sample_video(work / "bench.mp4", config.frames, config.height, config.width)
         cache = str(work / "compile-cache")  # fresh: the first start is cold
+        random_weights = WeightsFolder(config.weights).is_random
+        caption_cap = caption_tokens(config, random_weights)
         report = {
             "gpu": gpu_names(), "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()},
-            "random_weights": WeightsFolder(config.weights).is_random, "video": str(video),
+            "random_weights": random_weights, "caption_max_new_tokens": caption_cap, "video": str(video),
             "placement": {"caption": config.conditioning_gpu, "depthrender": config.conditioning_gpu,
                           "generator": config.generator_gpu},  # None: the caller's CUDA_VISIBLE_DEVICES
         }  # fmt: skip
@@ -179,7 +202,7 @@ def run_stack_bench(config: StackBenchConfig, progress: Callable[[str], None] = 
         def new_stack():
             return LocalStack((work / "store").as_uri(), config.weights, default_ports=False, log_dir=work / "logs",
                               extra_env={"INSPATIO_COMPILE_CACHE": cache, "TORCHINDUCTOR_CACHE_DIR": cache},
-                              service_env=_service_env(config))  # fmt: skip
+                              service_env=_service_env(config, caption_cap))  # fmt: skip
 
         progress(f"starting the four services on {config.weights} (logs in {work / 'logs'}) ...")
         stack = new_stack()
@@ -189,18 +212,22 @@ def run_stack_bench(config: StackBenchConfig, progress: Callable[[str], None] = 
             report["service_gpu_mib_after_start"] = service_memory(stack, {})  # models loaded, nothing run yet
             partial(report)
             with Client(stack.addresses["coordinator"], timeout=600) as client:
-                report["jobs"] = {}
-                for autoencoder in ("taehv", "wan_vae"):  # every stage forced: each job pays the full cost
-                    progress(f"job: {autoencoder}, all stages")
-                    options = JobOptions.for_trajectory(config.trajectory, autoencoder=autoencoder, force=True)
-                    report["jobs"][autoencoder] = run_job(client, video, options)
-                    partial(report)
+
+                def options(trajectory: str, **fields):
+                    return JobOptions.for_trajectory(trajectory, adaptive_frames=config.adaptive_frames, **fields)
+
+                for label in ("cold_jobs", "jobs"):  # the first job of each autoencoder compiles and captures
+                    report[label] = {}
+                    for autoencoder in ("taehv", "wan_vae"):  # every stage forced: each job pays the full cost
+                        progress(f"job ({label}): {autoencoder}, all stages")
+                        report[label][autoencoder] = run_job(client, video, options(config.trajectory, autoencoder=autoencoder, force=True))
+                        partial(report)
                 progress("job: another trajectory (caption and depth cached)")
-                report["other_trajectory"] = run_job(client, video, JobOptions.for_trajectory(config.other_trajectory))
+                report["other_trajectory"] = run_job(client, video, options(config.other_trajectory, autoencoder="taehv"))
                 partial(report)
                 progress(f"{config.concurrent} jobs at once")
-                options = [JobOptions.for_trajectory(config.trajectory, seed=100 + i) for i in range(config.concurrent)]
-                report["concurrent"] = run_concurrent(client, video, options)
+                at_once = [options(config.trajectory, seed=100 + i, autoencoder="taehv") for i in range(config.concurrent)]
+                report["concurrent"] = run_concurrent(client, video, at_once)
                 report["service_gpu_mib"] = service_memory(stack, report["concurrent"].pop("process_peak_mib"))
                 partial(report)
         finally:
@@ -211,7 +238,8 @@ def run_stack_bench(config: StackBenchConfig, progress: Callable[[str], None] = 
             report["start_to_serving_s"]["warm_compile_cache"] = start_timed(stack, config.start_timeout_s)
             try:
                 with Client(stack.addresses["coordinator"], timeout=600) as client:
-                    report["after_second_start"] = run_job(client, video, JobOptions.for_trajectory(config.trajectory, force=True))
+                    report["after_second_start"] = run_job(client, video, JobOptions.for_trajectory(
+                        config.trajectory, adaptive_frames=config.adaptive_frames, autoencoder="taehv", force=True))  # fmt: skip
                     partial(report)
             finally:
                 stack.stop()

@@ -78,6 +78,10 @@ def add_bench_stack_options(bench: argparse.ArgumentParser) -> None:
     group.add_argument("--conditioning-gpu", help="stack: CUDA_VISIBLE_DEVICES of caption and depthrender (default: the caller's)")
     group.add_argument("--generator-gpu", help="stack: CUDA_VISIBLE_DEVICES of the generator (default: the caller's)")
     group.add_argument("--work-dir", help="stack: folder for the store, logs and outputs (default: a temporary one)")
+    group.add_argument("--adaptive-frames", action="store_true",
+                       help="stack: upstream's adaptive frame count (>= 121 output frames) instead of one output frame per input frame")
+    group.add_argument("--caption-max-new-tokens", type=int,
+                       help="stack: caption length cap (default: 128 on random weights, which never end a caption; none on real ones)")
     group.add_argument("--allow-cpu", action="store_true", help=argparse.SUPPRESS)  # CI smoke test on tiny weights
 
 
