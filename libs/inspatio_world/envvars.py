@@ -35,6 +35,14 @@ WEIGHTS = EnvVar(
     "Folder with the released weights (upstream's checkpoints/ layout). Unset: tiny random weights.",
 )
 
+SHARED_GPU = EnvVar(
+    "INSPATIO_SHARED_GPU",
+    "0",
+    "GPU services: 1 when caption, depth/render and generator share one GPU (a single box). After each call a "
+    "service returns the GPU memory it cached but no longer uses, so the others can have it, and the generator "
+    "keeps umT5 in host memory between prompts (~11 GB less; one copy per prompt not in its cache). `inspatio up` "
+    "sets it unless services are placed on different GPUs.",
+)
 CAPTION_MAX_NEW_TOKENS = EnvVar(
     "INSPATIO_CAPTION_MAX_NEW_TOKENS",
     "1024",

@@ -180,7 +180,8 @@ class LocalStack:
             self.metrics_addresses[name] = f"{HOST}:{metrics_port}"
         if self.default_ports:
             self._lock_default_ports()  # the ports were free a moment ago; now they are ours
-        base = {**inherited_environment(os.environ), envvars.STORE.name: self.store_url, envvars.WEIGHTS.name: str(self.weights_dir),
+        base = {envvars.SHARED_GPU.name: "1" if self.one_gpu else "0",  # the caller's environment may say otherwise
+                **inherited_environment(os.environ), envvars.STORE.name: self.store_url, envvars.WEIGHTS.name: str(self.weights_dir),
                 envvars.CAPTION_ADDRESS.name: self.addresses["caption"],
                 envvars.DEPTHRENDER_ADDRESS.name: self.addresses["depthrender"],
                 envvars.GENERATOR_ADDRESS.name: self.addresses["generator"], **self.extra_env}  # fmt: skip
@@ -196,6 +197,12 @@ class LocalStack:
         if self.supervise:
             self.supervisor = Supervisor(self, self.restart_policy, self.report).start()
         return self
+
+    @property
+    def one_gpu(self) -> bool:
+        """Whether the GPU services see the same GPU(s): no service is given devices of its own."""
+        placements = {self.service_env.get(name, {}).get("CUDA_VISIBLE_DEVICES") for name in STAGE_SERVICES}
+        return len(placements) == 1
 
     def spawn(self, name: str) -> None:
         log = open(self.log_dir / f"{name}.log", "ab") if self.log_dir else subprocess.DEVNULL

@@ -2,7 +2,8 @@
 
 TAEHV is loaded when its checkpoint is present or INSPATIO_TAEHV_CHECKPOINT names one (jobs may then
 choose it); the Wan VAE always is. INSPATIO_FP8=1 runs the DiT blocks' linear layers in FP8 (under a
-separate model identity); INSPATIO_COMPILE (auto/1/0) compiles the DiT blocks.
+separate model identity); INSPATIO_COMPILE (auto/1/0) compiles the DiT blocks; INSPATIO_SHARED_GPU=1
+keeps umT5 in host memory between prompts (the GPU is shared with the other services).
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ def load(settings, store, server):
         weights.check(name)  # before the identity reads the files
     identity = generator_identity(weights, autoencoders, fp8)
     server.metrics.set_model(identity.name, identity.digest, identity.random)
-    models = GeneratorModels.load(weights, torch.device(settings.device), autoencoders, compile_dit=compile_dit, fp8=fp8)
+    models = GeneratorModels.load(weights, torch.device(settings.device), autoencoders, compile_dit=compile_dit, fp8=fp8,
+                                  offload_text_encoder=settings.shared_gpu)  # fmt: skip
     return [GeneratorServicer(store, VideoGenerator(models), identity, server.metrics)]
 
 

@@ -112,13 +112,15 @@ def caption_request(key: str) -> caption_pb2.CaptionRequest:
 def start() -> Iterator[Callable[..., Running]]:
     started: list[Running] = []
 
-    def start_server(limiter: ConcurrencyLimiter | None = None, errors: ErrorMap | None = None) -> Running:
+    def start_server(limiter: ConcurrencyLimiter | None = None, errors: ErrorMap | None = None,
+                     after_call: Callable[[], None] | None = None) -> Running:  # fmt: skip
         caption, generator = CaptionBehavior(), BlockStreamer()
         server = ServiceServer(
             [(caption_pb2_grpc.add_CaptionServiceServicer_to_server, caption),
              (generator_pb2_grpc.add_GeneratorServiceServicer_to_server, generator)],
             limiter=limiter,
             errors=errors or ErrorMap(),
+            after_call=after_call,
         ).start()
         started.append(Running(server, caption, generator, grpc.insecure_channel(server.address)))
         return started[-1]
@@ -375,6 +377,24 @@ def test_a_cancelled_stream_gives_its_slot_back(start):
     wait_until(lambda: running.generator.closed.is_set() and running.server.limiter.running == 0)
     assert running.call("ok").caption == "caption of ok"
     wait_until(lambda: requests_total(running.server, "Generate", "CANCELLED", GENERATOR) == 1)
+
+
+def test_the_after_call_hook_runs_when_each_call_ends_in_its_slot(start):
+    """INSPATIO_SHARED_GPU's memory release: after every call, whatever its end, while its slot is held."""
+    ended: list[int] = []
+    running = start(ConcurrencyLimiter(max_in_flight=1, max_queue=0), after_call=lambda: ended.append(running.server.limiter.running))
+    running.call("ok")
+    assert ended == [1]  # still inside the call's slot
+    running.caption.error = ValueError("bad frame")
+    rpc_error(lambda: running.call("raise"))
+    assert len(ended) == 2
+    events = running.generator_stub.Generate(generator_pb2.GenerateRequest(), timeout=5)
+    next(events)
+    assert len(ended) == 2  # a stream's work is not over at its first message
+    events.cancel()
+    wait_until(lambda: len(ended) == 3)
+    health = health_pb2_grpc.HealthStub(running.channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+    assert health.status == health_pb2.HealthCheckResponse.NOT_SERVING and len(ended) == 3  # answered; probes are not work
 
 
 # --- metrics --------------------------------------------------------------------------------------

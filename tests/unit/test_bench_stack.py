@@ -92,4 +92,20 @@ def test_stack_passes_per_service_environment(tmp_path):
     stack.start()
     assert stack._envs["generator"]["A"] == "gen" and stack._envs["generator"]["CUDA_VISIBLE_DEVICES"] == "1"
     assert stack._envs["caption"]["A"] == "all"
+    assert stack._envs["generator"]["INSPATIO_SHARED_GPU"] == "0"  # the generator has a GPU of its own
+    stack.stop()
+
+
+@pytest.mark.parametrize("caller, expected", [(None, "1"), ("0", "0")])
+def test_services_on_one_gpu_share_it_unless_the_caller_says_otherwise(tmp_path, monkeypatch, caller, expected):
+    from inspatio_world.stack import LocalStack
+
+    if caller is not None:
+        monkeypatch.setenv("INSPATIO_SHARED_GPU", caller)
+    stack = LocalStack("file:///nowhere", Path(tmp_path), default_ports=False,
+                       service_env={name: {"CUDA_VISIBLE_DEVICES": "0"} for name in ("caption", "depthrender", "generator")})  # fmt: skip
+    stack.spawn = lambda name: None
+    stack.wait_ready = lambda timeout, names=None: None
+    stack.start()
+    assert {stack._envs[name]["INSPATIO_SHARED_GPU"] for name in ("caption", "depthrender", "generator")} == {expected}
     stack.stop()

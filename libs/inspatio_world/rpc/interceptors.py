@@ -6,7 +6,9 @@
             `auth.current_principal()` for the call; otherwise UNAUTHENTICATED, before it takes a place;
 4. streams: a streaming call (either way) takes a place among the server's open streams (limits.py),
             or is refused at once when they are all taken;
-5. limit:   a concurrency slot (limits.py), held until a unary call returns or a stream ends.
+5. limit:   a concurrency slot (limits.py), held until a unary call returns or a stream ends;
+6. after:   an optional hook run when the call's work ends, inside its slot (a service sharing its GPU
+            returns the memory it cached, bootstrap.py).
 
 Layers wrap the whole call: for a server-streaming method that is every message of the stream, so
 latency covers the stream and its place and slot are held until it ends or the client cancels it.
@@ -103,11 +105,13 @@ def _final_code(context: grpc.ServicerContext, failure: BaseException | None) ->
 
 
 class ServiceInterceptor(grpc.ServerInterceptor):
-    """Applies observe → errors → auth → streams → limit to every method of the application services."""
+    """Applies observe → errors → auth → streams → limit → after to every method of the application services."""
 
     def __init__(self, metrics: ServiceMetrics, errors: ErrorMap, limiter: ConcurrencyLimiter | None,
-                 streams: StreamLimit | None = None, verifier: TokenVerifier | None = None) -> None:  # fmt: skip
+                 streams: StreamLimit | None = None, verifier: TokenVerifier | None = None,
+                 after_call: Callable[[], None] | None = None) -> None:  # fmt: skip
         self._metrics = metrics
+        self._after_call = after_call
         self._verifier = verifier
         self._errors = errors
         self._limiter = limiter
@@ -137,8 +141,17 @@ class ServiceInterceptor(grpc.ServerInterceptor):
             self._authenticated(context, caller),
             self._stream_place(streaming),
             self._limited(service, context),
+            self._followed_by_hook(),
         ):
             yield
+
+    @contextmanager
+    def _followed_by_hook(self) -> Iterator[None]:
+        try:
+            yield
+        finally:
+            if self._after_call is not None:
+                self._after_call()
 
     @contextmanager
     def _observed(self, full_method: str, service: str, method: str, context: grpc.ServicerContext,

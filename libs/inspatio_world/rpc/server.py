@@ -108,8 +108,10 @@ class ServiceServer:
         verifier: TokenVerifier | None = None,
         tls: ServerTLS | None = None,
         allow_plaintext: bool = False,
+        after_call: Callable[[], None] | None = None,
     ) -> None:
-        """`verifier`: when given, every application RPC must bear a token it accepts (rpc/auth.py)."""
+        """`verifier`: when given, every application RPC must bear a token it accepts (rpc/auth.py);
+        `after_call`: run when each application RPC's work ends (interceptors.py)."""
         # settings first: a refused or broken setting binds nothing
         if tls is None:
             check_plaintext_allowed(address, allow_plaintext)
@@ -123,7 +125,7 @@ class ServiceServer:
         self._server = grpc.server(
             # Threads start only when calls need them: a large pool costs nothing while idle.
             ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rpc"),
-            interceptors=[ServiceInterceptor(self.metrics, errors, limiter, self.streams, verifier)],
+            interceptors=[ServiceInterceptor(self.metrics, errors, limiter, self.streams, verifier, after_call)],
             # gRPC sets SO_REUSEPORT by default: a second server on a taken port would start
             # silently and share its traffic. Fail loudly instead.
             options=[
