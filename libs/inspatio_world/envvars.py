@@ -90,6 +90,11 @@ CAPTION_ADDRESS = EnvVar("INSPATIO_CAPTION_ADDRESS", "127.0.0.1:50061", "Where t
 DEPTHRENDER_ADDRESS = EnvVar("INSPATIO_DEPTHRENDER_ADDRESS", "127.0.0.1:50062", "Where the coordinator finds the depth/render service.")
 GENERATOR_ADDRESS = EnvVar("INSPATIO_GENERATOR_ADDRESS", "127.0.0.1:50063", "Where the coordinator finds the generator service.")
 JOB_LEASE_SECONDS = EnvVar("INSPATIO_JOB_LEASE_SECONDS", "30", "How long a dead coordinator's job waits before another coordinator resumes it.")
+STREAM_RENDER = EnvVar(
+    "INSPATIO_STREAM_RENDER", "1",
+    "Coordinator: 1 has the generator render each block's frames just before the block (GeneratorService.RenderAndGenerate: "
+    "first frames sooner, same outputs); 0 renders the whole video on the depthrender service first, then generates.",
+)
 STAGE_WAIT_SECONDS = EnvVar("INSPATIO_STAGE_WAIT_SECONDS", "600", "Coordinator: how long a stage call waits for a ready replica of the stage before its job fails.")
 DRAIN_SECONDS = EnvVar("INSPATIO_DRAIN_SECONDS", "30", "On SIGTERM, how long requests in progress may run before they are cancelled.")
 FP8 = EnvVar("INSPATIO_FP8", "0", "Generator: 1 runs the DiT blocks' linear layers in FP8 (faster on Hopper, changes the numbers; README Performance).")
@@ -175,7 +180,7 @@ TAEHV_CHECKPOINT = EnvVar("INSPATIO_TAEHV_CHECKPOINT", "", "The TAEHV checkpoint
 ALL: tuple[EnvVar, ...] = (
     ATTENTION, PARITY_PACK, WEIGHTS, COMPILE_CACHE, CACHE_DIR, STORE, STORE_RETRY_SECONDS, S3_ACCESS_KEY, S3_SECRET_KEY, GRPC_ADDRESS,
     METRICS_ADDRESS, DEVICE, MAX_IN_FLIGHT, MAX_QUEUE, MAX_STREAMS, CAPTION_ADDRESS, DEPTHRENDER_ADDRESS, GENERATOR_ADDRESS,
-    JOB_LEASE_SECONDS, MAX_PARALLEL_JOBS, DRAIN_SECONDS, FP8, STAGE_WAIT_SECONDS, COMPILE,
+    JOB_LEASE_SECONDS, MAX_PARALLEL_JOBS, DRAIN_SECONDS, FP8, STAGE_WAIT_SECONDS, STREAM_RENDER, COMPILE,
     DIT_CHECKPOINT, DA3_DIR, FLORENCE_DIR, TAEHV_CHECKPOINT, MAX_INPUT_PIXELS, MAX_INPUT_FRAMES, MAX_OUTPUT_FRAMES,
     TLS_CERT, TLS_KEY, TLS_CLIENT_CA, TLS_CA, TLS_CLIENT_CERT, TLS_CLIENT_KEY, TLS_SERVER_NAME, ALLOW_PLAINTEXT,
     TOKEN, TOKEN_FILE, TENANTS_FILE, SERVICE_TOKEN_FILE,

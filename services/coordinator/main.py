@@ -35,11 +35,13 @@ def _verifier() -> TokenVerifier | None:
 
 
 def stage_client(store) -> RemoteStages:
-    """The stages' addresses, TLS settings (INSPATIO_TLS_CA, _CLIENT_CERT/_KEY, _SERVER_NAME) and the
-    service token (INSPATIO_SERVICE_TOKEN_FILE), from the environment."""
+    """The stages' addresses, TLS settings (INSPATIO_TLS_CA, _CLIENT_CERT/_KEY, _SERVER_NAME), the
+    service token (INSPATIO_SERVICE_TOKEN_FILE) and whether the generator renders (INSPATIO_STREAM_RENDER),
+    from the environment."""
     return RemoteStages(store, envvars.get(envvars.CAPTION_ADDRESS), envvars.get(envvars.DEPTHRENDER_ADDRESS),
                         envvars.get(envvars.GENERATOR_ADDRESS), ready_wait_s=float(envvars.get(envvars.STAGE_WAIT_SECONDS)),
-                        tls=ClientTLS.from_env(), token=service_token())  # fmt: skip
+                        tls=ClientTLS.from_env(), token=service_token(),
+                        stream_render=envvars.get_flag(envvars.STREAM_RENDER))  # fmt: skip
 
 
 def load(settings, store, server):

@@ -7,7 +7,9 @@ import torch
 from inspatio_world.media.decode import VideoInfo
 from inspatio_world.models.depth import DepthEstimator
 from inspatio_world.rpc.call_stop import call_stop_check
-from inspatio_world.rpc.convert import identity_to_proto, key_to_ref, ref_to_key, render_options_from_proto, timing_to_proto, video_ref_to_key
+from inspatio_world.rpc.convert import (
+    identity_to_proto, key_to_ref, ref_to_key, render_options_from_proto, render_output_to_proto, timing_to_proto, video_ref_to_key,
+)  # fmt: skip
 from inspatio_world.rpc.generated import common_pb2, depthrender_pb2, depthrender_pb2_grpc
 from inspatio_world.rpc.metrics import ServiceMetrics
 from inspatio_world.stages.depth import run_depth
@@ -41,7 +43,4 @@ class DepthRenderServicer(depthrender_pb2_grpc.DepthRenderServiceServicer):
         out = run_render(self.store, digest, depth_key, options, self.device, request.options.force,
                          call_stop_check(context, "render"))  # fmt: skip
         self.metrics.observe_stage("render", out.timing.seconds, out.timing.cache_hit)
-        return depthrender_pb2.RenderResponse(
-            schedule=key_to_ref(self.store, out.schedule_key), render=key_to_ref(self.store, out.render_key),
-            mask=key_to_ref(self.store, out.mask_key), frames=out.frames, timing=timing_to_proto(out.timing),
-        )  # fmt: skip
+        return render_output_to_proto(self.store, out)

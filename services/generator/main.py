@@ -1,4 +1,5 @@
-"""`python -m services.generator.main`: the block-causal generator over gRPC, streaming blocks.
+"""`python -m services.generator.main`: the block-causal generator over gRPC, streaming blocks
+(Generate from a render made before; RenderAndGenerate renders too, on the generator's device).
 
 TAEHV is loaded when its checkpoint is present or INSPATIO_TAEHV_CHECKPOINT names one (jobs may then
 choose it); the Wan VAE always is. INSPATIO_FP8=1 runs the DiT blocks' linear layers in FP8 (under a
@@ -31,9 +32,10 @@ def load(settings, store, server):
         weights.check(name)  # before the identity reads the files
     identity = generator_identity(weights, autoencoders, fp8)
     server.metrics.set_model(identity.name, identity.digest, identity.random)
-    models = GeneratorModels.load(weights, torch.device(settings.device), autoencoders, compile_dit=compile_dit, fp8=fp8,
+    device = torch.device(settings.device)
+    models = GeneratorModels.load(weights, device, autoencoders, compile_dit=compile_dit, fp8=fp8,
                                   offload_text_encoder=settings.shared_gpu)  # fmt: skip
-    return [GeneratorServicer(store, VideoGenerator(models), identity, server.metrics)]
+    return [GeneratorServicer(store, VideoGenerator(models), identity, server.metrics, device)]  # renders on its device too
 
 
 def main() -> None:

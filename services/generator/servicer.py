@@ -1,27 +1,36 @@
-"""GeneratorService over `stages.generate.run_generate`: each block is streamed as soon as it exists."""
+"""GeneratorService over `stages.generate.run_generate` and `stages.render_feed.run_render_and_generate`:
+each block is streamed as soon as it exists. RenderAndGenerate renders on the generator's device
+(the render holds no model: a point-cloud warp of the depth stage's output)."""
 
 from __future__ import annotations
 
 from typing import Iterator
 
+import torch
+
 from inspatio_world.pipeline.generator import VideoGenerator
 from inspatio_world.rpc.call_stop import call_stop_check
-from inspatio_world.rpc.convert import block_to_proto, identity_to_proto, key_to_ref, ref_to_key, timing_to_proto, video_ref_to_key
+from inspatio_world.rpc.convert import (
+    block_to_proto, generate_output_to_proto, ref_to_key, render_options_from_proto, render_output_to_proto, video_ref_to_key,
+)  # fmt: skip
 from inspatio_world.rpc.options_proto import autoencoder_name
 from inspatio_world.rpc.generated import generator_pb2, generator_pb2_grpc
 from inspatio_world.rpc.metrics import ServiceMetrics
-from inspatio_world.stages.generate import BlockPublished, GenerateInputs, run_generate
+from inspatio_world.stages.generate import BlockPublished, GenerateInputs, GenerateOutput, run_generate
 from inspatio_world.stages.identity import ModelIdentity
+from inspatio_world.stages.render import RenderOutput
+from inspatio_world.stages.render_feed import run_render_and_generate
 from inspatio_world.store.base import ObjectStore
 
 
 class GeneratorServicer(generator_pb2_grpc.GeneratorServiceServicer):
-    def __init__(self, store: ObjectStore, generator: VideoGenerator, identity: ModelIdentity, metrics: ServiceMetrics) -> None:
-        self.store, self.generator, self.identity, self.metrics = store, generator, identity, metrics
+    def __init__(self, store: ObjectStore, generator: VideoGenerator, identity: ModelIdentity, metrics: ServiceMetrics,
+                 device: torch.device | None = None) -> None:  # fmt: skip
+        """`device`: where RenderAndGenerate renders (the generator's device; None: CUDA when present)."""
+        self.store, self.generator, self.identity, self.metrics, self.device = store, generator, identity, metrics, device
 
     def Generate(self, request: generator_pb2.GenerateRequest, context) -> Iterator[generator_pb2.GenerateEvent]:
-        if not request.prompt.strip():
-            raise ValueError("prompt is empty")
+        _check_prompt(request.prompt)
         inputs = GenerateInputs(
             *video_ref_to_key(self.store, request.video),
             ref_to_key(self.store, request.schedule, "schedule"), ref_to_key(self.store, request.render, "render"),
@@ -30,13 +39,41 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServiceServicer):
         for event in run_generate(self.store, inputs, self.generator, self.identity, request.force,
                                   call_stop_check(context, "generate")):
             if isinstance(event, BlockPublished):
-                self.metrics.frames_generated(event.frames)
-                self.metrics.observe_block(event.seconds)
-                yield generator_pb2.GenerateEvent(block=block_to_proto(self.store, event))
+                yield generator_pb2.GenerateEvent(block=self._block(event))
             else:
-                self.metrics.observe_stage("generate", event.timing.seconds, event.timing.cache_hit)
-                refs = {name: key_to_ref(self.store, key) for name, key in event.keys.items()}
-                yield generator_pb2.GenerateEvent(done=generator_pb2.GenerateResult(
-                    video=refs["pred"], frames=event.frames, timing=timing_to_proto(event.timing),
-                    model=identity_to_proto(self.identity), source=refs["source"], render=refs["render"], compare=refs["compare"],
-                ))  # fmt: skip
+                yield generator_pb2.GenerateEvent(done=self._done(event))
+
+    def RenderAndGenerate(self, request: generator_pb2.RenderAndGenerateRequest, context
+                          ) -> Iterator[generator_pb2.RenderAndGenerateEvent]:  # fmt: skip
+        # Cheap checks first, as DepthRender.Render and Generate make them: bad options fail before any download.
+        options = render_options_from_proto(request.options)
+        _check_prompt(request.prompt)
+        autoencoder = autoencoder_name(request.autoencoder)
+        self.generator.check_autoencoder(autoencoder)
+        depth_key = ref_to_key(self.store, request.depth, "depth")
+        video_key, digest = video_ref_to_key(self.store, request.video)
+        events = run_render_and_generate(self.store, video_key, digest, depth_key, options, request.prompt, request.seed, autoencoder,
+                                         self.generator, self.identity, self.device, request.options.force,
+                                         call_stop_check(context, "render and generate"))  # fmt: skip
+        for event in events:
+            if isinstance(event, RenderOutput):
+                self.metrics.observe_stage("render", event.timing.seconds, event.timing.cache_hit)
+                yield generator_pb2.RenderAndGenerateEvent(rendered=render_output_to_proto(self.store, event))
+            elif isinstance(event, BlockPublished):
+                yield generator_pb2.RenderAndGenerateEvent(block=self._block(event))
+            else:
+                yield generator_pb2.RenderAndGenerateEvent(done=self._done(event))
+
+    def _block(self, block: BlockPublished):
+        self.metrics.frames_generated(block.frames)
+        self.metrics.observe_block(block.seconds)
+        return block_to_proto(self.store, block)
+
+    def _done(self, output: GenerateOutput) -> generator_pb2.GenerateResult:
+        self.metrics.observe_stage("generate", output.timing.seconds, output.timing.cache_hit)
+        return generate_output_to_proto(self.store, output, self.identity)
+
+
+def _check_prompt(prompt: str) -> None:
+    if not prompt.strip():
+        raise ValueError("prompt is empty")

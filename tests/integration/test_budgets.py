@@ -161,9 +161,10 @@ def test_cancel_during_depth_stops_it_within_a_layer(stack, clips, full_times):
 def test_cancel_during_render_stops_it_within_a_chunk(stack, clips, full_times):
     seen = len(_rpc_lines(stack, "depthrender", "Render"))
     with Client(stack.addresses["coordinator"], timeout=120) as client:
-        # another trajectory: depth is cached, the render is not
+        # another trajectory: depth is cached, the render is not; render-only, so the depthrender service
+        # renders (a full job's render is made inside the generator's call, INSPATIO_STREAM_RENDER)
         cancelled_at, took, final = _cancel_during(
-            client, clips[FRAMES], JobOptions.for_trajectory("pan_left.txt", prompt=PROMPT), "render", after_s=1.0)
+            client, clips[FRAMES], JobOptions.for_trajectory("pan_left.txt", prompt=PROMPT, render_only=True), "render", after_s=1.0)
     assert final.state == "cancelled", final.error
     assert took < min(CANCEL_BOUND_S, full_times["render"] / 3)
     line = _wait_for_rpc_line(stack, "depthrender", "Render", "CANCELLED", seen, timeout=CANCEL_BOUND_S)
@@ -174,7 +175,8 @@ def test_cancel_during_render_stops_it_within_a_chunk(stack, clips, full_times):
 
 
 def test_cancel_during_generate_stops_it_within_a_block(stack, clips, full_times):
-    seen = len(_rpc_lines(stack, "generator", "Generate"))
+    # a full job's generator call renders too (RenderAndGenerate; here its render is in the store)
+    seen = len(_rpc_lines(stack, "generator", "RenderAndGenerate"))
     with Client(stack.addresses["coordinator"], timeout=120) as client:
         # the render-only job's trajectory: caption skipped, depth and render cached, generation starts at once
         job = client.submit(clips[FRAMES], JobOptions.for_trajectory("orbit_left.txt", prompt=PROMPT))
@@ -189,7 +191,7 @@ def test_cancel_during_generate_stops_it_within_a_block(stack, clips, full_times
     assert final.state == "cancelled", final.error
     assert final.blocks_done < final.blocks_total
     assert took < CANCEL_BOUND_S
-    line = _wait_for_rpc_line(stack, "generator", "Generate", "CANCELLED", seen, timeout=block_seconds + 10)
+    line = _wait_for_rpc_line(stack, "generator", "RenderAndGenerate", "CANCELLED", seen, timeout=block_seconds + 10)
     stopped = _stopped_after(line, cancelled_at)
     print(f"cancel during generate: job cancelled in {took:.2f} s, service stopped in {stopped:.2f} s "
           f"(a block takes {block_seconds:.1f} s, the call {final.blocks_total} blocks)")  # fmt: skip

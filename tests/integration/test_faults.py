@@ -21,6 +21,7 @@ from inspatio_world.jobs import manifest as manifests
 from inspatio_world.media.decode import read_frames
 from inspatio_world.pipeline.tiny_weights import write_tiny_weights
 from inspatio_world.stack import LocalStack
+from inspatio_world.stages.render_feed import block_prefix
 
 from tests.support.clips import write_sample_mp4
 from tests.support.seaweedfs import SeaweedFS
@@ -165,10 +166,19 @@ def accounted_keys(store) -> set[str]:
         keys |= {job.key, job.video.key, *job.outputs.values()}
         for record in job.stages.values():
             keys |= set(record.keys.values())
-        if "pred" in job.outputs:  # the blocks sit beside the video they make up
-            folder = job.outputs["pred"].rsplit("/", 1)[0]
+        for folder in block_folders(job):
             keys |= {f"{folder}/block_{index:04d}.mkv" for index in range(job.blocks_total)}
     return keys
+
+
+def block_folders(job) -> list[str]:
+    """Where a job's blocks may sit: beside the video they make up (generated from a published render),
+    or, where the generator rendered as it went (RenderAndGenerate), under the streamed render's prefix."""
+    folders = [job.outputs["pred"].rsplit("/", 1)[0]] if "pred" in job.outputs else []
+    if "render" in job.stages and "generator" in job.weights:
+        folders.append(block_prefix(job.video.sha256, job.stages["render"].keys["schedule"], job.caption, job.options.seed,
+                                    job.options.autoencoder, job.weights["generator"]))  # fmt: skip
+    return folders
 
 
 def check_job(store, status, watcher: Watcher, tmp_path: Path, blocks: int) -> None:
@@ -183,9 +193,9 @@ def check_job(store, status, watcher: Watcher, tmp_path: Path, blocks: int) -> N
         video = read_frames(store.download(job.outputs[name], tmp_path / f"{name}.mp4"))
         assert video.shape[0] > 0 and frames in (None, video.shape[0])
         frames = video.shape[0]
-    folder = job.outputs["pred"].rsplit("/", 1)[0]
-    chunks = sorted(info.key for info in store.list(folder + "/block_"))
-    assert chunks == [f"{folder}/block_{index:04d}.mkv" for index in range(blocks)]
+    # the blocks the watch was handed: each where the job's blocks sit, together the whole video
+    chunks = [e.chunk_key for e in watcher.events if e.kind == "block"]
+    assert all(key.rsplit("/", 1)[0] in block_folders(job) and store.exists(key) for key in chunks), chunks
     assert sum(read_frames(store.download(key, tmp_path / "block.mkv")).shape[0] for key in chunks) == frames
     present = {info.key for info in store.list()}
     assert not present - accounted_keys(store), "objects no job accounts for"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import signal
 import subprocess
 import sys
@@ -30,12 +31,14 @@ from inspatio_world.jobs.manifest import VideoRef
 from inspatio_world.refusals import FieldError, QuotaExceeded
 from inspatio_world.jobs.remote_stages import RemoteStages, StageCallFailed
 from inspatio_world.rpc.errors import ErrorMap
-from inspatio_world.rpc.generated import caption_pb2, caption_pb2_grpc, common_pb2, generator_pb2, generator_pb2_grpc
+from inspatio_world.rpc.generated import caption_pb2, caption_pb2_grpc, common_pb2, depthrender_pb2, generator_pb2, generator_pb2_grpc
 from inspatio_world.rpc.limits import BUSY_RETRY_AFTER_S, ConcurrencyLimiter
 from inspatio_world.rpc.logs import JsonFormatter
 from inspatio_world.rpc.server import ServiceServer
 from inspatio_world.stack import free_port
-from inspatio_world.stages.generate import GenerateInputs, GenerateOutput
+from inspatio_world.jobs.options import JobOptions
+from inspatio_world.stages.generate import BlockPublished, GenerateInputs, GenerateOutput
+from inspatio_world.stages.render import RenderOutput
 from inspatio_world.store.local import LocalStore
 
 CAPTION = "inspatio.world.v1.CaptionService"
@@ -567,18 +570,35 @@ def test_a_generate_stream_read_to_its_result_ends_ok_not_cancelled(start, tmp_p
 
 
 class BreakingStreamer(generator_pb2_grpc.GeneratorServiceServicer):
-    """Streams blocks 0 and 1 then the result; the first `breaks` calls end after block 0 with `status`."""
+    """Streams blocks 0 and 1 then the result; the first `breaks` calls end after block 0 with `status`.
+    RenderAndGenerate streams its render once published: after block 0 (which needs only the first
+    render frames) on a first call, first (from the store) once an earlier call has published it."""
 
     def __init__(self, breaks: int, status: grpc.StatusCode) -> None:
         self.breaks, self.status, self.calls = breaks, status, 0
+        self.published = False
 
     def Generate(self, request, context) -> Iterator[generator_pb2.GenerateEvent]:
+        for event in self._events(context, rendering=False):
+            yield generator_pb2.GenerateEvent(**event)
+
+    def RenderAndGenerate(self, request, context) -> Iterator[generator_pb2.RenderAndGenerateEvent]:
+        for event in self._events(context, rendering=True):
+            yield generator_pb2.RenderAndGenerateEvent(**event)
+
+    def _events(self, context, rendering: bool) -> Iterator[dict]:
         self.calls += 1
-        yield generator_pb2.GenerateEvent(block=common_pb2.BlockGenerated(index=0, blocks=2, frames=4))
+        rendered = {"rendered": depthrender_pb2.RenderResponse(frames=21, timing=common_pb2.StageTiming(stage="render"))}
+        if rendering and self.published:
+            yield rendered
+        yield {"block": common_pb2.BlockGenerated(index=0, blocks=2, frames=4)}
+        if rendering and not self.published:
+            self.published = True
+            yield rendered
         if self.calls <= self.breaks:
             context.abort(self.status, "the replica went away")
-        yield generator_pb2.GenerateEvent(block=common_pb2.BlockGenerated(index=1, blocks=2, frames=4))
-        yield generator_pb2.GenerateEvent(done=generator_pb2.GenerateResult(frames=8))
+        yield {"block": common_pb2.BlockGenerated(index=1, blocks=2, frames=4)}
+        yield {"done": generator_pb2.GenerateResult(frames=8)}
 
 
 @pytest.fixture
@@ -596,34 +616,47 @@ def breaking():
         server.stop(grace=0)
 
 
-def _generated(stages: RemoteStages) -> list:
+CALLS = ("generate", "render+generate")  # GeneratorService.Generate, RenderAndGenerate
+
+
+def _generated(stages: RemoteStages, call: str = "generate") -> list:
     try:
-        return list(stages.generate(GenerateInputs("v", "", "s", "r", "m", "a prompt", 0, "wan_vae"), force=False))
+        if call == "generate":
+            return list(stages.generate(GenerateInputs("v", "", "s", "r", "m", "a prompt", 0, "wan_vae"), force=False))
+        options = JobOptions(trajectory_name="orbit_left.txt").render_options()
+        return list(stages.render_and_generate(VideoRef("v", ""), "d", options, "a prompt", 0, "wan_vae", force=False))
     finally:
         time.sleep(0.3)  # grpc's connectivity poller (of the ready waits) stops within 0.2 s; closing first races it
         stages.close()
 
 
+@pytest.mark.parametrize("call", CALLS)
 @pytest.mark.parametrize("status", [grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED])
-def test_a_generate_stream_broken_by_the_server_is_reopened_without_repeating_blocks(breaking, tmp_path, status):
+def test_a_generate_stream_broken_by_the_server_is_reopened_without_repeating_blocks(breaking, tmp_path, status, call):
     streamer, address = breaking(breaks=2, status=status)
     stages = RemoteStages(LocalStore(tmp_path / "store"), address, address, address, attempts=3, backoff_s=0.05)
-    events = _generated(stages)
+    events = _generated(stages, call)
     assert streamer.calls == 3
-    assert [e.index for e in events[:-1]] == [0, 1] and isinstance(events[-1], GenerateOutput)
+    blocks = [e for e in events if isinstance(e, BlockPublished)]
+    assert [e.index for e in blocks] == [0, 1] and isinstance(events[-1], GenerateOutput)
+    if call == "render+generate":  # the render handed over once, where the first call published it
+        assert [type(e) for e in events] == [BlockPublished, RenderOutput, BlockPublished, GenerateOutput]
+        assert events[1].frames == 21
 
 
-def test_a_generate_stream_that_keeps_breaking_fails_naming_the_cause_and_attempts(breaking, tmp_path):
+@pytest.mark.parametrize("call", CALLS)
+def test_a_generate_stream_that_keeps_breaking_fails_naming_the_cause_and_attempts(breaking, tmp_path, call):
     streamer, address = breaking(breaks=10)
     stages = RemoteStages(LocalStore(tmp_path / "store"), address, address, address, attempts=3, backoff_s=0.05)
-    with pytest.raises(StageCallFailed, match=r"generate: UNAVAILABLE: the replica went away \(after 3 attempts\)"):
-        _generated(stages)
+    with pytest.raises(StageCallFailed, match=rf"^{re.escape(call)}: UNAVAILABLE: the replica went away \(after 3 attempts\)"):
+        _generated(stages, call)
     assert streamer.calls == 3
 
 
-def test_a_generate_stream_ended_for_its_request_is_not_reopened(breaking, tmp_path):
+@pytest.mark.parametrize("call", CALLS)
+def test_a_generate_stream_ended_for_its_request_is_not_reopened(breaking, tmp_path, call):
     streamer, address = breaking(breaks=1, status=grpc.StatusCode.INVALID_ARGUMENT)
     stages = RemoteStages(LocalStore(tmp_path / "store"), address, address, address, attempts=3, backoff_s=0.05)
     with pytest.raises(StageCallFailed, match="INVALID_ARGUMENT"):
-        _generated(stages)
+        _generated(stages, call)
     assert streamer.calls == 1

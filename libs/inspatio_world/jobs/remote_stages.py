@@ -4,9 +4,11 @@ Calls are idempotent (every stage output is content-addressed), so a call that f
 busy is simply retried with backoff; a service with no ready replica (restarting, or scaled to
 zero and waking up) is waited for, up to `ready_wait_s`, before the call fails. Channels balance
 calls over every address a name resolves to (`round_robin`: point them at headless Services), so
-every replica of a stage gets work. Closing a generate stream cancels the RPC, which stops the
-generator; a generate stream broken by the generator's side (killed, restarting, draining) is reopened
-(see `generate`).
+every replica of a stage gets work. Full jobs render inside the generator's call by default
+(`stream_render`: GeneratorService.RenderAndGenerate, the first block does not wait for the whole
+render); with it off, DepthRenderService.Render renders the whole video, then GeneratorService.Generate
+fills it. Closing a generator stream cancels the RPC, which stops the generator; a stream broken by
+the generator's side (killed, restarting, draining) is reopened (see `_generator_stream`).
 
 Each call's deadline is its time budget (`StageCall`, jobs/budgets.py); a call past it fails with
 BudgetExceeded (DEADLINE_EXCEEDED, naming the stage and the budget). A call in flight is cancelled
@@ -26,7 +28,9 @@ import grpc
 
 from ..media.decode import VideoInfo
 from ..rpc.channels import ClientTLS, open_channel
-from ..rpc.convert import block_from_proto, render_options_to_proto, timing_from_proto
+from ..rpc.convert import (
+    block_from_proto, generate_output_from_proto, render_options_to_proto, render_output_from_proto, timing_from_proto,
+)  # fmt: skip
 from ..rpc.options_proto import autoencoder_enum
 from ..rpc.generated import (
     caption_pb2, caption_pb2_grpc, common_pb2, depthrender_pb2, depthrender_pb2_grpc, generator_pb2, generator_pb2_grpc,
@@ -65,11 +69,14 @@ T = TypeVar("T")
 class RemoteStages:
     def __init__(self, store: ObjectStore, caption_address: str, depthrender_address: str, generator_address: str,
                  attempts: int = 8, backoff_s: float = 0.5, timeout_s: float = 3600.0, ready_wait_s: float = 600.0,
-                 tls: ClientTLS | None = None, token: str = "") -> None:  # fmt: skip
+                 tls: ClientTLS | None = None, token: str = "", stream_render: bool = True) -> None:  # fmt: skip
         """`ready_wait_s`: how long a call waits for the stage to have a ready replica (starting, or
         waking from zero) before the job fails; `timeout_s`: the whole call's deadline; `tls` (default:
-        plaintext on loopback, TLS elsewhere) and `token` (the service token) as `rpc.channels` uses them."""
+        plaintext on loopback, TLS elsewhere) and `token` (the service token) as `rpc.channels` uses them;
+        `stream_render`: full jobs render inside the generator's call, block by block (first frames
+        sooner, same outputs); False calls DepthRenderService.Render for the whole video first."""
         self.store = store
+        self.streams_render = stream_render  # the runner's switch (jobs/runner.py StageClient)
         self.attempts, self.backoff_s, self.timeout_s, self.ready_wait_s = attempts, backoff_s, timeout_s, ready_wait_s
         options = [("grpc.lb_policy_name", "round_robin")]
         self._addresses = (caption_address, depthrender_address, generator_address)
@@ -114,7 +121,7 @@ class RemoteStages:
         return StageCallFailed.from_error(name, error, attempts)
 
     def _wait_until_ready(self, name: str, budget: StageCall | None = None) -> None:
-        index = {"caption": 0, "depth": 1, "render": 1, "generate": 2}[name]
+        index = {"caption": 0, "depth": 1, "render": 1, "generate": 2, "render+generate": 2}[name]
         ready = grpc.channel_ready_future(self._channels[index])
         try:
             with _cancelled_with(budget, ready.cancel):  # a job cancelled while waiting stops waiting
@@ -143,8 +150,7 @@ class RemoteStages:
             video=self._ref(video.key, video.sha256), depth=self._ref(depth_key), options=render_options_to_proto(options, force),
         )  # fmt: skip
         response = self._call("render", lambda timeout: self._depthrender.Render.future(request, timeout=timeout, wait_for_ready=True), call)
-        return RenderOutput(response.schedule.key, response.render.key, response.mask.key, response.frames,
-                            timing_from_proto(response.timing))  # fmt: skip
+        return render_output_from_proto(response)
 
     def generate(self, inputs: GenerateInputs, force: bool, call: StageCall | None = None) -> Iterator[BlockPublished | GenerateOutput]:
         request = generator_pb2.GenerateRequest(
@@ -152,35 +158,58 @@ class RemoteStages:
             render=self._ref(inputs.render_key), mask=self._ref(inputs.mask_key), prompt=inputs.prompt,
             seed=inputs.seed, autoencoder=autoencoder_enum(inputs.autoencoder), force=force,
         )  # fmt: skip
-        # A stream that breaks because the generator went away (killed, restarting, draining) is
-        # reopened on a ready replica, up to `attempts` times. The generation is redone from its
-        # first block (outputs are deterministic and written under content keys, so the redone
-        # blocks overwrite themselves with the same bytes); blocks already handed over are skipped,
-        # so the caller sees each block index once, in order.
+        return self._generator_stream("generate", lambda timeout: self._generator.Generate(request, timeout=timeout, wait_for_ready=True), call)
+
+    def render_and_generate(self, video: VideoRef, depth_key: str, options: RenderOptions, prompt: str, seed: int,
+                            autoencoder: str, force: bool, call: StageCall | None = None,
+                            ) -> Iterator[RenderOutput | BlockPublished | GenerateOutput]:  # fmt: skip
+        """The render made inside the generator's call, block by block (GeneratorService.RenderAndGenerate):
+        the events of LocalStages.render_and_generate, reopened as `generate`'s stream is."""
+        request = generator_pb2.RenderAndGenerateRequest(
+            video=self._ref(video.key, video.sha256), depth=self._ref(depth_key), options=render_options_to_proto(options, force),
+            prompt=prompt, seed=seed, autoencoder=autoencoder_enum(autoencoder),
+        )  # fmt: skip
+        return self._generator_stream("render+generate",
+                                      lambda timeout: self._generator.RenderAndGenerate(request, timeout=timeout, wait_for_ready=True), call)  # fmt: skip
+
+    def _generator_stream(self, name: str, open_stream: Callable[[float], object], call: StageCall | None,
+                          ) -> Iterator[RenderOutput | BlockPublished | GenerateOutput]:  # fmt: skip
+        """The events of a generator stream (`open_stream(timeout)` opens it), as library objects.
+
+        A stream that breaks because the generator went away (killed, restarting, draining) is
+        reopened on a ready replica, up to `attempts` times. The generation is redone from its first
+        block (outputs are deterministic and written under content keys, so the redone blocks
+        overwrite themselves with the same bytes); blocks already handed over are skipped, so the
+        caller sees each block index once, in order, and the render (of a RenderAndGenerate stream)
+        once: a reopened call finds a render that was published in the store and reports it again."""
         seen = -1  # the highest block index handed over
+        rendered = False  # the render event handed over
         output = None
         for attempt in range(self.attempts):
-            stream = self._call("generate", lambda timeout: _Opening(self._generator.Generate(request, timeout=timeout, wait_for_ready=True)), call)
+            stream = self._call(name, lambda timeout: _Opening(open_stream(timeout)), call)
             try:
                 with _cancelled_with(call, stream.cancel):  # a cancel during a long block ends the stream at once
                     for event in stream:
-                        if event.WhichOneof("event") == "block":
+                        kind = event.WhichOneof("event")
+                        if kind == "block":
                             if event.block.index <= seen:
                                 continue
                             seen = event.block.index
                             yield block_from_proto(event.block)
+                        elif kind == "rendered":
+                            if not rendered:
+                                rendered = True
+                                yield render_output_from_proto(event.rendered)
                         else:
-                            done = event.done
-                            keys = {"pred": done.video.key, "source": done.source.key, "render": done.render.key, "compare": done.compare.key}
-                            output = GenerateOutput(keys, done.frames, timing_from_proto(done.timing), done.model.digest)
+                            output = generate_output_from_proto(event.done)
                 break
             except grpc.RpcError as exc:
                 if call is not None and call.cancel.is_set():
-                    raise WorkStopped("generate: the job was cancelled") from None
+                    raise WorkStopped(f"{name}: the job was cancelled") from None
                 if not _broken_by_server(exc) or attempt == self.attempts - 1:
-                    raise self._failure("generate", exc, call, attempts=attempt + 1) from exc
-                log.warning("the generate stream broke after block %d (%s: %s); reopening it, attempt %d of %d",
-                            seen, exc.code().name, exc.details(), attempt + 2, self.attempts)
+                    raise self._failure(name, exc, call, attempts=attempt + 1) from exc
+                log.warning("the generate stream broke after block %d (%s: %s: %s); reopening it, attempt %d of %d",
+                            seen, name, exc.code().name, exc.details(), attempt + 2, self.attempts)
                 time.sleep(min(self.backoff_s * 2**attempt, 10.0))
             finally:
                 # Stops the generator when the job is cancelled; a no-op once the call has ended.

@@ -1,4 +1,7 @@
 """Running one job: caption and depth at the same time, then render, then generation block by block.
+With a stage client that streams the render (`streams_render`: LocalStages, and RemoteStages by
+default) a full job's render is made inside the generate call, block by block (`render_and_generate`,
+stages/render_feed.py), under one time budget for both.
 
 A render-only job (upstream's --skip_step3) stops after the render: its render, hole mask and
 matching source frames are published as mp4s (`stages/render_videos.py`, a CPU transcode done

@@ -135,12 +135,16 @@ class VideoGenerator:
     def plan(self, num_frames: int) -> FramePlan:
         return FramePlan.for_frames(num_frames, self.sampler.config.frames_per_block)
 
+    def check_autoencoder(self, name: str) -> None:
+        """ValueError unless `name` is an autoencoder this generator has loaded."""
+        if name not in AUTOENCODERS:
+            raise ValueError(f"autoencoder {name!r}: choose from {AUTOENCODERS}")
+        if getattr(self.models, name) is None:
+            raise ValueError(f"autoencoder {name!r} is not loaded on this generator")
+
     def validate(self, request: GenerationRequest) -> FramePlan:
         """Cheap checks before any model runs; raises ValueError with a message a person can act on."""
-        if request.autoencoder not in AUTOENCODERS:
-            raise ValueError(f"autoencoder {request.autoencoder!r}: choose from {AUTOENCODERS}")
-        if getattr(self.models, request.autoencoder) is None:
-            raise ValueError(f"autoencoder {request.autoencoder!r} is not loaded on this generator")
+        self.check_autoencoder(request.autoencoder)
         shapes = {name: tuple(getattr(request, name).shape) for name in ("source", "render", "mask")}
         lengths = {shape[0] for shape in shapes.values()}
         sizes = {shape[2:] for shape in shapes.values()}

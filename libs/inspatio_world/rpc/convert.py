@@ -8,12 +8,12 @@ from ..jobs.manifest import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, Manif
 from ..jobs.options import JobOptions
 from ..jobs.runner import JobEvent, JobFinished, StageFinished, StageStarted
 from ..stages.artifacts import Timing, object_digest
-from ..stages.generate import BlockPublished
-from ..stages.render import RenderOptions
+from ..stages.generate import BlockPublished, GenerateOutput
+from ..stages.render import RenderOptions, RenderOutput
 from ..stages.identity import ModelIdentity
 from ..store.base import InvalidKey, ObjectStore
 from ..store.keys import validate_key
-from .generated import common_pb2, coordinator_pb2
+from .generated import common_pb2, coordinator_pb2, depthrender_pb2, generator_pb2
 from .options_proto import options_from_proto, options_to_proto
 
 JOB_STATES = {
@@ -77,6 +77,31 @@ def block_to_proto(store: ObjectStore, block: BlockPublished) -> common_pb2.Bloc
 
 def block_from_proto(block: common_pb2.BlockGenerated) -> BlockPublished:
     return BlockPublished(block.index, block.blocks, block.first_frame, block.frames, block.chunk.key, block.seconds)
+
+
+def render_output_to_proto(store: ObjectStore, render: RenderOutput) -> depthrender_pb2.RenderResponse:
+    return depthrender_pb2.RenderResponse(
+        schedule=key_to_ref(store, render.schedule_key), render=key_to_ref(store, render.render_key),
+        mask=key_to_ref(store, render.mask_key), frames=render.frames, timing=timing_to_proto(render.timing),
+    )  # fmt: skip
+
+
+def render_output_from_proto(response: depthrender_pb2.RenderResponse) -> RenderOutput:
+    return RenderOutput(response.schedule.key, response.render.key, response.mask.key, response.frames,
+                        timing_from_proto(response.timing))  # fmt: skip
+
+
+def generate_output_to_proto(store: ObjectStore, output: GenerateOutput, identity: ModelIdentity) -> generator_pb2.GenerateResult:
+    refs = {name: key_to_ref(store, key) for name, key in output.keys.items()}
+    return generator_pb2.GenerateResult(
+        video=refs["pred"], frames=output.frames, timing=timing_to_proto(output.timing), model=identity_to_proto(identity),
+        source=refs["source"], render=refs["render"], compare=refs["compare"],
+    )  # fmt: skip
+
+
+def generate_output_from_proto(result: generator_pb2.GenerateResult) -> GenerateOutput:
+    keys = {"pred": result.video.key, "source": result.source.key, "render": result.render.key, "compare": result.compare.key}
+    return GenerateOutput(keys, result.frames, timing_from_proto(result.timing), result.model.digest)
 
 
 def job_to_proto(store: ObjectStore, job: Manifest) -> coordinator_pb2.Job:

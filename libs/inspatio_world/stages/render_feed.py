@@ -95,8 +95,7 @@ def run_render_and_generate(store: ObjectStore, video_key: str, video_sha256: st
             source = load_source_video(fetch(store, video_key, folder, "video"), size=(work.height, work.width))
             source_index = torch.tensor(work.plan.source_index)
             request = GenerationRequest(source[source_index], feed.render, feed.mask, prompt, seed, autoencoder, feed.ensure)
-            progress = {"prompt_sha256": hashlib.sha256(prompt.encode()).hexdigest(), "seed": seed, "autoencoder": autoencoder}
-            prefix = content_key("generate", {"video": video_sha256, "render": keys["schedule.json"]}, progress, identity.digest, "blocks")
+            prefix = block_prefix(video_sha256, keys["schedule.json"], prompt, seed, autoencoder, identity.digest)
             plan = generator.validate(request)  # before any frame is rendered
             rendered = None
             for block in generate_blocks(store, request, generator, folder, prefix, should_stop):
@@ -112,6 +111,13 @@ def run_render_and_generate(store: ObjectStore, video_key: str, video_sha256: st
         publish_videos(store, videos, folder)
     timing = Timing("generate", watch.timing("generate", False).seconds - feed.seconds, False)
     yield GenerateOutput({k.removesuffix(".mp4"): v for k, v in videos.items()}, plan.output_frames, timing, identity.digest)
+
+
+def block_prefix(video_sha256: str, schedule_key: str, prompt: str, seed: int, autoencoder: str, model: str) -> str:
+    """Where a streamed render's blocks are published (`block_NNNN.mkv` under it): keyed by the render's
+    schedule key, which is known before the render is (`model`: the generator identity's digest)."""
+    progress = {"prompt_sha256": hashlib.sha256(prompt.encode()).hexdigest(), "seed": seed, "autoencoder": autoencoder}
+    return content_key("generate", {"video": video_sha256, "render": schedule_key}, progress, model, "blocks")
 
 
 def _inputs(video_key: str, video_sha256: str, render: RenderOutput, prompt: str, seed: int, autoencoder: str) -> GenerateInputs:

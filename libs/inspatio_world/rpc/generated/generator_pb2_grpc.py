@@ -42,6 +42,11 @@ class GeneratorServiceStub:
                 request_serializer=inspatio_dot_world_dot_v1_dot_generator__pb2.GenerateRequest.SerializeToString,
                 response_deserializer=inspatio_dot_world_dot_v1_dot_generator__pb2.GenerateEvent.FromString,
                 _registered_method=True)
+        self.RenderAndGenerate = channel.unary_stream(
+                '/inspatio.world.v1.GeneratorService/RenderAndGenerate',
+                request_serializer=inspatio_dot_world_dot_v1_dot_generator__pb2.RenderAndGenerateRequest.SerializeToString,
+                response_deserializer=inspatio_dot_world_dot_v1_dot_generator__pb2.RenderAndGenerateEvent.FromString,
+                _registered_method=True)
 
 
 class GeneratorServiceServicer:
@@ -50,7 +55,18 @@ class GeneratorServiceServicer:
     """
 
     def Generate(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Generate from a render made before (DepthRenderService.Render).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RenderAndGenerate(self, request, context):
+        """Render and generate in one call: each block's render frames are rendered (on the generator's
+        device) just before the block needs them, so the first block does not wait for the whole
+        render. Same outputs, under the same keys, as Render then Generate; a render already in the
+        store is used as it is.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -62,6 +78,11 @@ def add_GeneratorServiceServicer_to_server(servicer, server):
                     servicer.Generate,
                     request_deserializer=inspatio_dot_world_dot_v1_dot_generator__pb2.GenerateRequest.FromString,
                     response_serializer=inspatio_dot_world_dot_v1_dot_generator__pb2.GenerateEvent.SerializeToString,
+            ),
+            'RenderAndGenerate': grpc.unary_stream_rpc_method_handler(
+                    servicer.RenderAndGenerate,
+                    request_deserializer=inspatio_dot_world_dot_v1_dot_generator__pb2.RenderAndGenerateRequest.FromString,
+                    response_serializer=inspatio_dot_world_dot_v1_dot_generator__pb2.RenderAndGenerateEvent.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -93,6 +114,33 @@ class GeneratorService:
             '/inspatio.world.v1.GeneratorService/Generate',
             inspatio_dot_world_dot_v1_dot_generator__pb2.GenerateRequest.SerializeToString,
             inspatio_dot_world_dot_v1_dot_generator__pb2.GenerateEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RenderAndGenerate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/inspatio.world.v1.GeneratorService/RenderAndGenerate',
+            inspatio_dot_world_dot_v1_dot_generator__pb2.RenderAndGenerateRequest.SerializeToString,
+            inspatio_dot_world_dot_v1_dot_generator__pb2.RenderAndGenerateEvent.FromString,
             options,
             channel_credentials,
             insecure,
