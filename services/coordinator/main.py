@@ -1,4 +1,5 @@
 """`python -m services.coordinator.main`: jobs in, progress out; calls the stage services over gRPC.
+Also serves SessionService (live sessions, relayed to a generator replica: session_servicer.py).
 
 On start it resumes every unfinished job whose coordinator is gone (expired lease), and keeps
 checking for such jobs, so jobs survive coordinator restarts.
@@ -18,10 +19,11 @@ from inspatio_world.jobs.tenants import Tenants
 from inspatio_world.rpc.auth import TokenVerifier
 from inspatio_world.rpc.bootstrap import ServiceSettings, run_service
 from inspatio_world.rpc.channels import ClientTLS
-from inspatio_world.rpc.generated import coordinator_pb2_grpc
+from inspatio_world.rpc.generated import coordinator_pb2_grpc, session_pb2_grpc
 from inspatio_world.rpc.tokens import service_token
 
 from .servicer import CoordinatorServicer
+from .session_servicer import SessionServicer
 
 
 @functools.cache  # read once: the verifier and the servicer see the same tenants
@@ -52,7 +54,7 @@ def load(settings, store, server):
     manager = JobManager(store, stages, int(envvars.get(envvars.MAX_PARALLEL_JOBS)), lease_seconds=lease)
     manager.resume_unfinished()
     threading.Thread(target=_keep_resuming, args=(manager, lease), name="resume", daemon=True).start()
-    return [CoordinatorServicer(manager, tenants)]
+    return [CoordinatorServicer(manager, tenants), SessionServicer(manager, tenants, server.metrics)]
 
 
 def _keep_resuming(manager: JobManager, lease: float) -> None:
@@ -66,7 +68,8 @@ def _keep_resuming(manager: JobManager, lease: float) -> None:
 
 def main() -> None:
     settings = ServiceSettings.from_env("coordinator")
-    run_service(settings, [coordinator_pb2_grpc.add_CoordinatorServiceServicer_to_server], load, limited=False,
+    run_service(settings, [coordinator_pb2_grpc.add_CoordinatorServiceServicer_to_server,
+                           session_pb2_grpc.add_SessionServiceServicer_to_server], load, limited=False,
                 verifier=_verifier)
 
 

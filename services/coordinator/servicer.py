@@ -31,6 +31,17 @@ def key_from_uri(uri: str, bucket: str) -> str:
     return uri[len(prefix):]
 
 
+def call_tenant(tenants: Tenants) -> Tenant:
+    """The tenant the call being served acts for (ANONYMOUS in open mode); shared with the sessions' servicer."""
+    if tenants.open:
+        return ANONYMOUS
+    principal = current_principal()
+    if not isinstance(principal, Tenant) or principal not in tenants.tenants:
+        # Fails closed: a server wired without the tenants' verifier serves nobody.
+        raise Unauthenticated("this call carries no tenant's token")
+    return principal
+
+
 class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
     def __init__(self, manager: JobManager, tenants: Tenants = Tenants()) -> None:
         """`tenants`: open mode when empty. With tenants, serve it from a ServiceServer whose verifier
@@ -40,13 +51,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
         self.tenants = tenants
 
     def _tenant(self) -> Tenant:
-        if self.tenants.open:
-            return ANONYMOUS
-        principal = current_principal()
-        if not isinstance(principal, Tenant) or principal not in self.tenants.tenants:
-            # Fails closed: a server wired without the tenants' verifier serves nobody.
-            raise Unauthenticated("this call carries no tenant's token")
-        return principal
+        return call_tenant(self.tenants)
 
     @fields_under("spec")  # the library names JobSpec fields ("options.seed"); refusals name the request's
     def SubmitJob(self, request_iterator, context) -> coordinator_pb2.Job:
@@ -56,7 +61,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
             raise ValueError("the first SubmitJob message must carry the job spec")
         spec = first.spec
         options = options_from_proto(spec.options)
-        limits = _tenant_limits(Limits.from_env(), tenant)
+        limits = tenant_limits(Limits.from_env(), tenant)
         options.validate(limits.max_output_frames)  # before a byte of the video is read
         self.manager.check_capacity(tenant)  # before the upload too; submit checks again, atomically
         # Everything knowable before the stages run is checked on the received file, before it is stored.
@@ -95,7 +100,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
         return job_to_proto(self.store, self.manager.cancel(request.job_id, self._tenant()))
 
 
-def _tenant_limits(limits: Limits, tenant: Tenant) -> Limits:
+def tenant_limits(limits: Limits, tenant: Tenant) -> Limits:
     """The deployment's limits, tightened by the tenant's own (the tighter of the two wins)."""
     if tenant.max_output_frames is None:
         return limits

@@ -12,6 +12,7 @@ import sys
 
 from .job_commands import add_job_commands
 from .model_commands import add_model_commands
+from .session_commands import add_session_commands
 from .token_commands import add_token_commands
 
 
@@ -20,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     add_job_commands(commands)
     add_model_commands(commands)
+    add_session_commands(commands)
     add_token_commands(commands)
     return parser
 

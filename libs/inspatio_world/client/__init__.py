@@ -9,6 +9,8 @@ from ..rpc.rich_errors import ErrorDetails, FieldViolation, QuotaViolation, erro
 from .async_sdk import AsyncClient
 from .sample_video import write_sample_video
 from .sdk import Client, JobEvent, JobStatus, VideoRef, download_outputs, fetch_block
+from .session import Session, SessionBlock, SessionEnded, SessionInfo
 
 __all__ = ["AsyncClient", "Client", "ClientTLS", "ErrorDetails", "FieldViolation", "JobEvent", "JobOptions", "JobStatus",
-           "QuotaViolation", "VideoRef", "download_outputs", "error_details", "fetch_block", "write_sample_video"]
+           "QuotaViolation", "Session", "SessionBlock", "SessionEnded", "SessionInfo", "VideoRef", "download_outputs",
+           "error_details", "fetch_block", "write_sample_video"]

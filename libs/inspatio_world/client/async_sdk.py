@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import AsyncIterator, Awaitable, Callable, TypeVar
+from typing import TYPE_CHECKING, AsyncIterator, Awaitable, Callable, TypeVar
 
 import grpc
 
@@ -15,6 +15,9 @@ from ..rpc.generated import coordinator_pb2, coordinator_pb2_grpc
 from ..rpc.tokens import client_token
 from .reconnect import DEFAULT_RECONNECT_S, ReconnectBudget, SeenEvents, probe_failure
 from .sdk import JobEvent, JobStatus, download_outputs, fetch_block, submit_messages
+
+if TYPE_CHECKING:
+    from .async_session import AsyncSession
 
 T = TypeVar("T")
 
@@ -116,3 +119,14 @@ class AsyncClient:
 
     async def fetch_block(self, event: JobEvent, path: str | Path) -> Path:
         return await asyncio.to_thread(fetch_block, event, path)
+
+    def session(self, video: str | Path | None = None, *, video_uri: str | None = None, prompt: str | None = None,
+                seed: int = 0, autoencoder: str = "taehv", time_policy: str = "bounce", backpressure: str = "latest",
+                jpeg_quality: int = 85, timeout: float | None = None) -> "AsyncSession":  # fmt: skip
+        """As `Client.session`, for `async with` (client/async_session.py)."""
+        from .async_session import AsyncSession
+        from .session import start_messages
+
+        opening = start_messages(video, video_uri=video_uri, prompt=prompt, seed=seed, autoencoder=autoencoder,
+                                 time_policy=time_policy, backpressure=backpressure, jpeg_quality=jpeg_quality)  # fmt: skip
+        return AsyncSession(self.channel, opening, timeout, self.attempts, self.backoff)

@@ -26,7 +26,7 @@ import time
 import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, TypeVar
+from typing import TYPE_CHECKING, Callable, Iterator, TypeVar
 
 import grpc
 
@@ -36,6 +36,9 @@ from ..rpc.generated import common_pb2, coordinator_pb2, coordinator_pb2_grpc
 from ..rpc.tokens import client_token
 from ..rpc.options_proto import options_from_proto, options_to_proto
 from .reconnect import DEFAULT_RECONNECT_S, ReconnectBudget, SeenEvents, probe_failure
+
+if TYPE_CHECKING:
+    from .session import Session
 
 CHUNK_BYTES = 1 << 20
 # file names of a job's outputs in download(); any other output NAME (e.g. a render-only job's mask) is NAME.mp4
@@ -119,22 +122,37 @@ class JobEvent:
         return cls(kind, event.job_id, status=JobStatus.from_proto(event.finished))
 
 
+def file_chunks(path: Path) -> Iterator[bytes]:
+    """A local file's bytes in upload-sized chunks (SubmitJob's and OpenSession's uploads)."""
+    with path.open("rb") as handle:
+        while chunk := handle.read(CHUNK_BYTES):
+            yield chunk
+
+
+def video_source(video: str | Path) -> str | Path:
+    """An `s3://bucket/key` URI as it is (referenced in place), else the local file to upload
+    (FileNotFoundError when there is none)."""
+    if str(video).startswith("s3://"):
+        return str(video)
+    path = Path(video)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such video file")
+    return path
+
+
 def _upload_messages(video: Path, options: JobOptions) -> Iterator[coordinator_pb2.SubmitJobRequest]:
     yield coordinator_pb2.SubmitJobRequest(spec=coordinator_pb2.JobSpec(options=options_to_proto(options), upload_name=video.name))
-    with video.open("rb") as handle:
-        while chunk := handle.read(CHUNK_BYTES):
-            yield coordinator_pb2.SubmitJobRequest(chunk=chunk)
+    for chunk in file_chunks(video):
+        yield coordinator_pb2.SubmitJobRequest(chunk=chunk)
 
 
 def submit_messages(video: str | Path, options: JobOptions) -> Iterator[coordinator_pb2.SubmitJobRequest]:
     """A local file is uploaded in chunks; an `s3://bucket/key` URI is referenced in place."""
-    if str(video).startswith("s3://"):
-        spec = coordinator_pb2.JobSpec(options=options_to_proto(options), video_uri=str(video))
+    source = video_source(video)
+    if isinstance(source, str):
+        spec = coordinator_pb2.JobSpec(options=options_to_proto(options), video_uri=source)
         return iter([coordinator_pb2.SubmitJobRequest(spec=spec)])
-    path = Path(video)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such video file")
-    return _upload_messages(path, options)
+    return _upload_messages(source, options)
 
 
 def _download(url: str, target: Path, what: str) -> Path:
@@ -279,3 +297,14 @@ class Client:
 
     def fetch_block(self, event: JobEvent, path: str | Path) -> Path:
         return fetch_block(event, path)
+
+    def session(self, video: str | Path | None = None, *, video_uri: str | None = None, prompt: str | None = None,
+                seed: int = 0, autoencoder: str = "taehv", time_policy: str = "bounce", backpressure: str = "latest",
+                jpeg_quality: int = 85, timeout: float | None = None) -> "Session":  # fmt: skip
+        """A live session over `video` (a local file, uploaded; or an s3:// URI) or `video_uri`: use it
+        with `with` (client/session.py). `timeout`: the whole session's deadline (None: none)."""
+        from .session import Session, start_messages
+
+        opening = start_messages(video, video_uri=video_uri, prompt=prompt, seed=seed, autoencoder=autoencoder,
+                                 time_policy=time_policy, backpressure=backpressure, jpeg_quality=jpeg_quality)  # fmt: skip
+        return Session(self.channel, opening, timeout, self.attempts, self.backoff)

@@ -78,12 +78,9 @@ def probe_as(path: Path, shown_as: str, field: str = ""):
         raise VideoError(shown_as, error.problem, field) from None
 
 
-def admit(path: Path, options: JobOptions, limits: Limits, shown_as: str, video_field: str = "") -> Planned:
-    """Probe a received video (a local file) and check it against `options` and `limits`; ValueError if refused.
-
-    `shown_as` names the video as the client knows it (upload name or store key), `video_field` the
-    JobSpec field that named it ("upload_name" or "video_uri")."""
-    from ..geometry.trajectory import PerFrameTrajectory
+def admit_video(path: Path, limits: Limits, shown_as: str, video_field: str = "") -> int:
+    """The checks of the video alone (decodes, not a still image, within the pixel and frame limits);
+    returns how many of the frames the stages use decode. Jobs (`admit`) and live sessions share them."""
     from ..media.decode import VideoError
 
     info = probe_as(path, shown_as, video_field)
@@ -99,7 +96,17 @@ def admit(path: Path, options: JobOptions, limits: Limits, shown_as: str, video_
         raise VideoError(shown_as, f"{info.frames} frames exceed this deployment's limit of {limits.max_input_frames} frames "
                                    f"({envvars.MAX_INPUT_FRAMES.name}); only the first 1000 are used anyway: cut the video",
                          video_field)  # fmt: skip
-    frames = _decodable_frames(path, shown_as, info.frames, video_field)
+    return _decodable_frames(path, shown_as, info.frames, video_field)
+
+
+def admit(path: Path, options: JobOptions, limits: Limits, shown_as: str, video_field: str = "") -> Planned:
+    """Probe a received video (a local file) and check it against `options` and `limits`; ValueError if refused.
+
+    `shown_as` names the video as the client knows it (upload name or store key), `video_field` the
+    JobSpec field that named it ("upload_name" or "video_uri")."""
+    from ..geometry.trajectory import PerFrameTrajectory
+
+    frames = admit_video(path, limits, shown_as, video_field)
     render = options.render_options()
     planned = planned_frames(frames, options, render)
     if isinstance(render.trajectory, PerFrameTrajectory) and len(render.trajectory.w2c) != planned.render_cameras:

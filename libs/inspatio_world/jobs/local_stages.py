@@ -124,6 +124,11 @@ class LocalStages:
             yield from run_render_and_generate(self.store, video.key, video.sha256, depth_key, options, prompt, seed, autoencoder,
                                                self.generator, self.identities["generator"], self.device, force, _check(call))  # fmt: skip
 
+    def open_session(self, setup, timeout: float | None = None):
+        """A live session in this process: wired once the session library (helper A's
+        inspatio_world.sessions) is merged; the gRPC coordinator uses RemoteStages.open_session."""
+        raise NotImplementedError("sessions need helper A's library")
+
 
 def _check(call: StageCall | None) -> StopCheck:
     return call.check if call is not None else go_on

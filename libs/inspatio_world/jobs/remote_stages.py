@@ -34,6 +34,7 @@ from ..rpc.convert import (
 from ..rpc.options_proto import autoencoder_enum
 from ..rpc.generated import (
     caption_pb2, caption_pb2_grpc, common_pb2, depthrender_pb2, depthrender_pb2_grpc, generator_pb2, generator_pb2_grpc,
+    session_pb2, session_pb2_grpc,
 )  # fmt: skip
 from ..stages.caption import CaptionOutput
 from ..stages.depth import DepthOutput
@@ -43,6 +44,7 @@ from ..stopping import WorkStopped
 from ..store.base import ObjectStore
 from .budgets import StageCall
 from .manifest import VideoRef
+from .session_call import CommandFeed, SessionCall
 
 log = logging.getLogger(__name__)
 RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED)
@@ -84,6 +86,7 @@ class RemoteStages:
         self._caption = caption_pb2_grpc.CaptionServiceStub(self._channels[0])
         self._depthrender = depthrender_pb2_grpc.DepthRenderServiceStub(self._channels[1])
         self._generator = generator_pb2_grpc.GeneratorServiceStub(self._channels[2])
+        self._generator_sessions = session_pb2_grpc.GeneratorSessionServiceStub(self._channels[2])
 
     def close(self) -> None:
         for channel in self._channels:
@@ -218,6 +221,32 @@ class RemoteStages:
         # does not cancel a finished call (the generator would count it CANCELLED, not OK).
         if output is not None:
             yield output
+
+    def open_session(self, setup: session_pb2.GeneratorSessionSetup, timeout: float | None = None) -> SessionCall:
+        """Open GeneratorSessionService.RunSession on a ready generator replica with `setup` (see
+        jobs/session_call.py); `timeout`: the session's whole deadline (None: none).
+
+        A replica that is unreachable when opening (UNAVAILABLE) is retried with backoff, up to
+        `attempts` times: nothing has happened yet. Any other refusal is raised as the generator's own
+        grpc.RpcError, details and trailers untouched: RESOURCE_EXHAUSTED (the replica holds its
+        maximum of sessions) carries a RetryInfo, and the client decides whether to wait and retry. A
+        session is never reopened once open: its state lives on the replica that failed."""
+        self._wait_until_ready("generate")
+        for attempt in range(self.attempts):
+            feed = CommandFeed(setup)
+            stream = self._generator_sessions.RunSession(iter(feed), timeout=timeout, wait_for_ready=True)
+            try:
+                first = next(stream, None)  # the first event (ready), or the refusal
+            except grpc.RpcError as exc:
+                feed.end()
+                if exc.code() != grpc.StatusCode.UNAVAILABLE or attempt == self.attempts - 1:
+                    raise
+                log.warning("opening a generator session failed (%s: %s); retrying, attempt %d of %d",
+                            exc.code().name, exc.details(), attempt + 2, self.attempts)
+                time.sleep(min(self.backoff_s * 2**attempt, 10.0))
+                continue
+            return SessionCall(stream, feed, first)
+        raise AssertionError("unreachable")
 
 
 def _broken_by_server(error: grpc.RpcError) -> bool:

@@ -15,6 +15,7 @@ Rename nothing without changing those too.
 | inspatio_block_seconds          | histogram |                                | time to generate one block of frames           |
 | inspatio_gpu_memory_bytes       | gauge     | kind ("allocated" / "reserved")| torch CUDA memory; absent without a GPU        |
 | inspatio_model_info             | gauge = 1 | name, digest, random           | identity of the weights this process serves    |
+| inspatio_sessions_active        | gauge     |                                | live sessions open through this process        |
 
 `service` is the full gRPC service name (e.g. inspatio.world.v1.CaptionService), `method` the bare
 method name (Caption), `code` the status name (OK, INVALID_ARGUMENT, RESOURCE_EXHAUSTED...).
@@ -103,6 +104,9 @@ class ServiceMetrics:
             "inspatio_model_info", "Weights served (value is always 1)", ["name", "digest", "random"],
             registry=registry,
         )
+        self._sessions_active = Gauge(
+            "inspatio_sessions_active", "Live sessions open (coordinator: relayed; generator: held)", registry=registry
+        )
         registry.register(_GpuMemoryCollector())
         self._http: ThreadingWSGIServer | None = None
 
@@ -131,6 +135,10 @@ class ServiceMetrics:
 
     def observe_block(self, seconds: float) -> None:
         self._block_seconds.observe(seconds)
+
+    def sessions_active(self) -> Gauge:
+        """The live sessions open now: inc() when one opens, dec() when it ends."""
+        return self._sessions_active
 
     def set_model(self, name: str, digest: str, random: bool) -> None:
         """Publish the identity of the loaded weights (replaces an earlier one)."""
