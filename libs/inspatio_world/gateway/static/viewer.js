@@ -18,7 +18,7 @@
   // What a test (or a curious person, in the console) can read.
   const state = window.viewer = {
     status: "idle", ready: null, blocks: 0, framesShown: 0, framesDropped: 0, lastBlock: null,
-    shownBlock: null, latencyMs: null, fps: 0, errors: [], movesSent: 0, lastMove: null,
+    shownBlock: null, latencyMs: null, fps: 0, errors: [], movesSent: 0, lastMove: null, lastSeq: 0,
   };
 
   let ws = null, fps = 16, pending = null, queue = [], seq = 0, paused = false;
@@ -40,7 +40,7 @@
 
   function command(type, fields = {}) {
     seq += 1;
-    if (send({ type, seq, ...fields })) sentAt.set(seq, performance.now());
+    if (send({ type, seq, ...fields })) { sentAt.set(seq, performance.now()); state.lastSeq = seq; }
   }
 
   async function start() {
