@@ -264,3 +264,35 @@ def test_viewer_url_keeps_the_token_in_the_fragment():
     assert viewer_url("127.0.0.1:8080", "s3://inputs/a b.mp4") == "http://127.0.0.1:8080/?video_uri=s3%3A%2F%2Finputs%2Fa+b.mp4"
     url = viewer_url("https://viewer.example/", "s3://x/y.mp4", token="t/o+k=")
     assert url == "https://viewer.example/?video_uri=s3%3A%2F%2Fx%2Fy.mp4#token=t%2Fo%2Bk%3D"
+
+
+def test_the_gateway_command_serves_the_page_and_refuses_plaintext_off_loopback(tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    env = {k: v for k, v in os.environ.items() if k != "INSPATIO_ALLOW_PLAINTEXT"}
+    command = [sys.executable, "-m", "inspatio_world.cli", "gateway", "--coordinator", "127.0.0.1:1"]
+    refused = subprocess.run([*command, "--listen", "0.0.0.0:8080"], env=env, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "not a loopback address" in refused.stderr and "--allow-plaintext" in refused.stderr
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([*command, "--listen", f"127.0.0.1:{port}"], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as response:
+                    assert response.status == 200 and b"viewer.js" in response.read()
+                break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, "the gateway did not come up"
+                time.sleep(0.1)
+    finally:
+        server.terminate()
+        _, stderr = server.communicate(timeout=10)
+    assert f"viewer at http://127.0.0.1:{port}/" in stderr
