@@ -296,3 +296,18 @@ def test_the_gateway_command_serves_the_page_and_refuses_plaintext_off_loopback(
         server.terminate()
         _, stderr = server.communicate(timeout=10)
     assert f"viewer at http://127.0.0.1:{port}/" in stderr
+
+
+def test_the_gateway_never_lends_its_own_token(monkeypatch):
+    from inspatio_world.gateway.sessions import coordinator_sessions
+
+    monkeypatch.setenv("INSPATIO_TOKEN", "the-gateway-operators-token")
+
+    async def body(ws, gateway):
+        await ws.send(json.dumps({k: v for k, v in START.items() if k != "token"}))
+        await next_of(ws, "opening")
+        error = await next_json(ws)
+        assert error["type"] == "error" and error["fatal"] and "needs the browser's token" in error["message"]
+        assert "the-gateway-operators-token" not in json.dumps(error)
+
+    run(with_gateway(coordinator_sessions("127.0.0.1:1"), body))
