@@ -33,7 +33,7 @@ def browser_or_skip() -> tuple[str, str]:
     driver = shutil.which("chromedriver")
     missing = [name for name, path in (("chromium", chromium), ("chromium-driver", driver)) if path is None]
     try:
-        import selenium  # noqa: F401
+        import selenium  # noqa: F401  (only: is it installed?)
     except ImportError:
         missing.append("selenium (pip, the test extra)")
     if missing:

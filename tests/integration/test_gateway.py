@@ -295,6 +295,7 @@ def test_the_gateway_command_serves_the_page_and_refuses_plaintext_off_loopback(
     finally:
         server.terminate()
         _, stderr = server.communicate(timeout=10)
+    assert server.returncode == 0, stderr  # SIGTERM: a clean stop
     assert f"viewer at http://127.0.0.1:{port}/" in stderr
 
 

@@ -2,7 +2,8 @@
 
 Built on `websockets` (its asyncio server): one maintained, dependency-free library that speaks both
 the WebSocket protocol and the few plain HTTP GETs a page needs (`process_request` answers them before
-any handshake), so the gateway needs no web framework.
+any handshake), so the gateway needs no web framework. Neither it nor aiohttp was installed before;
+aiohttp would bring half a dozen packages for routing the gateway does not need.
 
 Routes: `/` (the page), `/viewer.js`, `/healthz`, `/ws` (the session bridge, bridge.py). A WebSocket
 from a page of another origin is refused (a site the user visits cannot drive a session through a
@@ -16,9 +17,9 @@ import asyncio
 import dataclasses
 import http
 import logging
+import signal
 import ssl
 from importlib import resources
-from typing import Any
 from urllib.parse import urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -144,9 +145,14 @@ def server_ssl_context(cert: str, key: str) -> ssl.SSLContext:
 
 
 async def serve_forever(gateway: Gateway, host: str, port: int) -> None:
+    """Serve until SIGTERM/SIGINT; then close the sockets (each open session is closed as its page's is)."""
     await gateway.start(host, port)
     log.info("gateway serving the viewer at %s://%s:%d/", gateway.scheme, host, gateway.port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
     try:
-        await asyncio.Future()
+        await stop.wait()
     finally:
         await gateway.stop()
