@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml requirements-da3.txt
 run: install
 	$(BIN)/inspatio run --sample --traj orbit_left.txt --out outputs
 
-# Debian's Prometheus for the metrics tests (apt-get, only when missing).
+# Debian's Prometheus for the metrics tests, Chromium + chromedriver for the viewer test (apt-get, only when missing).
 test-tools:
 	tools/install_test_tools.sh
 

@@ -11,7 +11,7 @@ import textwrap
 import pytest
 
 COMMANDS = ("up", "run", "submit", "watch", "get", "cancel", "list", "parity", "generate", "bench", "weights", "token",
-            "session")
+            "session", "gateway")
 HEAVY = ("torch", "grpc", "transformers", "av", "minio", "numpy", "scipy")
 # gRPC and everything built on it: the stubs, the store, jobs beyond their options, the SDK, services
 NETWORKED = ("grpc", "grpc_health", "grpc_reflection", "grpc_status", "minio", "services", "inspatio_world.rpc",

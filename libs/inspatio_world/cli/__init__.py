@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .gateway_commands import add_gateway_commands
 from .job_commands import add_job_commands
 from .model_commands import add_model_commands
 from .session_commands import add_session_commands
@@ -23,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_commands(commands)
     add_session_commands(commands)
     add_token_commands(commands)
+    add_gateway_commands(commands)
     return parser
 
 
