@@ -143,7 +143,7 @@ def request_frames(max_blocks: int, frames_per_block: int) -> int:
 
 
 @dataclass
-class _Observers:
+class SessionObservers:
     """Hooks for metrics (services); all optional."""
 
     block_seconds: Callable[[float], None] = lambda seconds: None
@@ -155,7 +155,7 @@ class GenerationSession:
     """One live session. Thread-safe: `command` from one thread, `next_event` from another."""
 
     def __init__(self, generator: VideoGenerator, scene: SessionScene, settings: SessionSettings,
-                 observers: _Observers | None = None, clock: Callable[[], float] = time.monotonic,
+                 observers: SessionObservers | None = None, clock: Callable[[], float] = time.monotonic,
                  session_id: str | None = None, start: bool = True) -> None:  # fmt: skip
         """`start` False: no block starts until `start()` (commands given before then apply to block 0)."""
         settings.check()
@@ -164,7 +164,7 @@ class GenerationSession:
         if getattr(generator.models, settings.autoencoder, None) is None:
             raise ValueError(f"autoencoder {settings.autoencoder!r} is not loaded on this generator")
         self.scene, self.settings = scene, settings
-        self.observers = observers or _Observers()
+        self.observers = observers or SessionObservers()
         self._clock = clock
         latents_per_block = generator.sampler.config.frames_per_block
         self._timeline = source_frames(scene.count, request_frames(settings.max_blocks, latents_per_block), settings.time_policy)
