@@ -188,6 +188,12 @@ ALL: tuple[EnvVar, ...] = (
     GENERATE_SECONDS_PER_BLOCK,
 )  # fmt: skip
 
+# Live sessions, per generator replica (sessions/, services/generator/session_servicer.py).
+MAX_SESSIONS = EnvVar("INSPATIO_MAX_SESSIONS", "1", "Live sessions a generator replica holds at once; one more gets RESOURCE_EXHAUSTED with RetryInfo.")
+SESSION_IDLE_SECONDS = EnvVar("INSPATIO_SESSION_IDLE_SECONDS", "60", "A live session with no command and nothing read for this long ends (reason idle).")
+SESSION_MAX_BLOCKS = EnvVar("INSPATIO_SESSION_MAX_BLOCKS", "100", "Blocks a live session generates (per generation) before it ends (reason max_blocks).")
+ALL = ALL + (MAX_SESSIONS, SESSION_IDLE_SECONDS, SESSION_MAX_BLOCKS)
+
 
 def get(var: EnvVar) -> str:
     return os.environ.get(var.name, var.default)

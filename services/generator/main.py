@@ -16,9 +16,10 @@ from inspatio_world.jobs.local_stages import generator_identity
 from inspatio_world.pipeline.generator import VideoGenerator
 from inspatio_world.pipeline.models import GeneratorModels
 from inspatio_world.rpc.bootstrap import ServiceSettings, run_service
-from inspatio_world.rpc.generated import generator_pb2_grpc
+from inspatio_world.rpc.generated import generator_pb2_grpc, session_pb2_grpc
 
 from .servicer import GeneratorServicer
+from .session_servicer import GeneratorSessionServicer
 
 
 def load(settings, store, server):
@@ -35,11 +36,15 @@ def load(settings, store, server):
     device = torch.device(settings.device)
     models = GeneratorModels.load(weights, device, autoencoders, compile_dit=compile_dit, fp8=fp8,
                                   offload_text_encoder=settings.shared_gpu)  # fmt: skip
-    return [GeneratorServicer(store, VideoGenerator(models), identity, server.metrics, device)]  # renders on its device too
+    generator = VideoGenerator(models)
+    sessions = GeneratorSessionServicer(store, generator, identity, server.metrics)  # live sessions
+    server.drain_hooks.append(sessions.drain)  # SIGTERM: sessions end with "shutting_down", then the streams end OK
+    return [GeneratorServicer(store, generator, identity, server.metrics, device), sessions]  # renders on its device too
 
 
 def main() -> None:
-    run_service(ServiceSettings.from_env("generator"), [generator_pb2_grpc.add_GeneratorServiceServicer_to_server], load)
+    run_service(ServiceSettings.from_env("generator"), [generator_pb2_grpc.add_GeneratorServiceServicer_to_server,
+                                                        session_pb2_grpc.add_GeneratorSessionServiceServicer_to_server], load)
 
 
 if __name__ == "__main__":

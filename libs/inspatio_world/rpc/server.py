@@ -158,6 +158,9 @@ class ServiceServer:
         self._stop_lock = threading.Lock()
         self._stopping = False
         self._stopped = threading.Event()
+        # called when draining starts, before calls in progress get their grace: long-lived streams (live
+        # sessions) end themselves cleanly instead of being cancelled
+        self.drain_hooks: list[Callable[[], None]] = []
 
     def start(self) -> ServiceServer:
         self._server.start()
@@ -188,6 +191,8 @@ class ServiceServer:
         log.info("draining %s: up to %.1f s for calls in progress", self.address, grace,
                  extra={"fields": {"address": self.address, "grace": grace}})
         self.health.enter_graceful_shutdown()  # NOT_SERVING, and stays so
+        for hook in self.drain_hooks:
+            hook()
         self._server.stop(grace).wait()
         self.metrics.stop_http()  # last: scrapes still work while draining
         log.info("stopped %s", self.address, extra={"fields": {"address": self.address}})
