@@ -31,7 +31,7 @@ from inspatio_world.jobs.manifest import VideoRef
 from inspatio_world.refusals import FieldError, QuotaExceeded
 from inspatio_world.jobs.remote_stages import RemoteStages, StageCallFailed
 from inspatio_world.rpc.errors import ErrorMap
-from inspatio_world.rpc.generated import caption_pb2, caption_pb2_grpc, common_pb2, depthrender_pb2, generator_pb2, generator_pb2_grpc
+from inspatio_world.rpc.generated import caption_pb2, caption_pb2_grpc, common_pb2, depthrender_pb2, generator_pb2, generator_pb2_grpc, session_pb2, session_pb2_grpc
 from inspatio_world.rpc.limits import BUSY_RETRY_AFTER_S, ConcurrencyLimiter
 from inspatio_world.rpc.logs import JsonFormatter
 from inspatio_world.rpc.server import ServiceServer
@@ -398,6 +398,35 @@ def test_the_after_call_hook_runs_when_each_call_ends_in_its_slot(start):
     wait_until(lambda: len(ended) == 3)
     health = health_pb2_grpc.HealthStub(running.channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
     assert health.status == health_pb2.HealthCheckResponse.NOT_SERVING and len(ended) == 3  # answered; probes are not work
+
+
+class HeldSession(session_pb2_grpc.GeneratorSessionServiceServicer):
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    def RunSession(self, requests, context):
+        context.add_callback(self.release.set)
+        yield session_pb2.SessionEvent(ready=session_pb2.SessionReady(session_id="s1"))
+        self.release.wait(5)
+
+
+def test_a_live_session_takes_no_job_slot():
+    """Sessions keep their own limit: one open for minutes must not queue the replica's jobs behind it."""
+    sessions = HeldSession()
+    server = ServiceServer([(session_pb2_grpc.add_GeneratorSessionServiceServicer_to_server, sessions),
+                            (caption_pb2_grpc.add_CaptionServiceServicer_to_server, CaptionBehavior())],
+                           limiter=ConcurrencyLimiter(max_in_flight=1, max_queue=0)).start()  # fmt: skip
+    channel = grpc.insecure_channel(server.address)
+    try:
+        events = session_pb2_grpc.GeneratorSessionServiceStub(channel).RunSession(iter([]), timeout=5)
+        assert next(events).ready.session_id == "s1"
+        caption = caption_pb2_grpc.CaptionServiceStub(channel).Caption(caption_request("ok"), timeout=5)
+        assert caption.caption == "caption of ok" and server.limiter.running == 0
+        sessions.release.set()
+        assert list(events) == []
+    finally:
+        channel.close()
+        server.stop(grace=0)
 
 
 # --- metrics --------------------------------------------------------------------------------------

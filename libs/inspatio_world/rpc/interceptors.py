@@ -6,7 +6,8 @@
             `auth.current_principal()` for the call; otherwise UNAUTHENTICATED, before it takes a place;
 4. streams: a streaming call (either way) takes a place among the server's open streams (limits.py),
             or is refused at once when they are all taken;
-5. limit:   a concurrency slot (limits.py), held until a unary call returns or a stream ends;
+5. limit:   a concurrency slot (limits.py), held until a unary call returns or a stream ends
+            (live sessions excepted: they keep their own limit);
 6. after:   an optional hook run when the call's work ends, inside its slot (a service sharing its GPU
             returns the memory it cached, bootstrap.py).
 
@@ -39,6 +40,10 @@ RPC_LOG = logging.getLogger("inspatio_world.rpc")
 
 # gRPC's own services are probes and tooling, not work: neither limited, counted nor logged.
 UNOBSERVED_SERVICES = frozenset({health.SERVICE_NAME, reflection.SERVICE_NAME})
+
+# Live sessions last minutes and keep their own limit (INSPATIO_MAX_SESSIONS, refused at once when
+# full): holding a job slot for a session's life would queue jobs and further sessions behind it.
+SELF_LIMITED_SERVICES = frozenset({"inspatio.world.v1.GeneratorSessionService"})
 
 SERVER_FAULTS = frozenset({grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.DATA_LOSS})
 
@@ -201,7 +206,7 @@ class ServiceInterceptor(grpc.ServerInterceptor):
 
     @contextmanager
     def _limited(self, service: str, context: grpc.ServicerContext) -> Iterator[None]:
-        if self._limiter is None:
+        if self._limiter is None or service in SELF_LIMITED_SERVICES:
             yield
             return
         started = time.monotonic()
