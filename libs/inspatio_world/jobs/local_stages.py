@@ -116,18 +116,12 @@ class LocalStages:
         with self._locks["generate"]:
             yield from run_generate(self.store, inputs, self.generator, self.identities["generator"], force, _check(call))
 
-
     def render_and_generate(self, video: VideoRef, depth_key: str, options: RenderOptions, prompt: str, seed: int,
                             autoencoder: str, force: bool, call: StageCall | None = None,
                             ) -> Iterator[RenderOutput | BlockPublished | GenerateOutput]:  # fmt: skip
         with self._locks["generate"]:  # the render's own work holds no model: the generator's lock is the one
             yield from run_render_and_generate(self.store, video.key, video.sha256, depth_key, options, prompt, seed, autoencoder,
                                                self.generator, self.identities["generator"], self.device, force, _check(call))  # fmt: skip
-
-    def open_session(self, setup, timeout: float | None = None):
-        """A live session in this process: wired once the session library (helper A's
-        inspatio_world.sessions) is merged; the gRPC coordinator uses RemoteStages.open_session."""
-        raise NotImplementedError("sessions need helper A's library")
 
 
 def _check(call: StageCall | None) -> StopCheck:
