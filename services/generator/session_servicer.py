@@ -91,7 +91,7 @@ class GeneratorSessionServicer(session_pb2_grpc.GeneratorSessionServiceServicer)
         self.slots = SessionSlots(envvars.get_positive_int(envvars.MAX_SESSIONS) if max_sessions is None else max_sessions)
         self.idle_seconds = envvars.get_positive_float(envvars.SESSION_IDLE_SECONDS) if idle_seconds is None else idle_seconds
         self.max_blocks = envvars.get_positive_int(envvars.SESSION_MAX_BLOCKS) if max_blocks is None else max_blocks
-        self.metrics = SessionMetrics(metrics.registry)
+        self.metrics = SessionMetrics(metrics)
         self._sessions: set[GenerationSession] = set()
         self._lock = threading.Lock()
         self._draining = False

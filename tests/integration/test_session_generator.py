@@ -287,3 +287,21 @@ def test_a_draining_server_ends_its_sessions(offline, server):
         event = call.next()
     assert event.ended.reason == "shutting_down"
     assert call.next() == "end"
+
+
+def test_the_generator_service_loads_with_its_session_servicer_on_the_servers_own_metrics(weights, tmp_path, monkeypatch):
+    """services/generator/main.py as a deployment runs it: both servicers on one server, one registry
+    (a metric declared twice there stops the service at start)."""
+    from prometheus_client import generate_latest
+
+    from inspatio_world.rpc.bootstrap import ServiceSettings
+    from services.generator import main as generator_main
+
+    monkeypatch.setenv("INSPATIO_WEIGHTS", str(weights.root))
+    monkeypatch.setenv("INSPATIO_DEVICE", "cpu")
+    server = ServiceServer([])
+    servicers = generator_main.load(ServiceSettings.from_env("generator"), LocalStore(tmp_path / "store"), server)
+    assert [type(s).__name__ for s in servicers] == ["GeneratorServicer", "GeneratorSessionServicer"]
+    scraped = generate_latest(server.metrics.registry).decode()
+    for name in ("inspatio_sessions_active", "inspatio_session_block_seconds", "inspatio_session_blocks_dropped_total"):
+        assert name in scraped

@@ -1,9 +1,8 @@
-"""Prometheus metrics of live sessions, registered on a server's registry (rpc/metrics.py's contract table
-continues here):
+"""Prometheus metrics of live sessions on a generator, registered on its server's registry (rpc/metrics.py's
+contract table continues here; the sessions-open gauge, which the coordinator has too, is rpc/metrics.py's):
 
 | metric                                      | type      | meaning                                                   |
 |---------------------------------------------|-----------|-----------------------------------------------------------|
-| inspatio_sessions_active                    | gauge     | live sessions open (the generator replica's, or the coordinator's) |
 | inspatio_session_block_seconds              | histogram | render + encode + generate + decode of one session block |
 | inspatio_session_command_to_frame_seconds   | histogram | command received -> the block using it is ready          |
 | inspatio_session_blocks_dropped_total       | counter   | blocks dropped by backpressure "latest"                   |
@@ -11,21 +10,18 @@ continues here):
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import Counter, Histogram
 
-from ..rpc.metrics import BLOCK_BUCKETS
+from ..rpc.metrics import BLOCK_BUCKETS, ServiceMetrics
 from .session import SessionObservers
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30, 60)
 
 
-def sessions_active_gauge(registry: CollectorRegistry) -> Gauge:
-    return Gauge("inspatio_sessions_active", "Live sessions open", registry=registry)
-
-
 class SessionMetrics:
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.active = sessions_active_gauge(registry)
+    def __init__(self, metrics: ServiceMetrics) -> None:
+        registry = metrics.registry
+        self.active = metrics.sessions_active()
         self.block_seconds = Histogram("inspatio_session_block_seconds", "Time to make one session block",
                                        buckets=BLOCK_BUCKETS, registry=registry)  # fmt: skip
         self.command_to_frame = Histogram("inspatio_session_command_to_frame_seconds",
