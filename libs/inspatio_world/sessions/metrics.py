@@ -19,13 +19,11 @@ from .session import SessionObservers
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30, 60)
 
 
-def sessions_active_gauge(registry: CollectorRegistry) -> Gauge:
-    return Gauge("inspatio_sessions_active", "Live sessions open", registry=registry)
-
-
 class SessionMetrics:
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.active = sessions_active_gauge(registry)
+    def __init__(self, registry: CollectorRegistry, active: Gauge | None = None) -> None:
+        """`active`: the server's inspatio_sessions_active (ServiceMetrics.sessions_active(), which every
+        server's registry already holds); None: registered here (a registry of the caller's own)."""
+        self.active = active if active is not None else Gauge("inspatio_sessions_active", "Live sessions open", registry=registry)
         self.block_seconds = Histogram("inspatio_session_block_seconds", "Time to make one session block",
                                        buckets=BLOCK_BUCKETS, registry=registry)  # fmt: skip
         self.command_to_frame = Histogram("inspatio_session_command_to_frame_seconds",
