@@ -192,7 +192,11 @@ ALL: tuple[EnvVar, ...] = (
 MAX_SESSIONS = EnvVar("INSPATIO_MAX_SESSIONS", "1", "Live sessions a generator replica holds at once; one more gets RESOURCE_EXHAUSTED with RetryInfo.")
 SESSION_IDLE_SECONDS = EnvVar("INSPATIO_SESSION_IDLE_SECONDS", "60", "A live session with no command and nothing read for this long ends (reason idle).")
 SESSION_MAX_BLOCKS = EnvVar("INSPATIO_SESSION_MAX_BLOCKS", "100", "Blocks a live session generates (per generation) before it ends (reason max_blocks).")
-ALL = ALL + (MAX_SESSIONS, SESSION_IDLE_SECONDS, SESSION_MAX_BLOCKS)
+SESSION_START_GRACE_SECONDS = EnvVar(
+    "INSPATIO_SESSION_START_GRACE_SECONDS", "1",
+    "A live session's block 0 starts at the client's first command, or after this long without one (so cameras "
+    "sent right after `ready` apply to block 0).")
+ALL = ALL + (MAX_SESSIONS, SESSION_IDLE_SECONDS, SESSION_MAX_BLOCKS, SESSION_START_GRACE_SECONDS)
 
 
 def get(var: EnvVar) -> str:

@@ -305,3 +305,18 @@ def test_the_generator_service_loads_with_its_session_servicer_on_the_servers_ow
     scraped = generate_latest(server.metrics.registry).decode()
     for name in ("inspatio_sessions_active", "inspatio_session_block_seconds", "inspatio_session_blocks_dropped_total"):
         assert name in scraped
+
+
+def test_cameras_sent_after_ready_apply_to_block_0(offline, server):
+    """Through the coordinator a client can only send once it has seen `ready`: block 0 waits for the
+    first command (or INSPATIO_SESSION_START_GRACE_SECONDS), so those cameras still apply to it."""
+    store, manifest = offline[0], offline[1]
+    _, stub = server(max_blocks=1, start_grace=30.0)
+    call = _Call(stub, _setup(store, manifest))
+    assert call.next().WhichOneof("event") == "ready"
+    time.sleep(0.5)  # block 0 has not started meanwhile
+    call.send(SetCameras(job_cameras()), sent=5)
+    block = call.next().block
+    assert block.index == 0 and block.command_sent_unix_ns == 5
+    np.testing.assert_array_equal([list(c.w2c) for c in block.cameras], job_cameras()[:9].reshape(9, 16))
+    call.done()

@@ -1,0 +1,66 @@
+"""The four real services as processes (LocalStack on 127.0.0.1) for live-session tests: tiny weights,
+a local store, two tenants with bearer tokens, the generator's session limits set per test module.
+
+Tiny weights make meaningless pictures, but every stage is the real code: Florence-2 captions, DA3
+depth, the generator's RunSession rendering and generating each block. A 57-frame clip at 64x96 makes
+5 blocks (the offline job's length for the "same numbers" comparison).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from inspatio_world.client import write_sample_video
+from inspatio_world.pipeline.tiny_weights import write_tiny_weights
+from inspatio_world.rpc.auth import token_digest
+from inspatio_world.stack import LocalStack
+from inspatio_world.store.local import LocalStore
+
+BUCKET = "inspatio-sessions"
+CLIP_FRAMES, HEIGHT, WIDTH = 57, 64, 96  # 57 frames = 15 latents = 5 blocks
+DATASET_KEY = "datasets/acme/clip.mp4"
+
+
+@dataclass
+class SessionStack:
+    stack: LocalStack
+    store: LocalStore  # the services' store, opened here too
+    video: Path  # the 57-frame sample clip (also in the store at DATASET_KEY)
+    tokens: dict[str, str]  # tenant -> bearer token
+    logs: Path
+
+    @property
+    def address(self) -> str:
+        return self.stack.addresses["coordinator"]
+
+    def log(self, service: str) -> str:
+        path = self.logs / f"{service}.log"
+        return path.read_text(errors="replace") if path.is_file() else ""
+
+
+@contextmanager
+def session_stack(folder: Path, weights_folder: Path | None = None, **generator_env: str) -> Iterator[SessionStack]:
+    """Start the stack in `folder` (store, logs, tenants file); `generator_env`: INSPATIO_* of the
+    generator replica (INSPATIO_SESSION_MAX_BLOCKS, INSPATIO_MAX_SESSIONS, ...)."""
+    weights = write_tiny_weights(weights_folder or folder / "weights")
+    tokens = {name: f"{name}-{secrets.token_urlsafe(16)}" for name in ("acme", "bravo")}
+    tenants = folder / "tenants.json"
+    tenants.write_text(json.dumps({"tenants": [
+        {"name": "acme", "token_sha256": [token_digest(tokens["acme"])], "input_prefixes": [f"s3://{BUCKET}/datasets/acme/"]},
+        {"name": "bravo", "token_sha256": [token_digest(tokens["bravo"])]},
+    ]}))  # fmt: skip
+    store = LocalStore(folder / "store", BUCKET)
+    video = write_sample_video(folder / "clip.mp4", CLIP_FRAMES, HEIGHT, WIDTH)
+    store.put_bytes(DATASET_KEY, video.read_bytes(), content_type="video/mp4")
+    logs = folder / "logs"
+    logs.mkdir(exist_ok=True)
+    stack = LocalStack(f"file://{folder / 'store'}?bucket={BUCKET}", weights.root, default_ports=False, log_dir=logs,
+                       extra_env={"INSPATIO_DEVICE": "cpu"},
+                       service_env={"coordinator": {"INSPATIO_TENANTS_FILE": str(tenants)}, "generator": dict(generator_env)})  # fmt: skip
+    with stack:
+        yield SessionStack(stack, store, video, tokens, logs)
