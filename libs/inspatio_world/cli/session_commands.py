@@ -1,7 +1,8 @@
 """`inspatio session VIDEO`: a live session from the command line.
 
-Until the web viewer exists (`--viewer URL`, issue 14's gateway), the session is steered by keys:
-`--moves forward,forward,yaw+` sends one move per block (the first at once, the next after each
+With `--viewer GATEWAY` (HOST:PORT of `inspatio gateway`), the session opens in the web viewer: the
+command prints the page's address for a video in the store and opens a browser on it. Otherwise the
+session is steered by keys: `--moves forward,forward,yaw+` sends one move per block (the first at once, the next after each
 block arrives, then `close`), or, without `--moves`, each line read from stdin is one or more keys
 (sent as they are typed; an empty stdin or `close` ends the session). Each block prints one line
 (generation, index, frames, latency) and, with `--out DIR`, writes its frames there as JPEGs.
@@ -35,7 +36,8 @@ def add_session_commands(commands: argparse._SubParsersAction) -> None:
     session.add_argument("--out", help="folder to write each block's frames into as JPEG (g<generation>_b<block>_f<frame>.jpg)")
     session.add_argument("--step", type=float, default=0.1, help="metres per block of a forward/back/left/right/up/down key (default 0.1)")
     session.add_argument("--turn", type=float, default=5.0, help="degrees per block of a yaw/pitch/orbit key (default 5)")
-    session.add_argument("--viewer", metavar="URL", help="open the session in the web viewer at URL (not in this build yet)")
+    session.add_argument("--viewer", metavar="GATEWAY",
+                         help="open the session in the web viewer of `inspatio gateway` at HOST:PORT (VIDEO: s3://... in the store)")
     session.add_argument("--prompt", help="replaces the Florence-2 caption")
     session.add_argument("--seed", type=int, default=0)
     session.add_argument("--autoencoder", choices=("taehv", "wan_vae"), default="taehv")
@@ -128,5 +130,18 @@ def _keys_from_stdin(session, args: argparse.Namespace) -> None:
 
 
 def _with_viewer(args: argparse.Namespace) -> int:
-    """The place of the web viewer (issue 14's gateway, helper C): open args.viewer on this session."""
-    raise _fail("--viewer: the web viewer is not part of this build yet; use --out DIR to write the frames")
+    """Print the viewer page's address for the video and open a browser on it. The token is never put in
+    the address here (it would land in the terminal and in the browser's command line): the page asks."""
+    import webbrowser
+
+    from ..gateway import viewer_url
+
+    if "://" not in args.video:
+        raise _fail(f"--viewer: {args.video} is a local file; the viewer plays videos in the store: give its "
+                    "s3://bucket/key (e.g. the video of an earlier job, `inspatio get JOB`), or choose the file "
+                    "on the viewer page")  # fmt: skip
+    url = viewer_url(args.viewer, args.video)
+    print(f"viewer: {url}", flush=True)
+    if not webbrowser.open(url):
+        print("no browser to open here: open the address above (enter your token on the page if the coordinator needs one)")
+    return 0
