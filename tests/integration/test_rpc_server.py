@@ -410,8 +410,9 @@ class HeldSession(session_pb2_grpc.GeneratorSessionServiceServicer):
         self.release.wait(5)
 
 
-def test_a_live_session_takes_no_job_slot():
-    """Sessions keep their own limit: one open for minutes must not queue the replica's jobs behind it."""
+def test_a_live_session_takes_no_job_slot_and_counts_as_load():
+    """Sessions keep their own limit: one open for minutes must not queue the replica's jobs behind it.
+    It still counts in inspatio_rpc_in_flight, the metric the chart's autoscaling scales the generators on."""
     sessions = HeldSession()
     server = ServiceServer([(session_pb2_grpc.add_GeneratorSessionServiceServicer_to_server, sessions),
                             (caption_pb2_grpc.add_CaptionServiceServicer_to_server, CaptionBehavior())],
@@ -422,6 +423,8 @@ def test_a_live_session_takes_no_job_slot():
         assert next(events).ready.session_id == "s1"
         caption = caption_pb2_grpc.CaptionServiceStub(channel).Caption(caption_request("ok"), timeout=5)
         assert caption.caption == "caption of ok" and server.limiter.running == 0
+        in_flight = ("inspatio_rpc_in_flight", frozenset({"service": "inspatio.world.v1.GeneratorSessionService"}.items()))
+        assert scrape(server)[in_flight] == 1.0
         sessions.release.set()
         assert list(events) == []
     finally:
