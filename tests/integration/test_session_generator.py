@@ -36,20 +36,9 @@ from inspatio_world.store.local import LocalStore
 from tests.support.clips import write_sample_mp4
 from services.generator.session_servicer import GeneratorSessionServicer
 from tests.support.local_jobs import HEIGHT, WIDTH, run_job, weights  # noqa: F401 (fixtures)
+from tests.support.session_cameras import job_cameras
 
 FRAMES, BLOCKS, SEED = 57, 5, 7  # 57 frames = 15 latents = 5 blocks of 3
-
-
-def job_cameras(n: int = FRAMES) -> np.ndarray:
-    """w2c [n, 4, 4]: the camera turns right 0.3 degrees a frame while it moves right and forward."""
-    out = np.empty((n, 4, 4))
-    for i in range(n):
-        angle = np.radians(0.3 * i)
-        c2w = np.eye(4)
-        c2w[:3, :3] = [[np.cos(angle), 0, np.sin(angle)], [0, 1, 0], [-np.sin(angle), 0, np.cos(angle)]]
-        c2w[:3, 3] = [0.004 * i, 0.0, 0.006 * i]
-        out[i] = np.linalg.inv(c2w)
-    return out
 
 
 def trajectory_text(w2c: np.ndarray) -> str:

@@ -31,6 +31,7 @@ from inspatio_world.media.decode import read_images
 from inspatio_world.sessions.jpeg import decode_jpeg, encode_jpegs
 
 from tests.support.session_stack import session_stack
+from tests.support.session_cameras import job_cameras
 
 BLOCKS, SEED = 5, 7
 FIRST_FRAMES, LENGTHS = [0, 9, 21, 33, 45], [9, 12, 12, 12, 12]
@@ -53,18 +54,6 @@ def client(stack) -> Client:
 def centre_and_axis(w2c) -> tuple[np.ndarray, np.ndarray]:
     c2w = np.linalg.inv(np.asarray(w2c).reshape(4, 4))
     return c2w[:3, 3], c2w[:3, 2]
-
-
-def job_cameras(n: int = 57) -> np.ndarray:
-    """w2c [n, 4, 4]: turning right 0.3 degrees a frame while moving right and forward."""
-    out = np.empty((n, 4, 4))
-    for i in range(n):
-        angle = np.radians(0.3 * i)
-        c2w = np.eye(4)
-        c2w[:3, :3] = [[np.cos(angle), 0, np.sin(angle)], [0, 1, 0], [-np.sin(angle), 0, np.cos(angle)]]
-        c2w[:3, 3] = [0.004 * i, 0.0, 0.006 * i]
-        out[i] = np.linalg.inv(c2w)
-    return out
 
 
 def test_a_session_of_5_blocks_steered_by_moves(stack):

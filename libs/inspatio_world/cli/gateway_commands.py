@@ -12,6 +12,7 @@ import logging
 import sys
 
 from .. import envvars
+from .job_commands import add_coordinator_tls_options
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
 DEFAULT_COORDINATOR = "127.0.0.1:50051"
@@ -33,14 +34,7 @@ def add_gateway_commands(commands: argparse._SubParsersAction) -> None:
     served.add_argument("--allow-plaintext", action="store_true",
                         help=f"serve plaintext on a non-loopback address (only behind something that encrypts; "
                              f"or set {envvars.ALLOW_PLAINTEXT.name}=1)")  # fmt: skip
-    upstream = gateway.add_argument_group("coordinator connection (TLS: default on for a non-loopback address)")
-    for flag, var, helptext in (
-        ("--tls-ca", envvars.TLS_CA, "PEM CA bundle that verifies the coordinator (default: gRPC's roots)"),
-        ("--tls-client-cert", envvars.TLS_CLIENT_CERT, "PEM client certificate, for mutual TLS"),
-        ("--tls-client-key", envvars.TLS_CLIENT_KEY, "PEM private key of --tls-client-cert"),
-        ("--tls-server-name", envvars.TLS_SERVER_NAME, "name to verify in the coordinator's certificate, if not the address's"),
-    ):  # fmt: skip
-        upstream.add_argument(flag, default=None, help=f"{helptext}; or set ${var.name}")
+    add_coordinator_tls_options(gateway.add_argument_group("coordinator connection (TLS: default on for a non-loopback address)"))
     gateway.set_defaults(func=cmd_gateway)
 
 

@@ -72,6 +72,11 @@ def _security_options(parser: argparse.ArgumentParser) -> None:
                        help=f"bearer token (default ${envvars.TOKEN.name}); visible to other users in `ps`: "
                             f"prefer --token-file or ${envvars.TOKEN_FILE.name}")  # fmt: skip
     group.add_argument("--token-file", default=None, help=f"file holding the bearer token (default ${envvars.TOKEN_FILE.name})")
+    add_coordinator_tls_options(group)
+
+
+def add_coordinator_tls_options(group) -> None:
+    """--tls-ca, --tls-client-cert, --tls-client-key, --tls-server-name: each replaces its variable."""
     for flag, var, helptext in (
         ("--tls-ca", envvars.TLS_CA, "PEM CA bundle that verifies the coordinator (default: gRPC's roots)"),
         ("--tls-client-cert", envvars.TLS_CLIENT_CERT, "PEM client certificate, for mutual TLS"),
