@@ -20,37 +20,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from inspatio_world.client.session import SessionBlock, SessionEnded, SessionInfo  # what the SDK hands the gateway
+
 ORBIT_DISTANCE = 2.0  # the orbit's centre: this far ahead of the camera
-
-
-@dataclass
-class SessionInfo:
-    session_id: str
-    caption: str
-    source_frames: int
-    height: int
-    width: int
-    frames_per_block: int
-    max_blocks: int
-
-
-@dataclass
-class SessionBlock:
-    generation: int
-    index: int
-    first_frame: int
-    jpeg: list[bytes]
-    cameras: np.ndarray
-    source_frames: list[int]
-    seconds: float
-    latency_s: float | None
-    dropped_before: int = 0
-
-
-@dataclass
-class SessionEnded:
-    reason: str
-    blocks: int
 
 
 def camera_centre(w2c: np.ndarray) -> np.ndarray:
@@ -166,7 +138,7 @@ class StandInSession:
             latency = None if self.last_command_ns is None else (time.time_ns() - self.last_command_ns) / 1e9
             block = SessionBlock(self.generation, self.index, self.frame, jpeg, np.stack(cameras),
                                  [(self.frame + i) % self.ready.source_frames for i in range(len(cameras))],
-                                 time.perf_counter() - started, latency)
+                                 time.perf_counter() - started, latency, 0)
             self.index, self.frame, self.delivered = self.index + 1, self.frame + len(cameras), self.delivered + 1
             yield block
         self.ended = SessionEnded("closed" if self.closed else "max_blocks", self.delivered)
