@@ -7,6 +7,7 @@ rpc/errors.py maps each to its status (and to google.rpc rich error details):
 - Unauthenticated   UNAUTHENTICATED    no credentials, or credentials nobody issued
 - PermissionDenied  PERMISSION_DENIED  the caller is known but may not do this
 - BudgetExceeded    DEADLINE_EXCEEDED  work ran past the time it was given
+- VersionNotServed  FAILED_PRECONDITION no generator here serves the model version a job asks for
 """
 
 from __future__ import annotations
@@ -61,3 +62,7 @@ class PermissionDenied(Exception):
 
 class BudgetExceeded(Exception):
     """Work took longer than the time budget it was given."""
+
+
+class VersionNotServed(Exception):
+    """A job (or a generator request) asks for a model version this deployment (or replica) does not serve."""

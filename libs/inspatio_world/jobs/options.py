@@ -13,6 +13,7 @@ from pathlib import Path
 from ..refusals import FieldError
 
 AUTOENCODERS = ("wan_vae", "taehv")
+MODEL_VERSIONS = ("v1", "v1_5")  # upstream inspatio-world and inspatio-world-v1.5 (README: Model versions)
 MAX_FREEZE_REPEAT = 10_000  # without a deployment's output limit (validate(max_output_frames=...))
 INT64 = (-(2**63), 2**63 - 1)  # seed travels as a protobuf int64
 # Refusals name fields as the protos do, relative to the request message whose `options` field holds
@@ -39,6 +40,7 @@ class JobOptions:
     seed: int = 0
     force: bool = False
     render_only: bool = False  # upstream's --skip_step3: stop after the render, publish it as videos
+    model_version: str = "v1"  # which release's checkpoint, conditioning and frame rule (MODEL_VERSIONS)
 
     @classmethod
     def for_trajectory(cls, trajectory: str | Path, **fields) -> "JobOptions":
@@ -53,11 +55,12 @@ class JobOptions:
             raise FileNotFoundError(f"trajectory file {str(trajectory)!r} not found")
         return cls(trajectory_name=str(trajectory), **fields)
 
-    def validate(self, max_output_frames: int | None = None) -> None:
+    def validate(self, max_output_frames: int | None = None, whole_job: bool = True) -> None:
         """Cheap checks; raises FieldError (TrajectoryError with its field) with a message a person can act on.
 
         `max_output_frames`: the deployment's output limit (the coordinator passes it): the frames a
-        time-freeze adds must fit in it."""
+        time-freeze adds must fit in it. `whole_job` False: only the render's options are given (a
+        RenderRequest carries no prompt)."""
         if bool(self.trajectory_text) == bool(self.trajectory_name):
             raise FieldError(option_field("trajectory"), "give exactly one trajectory: its text or the name of a "
                                                          "shipped file (e.g. x_y_circle_cycle.txt)")
@@ -76,6 +79,22 @@ class JobOptions:
             raise FieldError(option_field("freeze_frame"), f"freeze_frame {self.freeze_frame}: must be >= 0")
         if self.prompt is not None and not self.prompt.strip():
             raise FieldError(option_field("prompt"), "prompt is empty: leave it unset to use the caption")
+        self._validate_version(whole_job)
+
+    def _validate_version(self, whole_job: bool) -> None:
+        """v1.5 has no captioning step and no time-freeze (upstream v1.5 has neither)."""
+        field = option_field("model_version")
+        if self.model_version not in MODEL_VERSIONS:
+            raise FieldError(field, f"model_version {self.model_version!r}: choose from {MODEL_VERSIONS}")
+        if self.model_version != "v1_5":
+            return
+        if whole_job and self.prompt is None:
+            raise FieldError(option_field("prompt"), "model_version v1_5 needs a prompt: v1.5 has no captioning step "
+                                                     "(describe the scene in a sentence or two)")
+        if self.freeze_repeat or self.freeze_frame is not None:
+            raise FieldError(option_field("freeze_repeat" if self.freeze_repeat else "freeze_frame"),
+                             "time-freeze (freeze_repeat, freeze_frame) is a v1 option: model_version v1_5 plays every "
+                             "source frame once")  # fmt: skip
 
     def trajectory(self):
         return self._parse(self.resolved_trajectory_text())
@@ -91,7 +110,7 @@ class JobOptions:
 
         text = self.resolved_trajectory_text()
         return RenderOptions(self._parse(text), text, self.relative_to_source, self.rotation_only, self.adaptive_frames,
-                             self.freeze_repeat, self.freeze_frame)  # fmt: skip
+                             self.freeze_repeat, self.freeze_frame, self.model_version)  # fmt: skip
 
     def _parse(self, text: str):
         from ..geometry.trajectory import parse_trajectory

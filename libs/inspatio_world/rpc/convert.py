@@ -121,7 +121,7 @@ def job_to_proto(store: ObjectStore, job: Manifest) -> coordinator_pb2.Job:
 def render_options_from_proto(options: common_pb2.JobOptions) -> RenderOptions:
     """The render stage's options from a job's options (validated first: bad trajectories fail fast)."""
     job_options = options_from_proto(options)
-    job_options.validate()
+    job_options.validate(whole_job=False)
     return job_options.render_options()
 
 
@@ -130,6 +130,7 @@ def render_options_to_proto(options: RenderOptions, force: bool) -> common_pb2.J
         trajectory_text=options.trajectory_text, relative_to_source=options.relative_to_source,
         rotation_only=options.rotation_only, adaptive_frames=options.adaptive_frames,
         freeze_repeat=options.freeze_repeat, freeze_frame=options.freeze_frame, force=force,
+        model_version=options.model_version,
     ))  # fmt: skip
 
 

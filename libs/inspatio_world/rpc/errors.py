@@ -7,7 +7,7 @@
 - store InvalidKey (bad key, job id, upload name)      → INVALID_ARGUMENT (a StoreError too, but a caller's
                                                          mistake: never UNAVAILABLE, which clients retry)
 - FileNotFoundError, store ObjectNotFound              → NOT_FOUND, with the message
-- CheckpointError                                      → FAILED_PRECONDITION, with the message
+- CheckpointError, refusals.VersionNotServed           → FAILED_PRECONDITION, with the message
 - torch.cuda.OutOfMemoryError                          → RESOURCE_EXHAUSTED ("out of GPU memory ..."); the
                                                          CUDA cache is freed and the server keeps serving
 - limits.ServerBusy / QueueTimeout / QueueCancelled    → RESOURCE_EXHAUSTED / DEADLINE_EXCEEDED / CANCELLED
@@ -42,7 +42,7 @@ from typing import Any
 
 import grpc
 
-from ..refusals import BudgetExceeded, PermissionDenied, QuotaExceeded, Unauthenticated
+from ..refusals import BudgetExceeded, PermissionDenied, QuotaExceeded, Unauthenticated, VersionNotServed
 from ..stopping import WorkStopped
 from .limits import QueueCancelled, QueueTimeout, ServerBusy
 from .rich_errors import detail_messages, rich_status
@@ -57,6 +57,7 @@ DEFAULT_RULES: tuple[tuple[ExceptionRef, grpc.StatusCode], ...] = (
     (Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
     (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
     (BudgetExceeded, grpc.StatusCode.DEADLINE_EXCEEDED),
+    (VersionNotServed, grpc.StatusCode.FAILED_PRECONDITION),
     (WorkStopped, grpc.StatusCode.CANCELLED),
     (FileNotFoundError, grpc.StatusCode.NOT_FOUND),
     ("inspatio_world.store.base:ObjectNotFound", grpc.StatusCode.NOT_FOUND),

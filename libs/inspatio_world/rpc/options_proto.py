@@ -9,6 +9,20 @@ from .generated import common_pb2
 
 AUTOENCODER_ENUMS = {"wan_vae": common_pb2.AUTOENCODER_WAN_VAE, "taehv": common_pb2.AUTOENCODER_TAEHV}
 AUTOENCODER_NAMES = {common_pb2.AUTOENCODER_UNSPECIFIED: "wan_vae", **{v: k for k, v in AUTOENCODER_ENUMS.items()}}
+VERSION_ENUMS = {"v1": common_pb2.MODEL_VERSION_V1, "v1_5": common_pb2.MODEL_VERSION_V1_5}
+VERSION_NAMES = {common_pb2.MODEL_VERSION_UNSPECIFIED: "v1", **{v: k for k, v in VERSION_ENUMS.items()}}
+
+
+def version_name(value: int) -> str:
+    if value not in VERSION_NAMES:
+        raise FieldError(option_field("model_version"), f"unknown model_version enum value {value}")
+    return VERSION_NAMES[value]
+
+
+def version_enum(name: str) -> int:
+    if name not in VERSION_ENUMS:
+        raise FieldError(option_field("model_version"), f"model_version {name!r}: choose from {sorted(VERSION_ENUMS)}")
+    return VERSION_ENUMS[name]
 
 
 def autoencoder_name(value: int) -> str:
@@ -30,7 +44,7 @@ def options_to_proto(options: JobOptions) -> common_pb2.JobOptions:
         trajectory=trajectory, relative_to_source=options.relative_to_source, rotation_only=options.rotation_only,
         disable_adaptive_frames=not options.adaptive_frames, freeze_repeat=options.freeze_repeat,
         autoencoder=autoencoder_enum(options.autoencoder), seed=options.seed, force=options.force,
-        render_only=options.render_only,
+        render_only=options.render_only, model_version=version_enum(options.model_version),
     )  # fmt: skip
     if options.freeze_frame is not None:
         message.freeze_frame = options.freeze_frame
@@ -54,4 +68,5 @@ def options_from_proto(options: common_pb2.JobOptions) -> JobOptions:
         seed=options.seed,
         force=options.force,
         render_only=options.render_only,
+        model_version=version_name(options.model_version),
     )

@@ -12,9 +12,18 @@ class Autoencoder(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     AUTOENCODER_UNSPECIFIED: _ClassVar[Autoencoder]
     AUTOENCODER_WAN_VAE: _ClassVar[Autoencoder]
     AUTOENCODER_TAEHV: _ClassVar[Autoencoder]
+
+class ModelVersion(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    MODEL_VERSION_UNSPECIFIED: _ClassVar[ModelVersion]
+    MODEL_VERSION_V1: _ClassVar[ModelVersion]
+    MODEL_VERSION_V1_5: _ClassVar[ModelVersion]
 AUTOENCODER_UNSPECIFIED: Autoencoder
 AUTOENCODER_WAN_VAE: Autoencoder
 AUTOENCODER_TAEHV: Autoencoder
+MODEL_VERSION_UNSPECIFIED: ModelVersion
+MODEL_VERSION_V1: ModelVersion
+MODEL_VERSION_V1_5: ModelVersion
 
 class ObjectRef(_message.Message):
     __slots__ = ("bucket", "key", "size", "sha256", "url")
@@ -53,7 +62,7 @@ class Trajectory(_message.Message):
     def __init__(self, text: _Optional[str] = ..., shipped_name: _Optional[str] = ...) -> None: ...
 
 class JobOptions(_message.Message):
-    __slots__ = ("trajectory", "relative_to_source", "rotation_only", "disable_adaptive_frames", "freeze_repeat", "freeze_frame", "autoencoder", "prompt", "seed", "force", "render_only")
+    __slots__ = ("trajectory", "relative_to_source", "rotation_only", "disable_adaptive_frames", "freeze_repeat", "freeze_frame", "autoencoder", "prompt", "seed", "force", "render_only", "model_version")
     TRAJECTORY_FIELD_NUMBER: _ClassVar[int]
     RELATIVE_TO_SOURCE_FIELD_NUMBER: _ClassVar[int]
     ROTATION_ONLY_FIELD_NUMBER: _ClassVar[int]
@@ -65,6 +74,7 @@ class JobOptions(_message.Message):
     SEED_FIELD_NUMBER: _ClassVar[int]
     FORCE_FIELD_NUMBER: _ClassVar[int]
     RENDER_ONLY_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     trajectory: Trajectory
     relative_to_source: bool
     rotation_only: bool
@@ -76,7 +86,8 @@ class JobOptions(_message.Message):
     seed: int
     force: bool
     render_only: bool
-    def __init__(self, trajectory: _Optional[_Union[Trajectory, _Mapping]] = ..., relative_to_source: _Optional[bool] = ..., rotation_only: _Optional[bool] = ..., disable_adaptive_frames: _Optional[bool] = ..., freeze_repeat: _Optional[int] = ..., freeze_frame: _Optional[int] = ..., autoencoder: _Optional[_Union[Autoencoder, str]] = ..., prompt: _Optional[str] = ..., seed: _Optional[int] = ..., force: _Optional[bool] = ..., render_only: _Optional[bool] = ...) -> None: ...
+    model_version: ModelVersion
+    def __init__(self, trajectory: _Optional[_Union[Trajectory, _Mapping]] = ..., relative_to_source: _Optional[bool] = ..., rotation_only: _Optional[bool] = ..., disable_adaptive_frames: _Optional[bool] = ..., freeze_repeat: _Optional[int] = ..., freeze_frame: _Optional[int] = ..., autoencoder: _Optional[_Union[Autoencoder, str]] = ..., prompt: _Optional[str] = ..., seed: _Optional[int] = ..., force: _Optional[bool] = ..., render_only: _Optional[bool] = ..., model_version: _Optional[_Union[ModelVersion, str]] = ...) -> None: ...
 
 class StageTiming(_message.Message):
     __slots__ = ("stage", "seconds", "cache_hit")

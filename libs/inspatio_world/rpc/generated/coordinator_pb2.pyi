@@ -25,22 +25,48 @@ JOB_STATE_FAILED: JobState
 JOB_STATE_CANCELLED: JobState
 
 class JobSpec(_message.Message):
-    __slots__ = ("options", "video_uri", "upload_name")
+    __slots__ = ("options", "video_uri", "upload_name", "images")
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
     VIDEO_URI_FIELD_NUMBER: _ClassVar[int]
     UPLOAD_NAME_FIELD_NUMBER: _ClassVar[int]
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
     options: _common_pb2.JobOptions
     video_uri: str
     upload_name: str
-    def __init__(self, options: _Optional[_Union[_common_pb2.JobOptions, _Mapping]] = ..., video_uri: _Optional[str] = ..., upload_name: _Optional[str] = ...) -> None: ...
+    images: ImageInputs
+    def __init__(self, options: _Optional[_Union[_common_pb2.JobOptions, _Mapping]] = ..., video_uri: _Optional[str] = ..., upload_name: _Optional[str] = ..., images: _Optional[_Union[ImageInputs, _Mapping]] = ...) -> None: ...
+
+class ImageInputs(_message.Message):
+    __slots__ = ("images",)
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
+    images: _containers.RepeatedCompositeFieldContainer[ImageSource]
+    def __init__(self, images: _Optional[_Iterable[_Union[ImageSource, _Mapping]]] = ...) -> None: ...
+
+class ImageSource(_message.Message):
+    __slots__ = ("image_uri", "upload_name")
+    IMAGE_URI_FIELD_NUMBER: _ClassVar[int]
+    UPLOAD_NAME_FIELD_NUMBER: _ClassVar[int]
+    image_uri: str
+    upload_name: str
+    def __init__(self, image_uri: _Optional[str] = ..., upload_name: _Optional[str] = ...) -> None: ...
+
+class ImageChunk(_message.Message):
+    __slots__ = ("index", "data")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    data: bytes
+    def __init__(self, index: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class SubmitJobRequest(_message.Message):
-    __slots__ = ("spec", "chunk")
+    __slots__ = ("spec", "chunk", "image_chunk")
     SPEC_FIELD_NUMBER: _ClassVar[int]
     CHUNK_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_CHUNK_FIELD_NUMBER: _ClassVar[int]
     spec: JobSpec
     chunk: bytes
-    def __init__(self, spec: _Optional[_Union[JobSpec, _Mapping]] = ..., chunk: _Optional[bytes] = ...) -> None: ...
+    image_chunk: ImageChunk
+    def __init__(self, spec: _Optional[_Union[JobSpec, _Mapping]] = ..., chunk: _Optional[bytes] = ..., image_chunk: _Optional[_Union[ImageChunk, _Mapping]] = ...) -> None: ...
 
 class JobOutputs(_message.Message):
     __slots__ = ("pred", "render", "source", "compare", "manifest", "mask")
@@ -59,7 +85,7 @@ class JobOutputs(_message.Message):
     def __init__(self, pred: _Optional[_Union[_common_pb2.ObjectRef, _Mapping]] = ..., render: _Optional[_Union[_common_pb2.ObjectRef, _Mapping]] = ..., source: _Optional[_Union[_common_pb2.ObjectRef, _Mapping]] = ..., compare: _Optional[_Union[_common_pb2.ObjectRef, _Mapping]] = ..., manifest: _Optional[_Union[_common_pb2.ObjectRef, _Mapping]] = ..., mask: _Optional[_Union[_common_pb2.ObjectRef, _Mapping]] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("job_id", "state", "options", "video", "caption", "timings", "outputs", "error", "created_unix", "updated_unix", "blocks_done", "blocks_total")
+    __slots__ = ("job_id", "state", "options", "video", "caption", "timings", "outputs", "error", "created_unix", "updated_unix", "blocks_done", "blocks_total", "images")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
@@ -72,6 +98,7 @@ class Job(_message.Message):
     UPDATED_UNIX_FIELD_NUMBER: _ClassVar[int]
     BLOCKS_DONE_FIELD_NUMBER: _ClassVar[int]
     BLOCKS_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     state: JobState
     options: _common_pb2.JobOptions
@@ -84,7 +111,8 @@ class Job(_message.Message):
     updated_unix: float
     blocks_done: int
     blocks_total: int
-    def __init__(self, job_id: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., options: _Optional[_Union[_common_pb2.JobOptions, _Mapping]] = ..., video: _Optional[_Union[_common_pb2.ObjectRef, _Mapping]] = ..., caption: _Optional[str] = ..., timings: _Optional[_Iterable[_Union[_common_pb2.StageTiming, _Mapping]]] = ..., outputs: _Optional[_Union[JobOutputs, _Mapping]] = ..., error: _Optional[str] = ..., created_unix: _Optional[float] = ..., updated_unix: _Optional[float] = ..., blocks_done: _Optional[int] = ..., blocks_total: _Optional[int] = ...) -> None: ...
+    images: _containers.RepeatedCompositeFieldContainer[_common_pb2.ObjectRef]
+    def __init__(self, job_id: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., options: _Optional[_Union[_common_pb2.JobOptions, _Mapping]] = ..., video: _Optional[_Union[_common_pb2.ObjectRef, _Mapping]] = ..., caption: _Optional[str] = ..., timings: _Optional[_Iterable[_Union[_common_pb2.StageTiming, _Mapping]]] = ..., outputs: _Optional[_Union[JobOutputs, _Mapping]] = ..., error: _Optional[str] = ..., created_unix: _Optional[float] = ..., updated_unix: _Optional[float] = ..., blocks_done: _Optional[int] = ..., blocks_total: _Optional[int] = ..., images: _Optional[_Iterable[_Union[_common_pb2.ObjectRef, _Mapping]]] = ...) -> None: ...
 
 class WatchJobRequest(_message.Message):
     __slots__ = ("job_id",)

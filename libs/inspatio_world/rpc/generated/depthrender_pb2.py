@@ -26,21 +26,21 @@ _sym_db = _symbol_database.Default()
 from . import common_pb2 as inspatio_dot_world_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#inspatio/world/v1/depthrender.proto\x12\x11inspatio.world.v1\x1a\x1einspatio/world/v1/common.proto\"J\n\x0c\x44\x65pthRequest\x12+\n\x05video\x18\x01 \x01(\x0b\x32\x1c.inspatio.world.v1.ObjectRef\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\"\xca\x01\n\rDepthResponse\x12+\n\x05\x64\x65pth\x18\x01 \x01(\x0b\x32\x1c.inspatio.world.v1.ObjectRef\x12+\n\x05video\x18\x02 \x01(\x0b\x32\x1c.inspatio.world.v1.VideoInfo\x12.\n\x06timing\x18\x03 \x01(\x0b\x32\x1e.inspatio.world.v1.StageTiming\x12/\n\x05model\x18\x04 \x01(\x0b\x32 .inspatio.world.v1.ModelIdentity\"\x99\x01\n\rRenderRequest\x12+\n\x05video\x18\x01 \x01(\x0b\x32\x1c.inspatio.world.v1.ObjectRef\x12+\n\x05\x64\x65pth\x18\x02 \x01(\x0b\x32\x1c.inspatio.world.v1.ObjectRef\x12.\n\x07options\x18\x03 \x01(\x0b\x32\x1d.inspatio.world.v1.JobOptions\"\xda\x01\n\x0eRenderResponse\x12.\n\x08schedule\x18\x01 \x01(\x0b\x32\x1c.inspatio.world.v1.ObjectRef\x12,\n\x06render\x18\x02 \x01(\x0b\x32\x1c.inspatio.world.v1.ObjectRef\x12*\n\x04mask\x18\x03 \x01(\x0b\x32\x1c.inspatio.world.v1.ObjectRef\x12\x0e\n\x06\x66rames\x18\x04 \x01(\x05\x12.\n\x06timing\x18\x05 \x01(\x0b\x32\x1e.inspatio.world.v1.StageTiming2\xb7\x01\n\x12\x44\x65pthRenderService\x12R\n\rEstimateDepth\x12\x1f.inspatio.world.v1.DepthRequest\x1a .inspatio.world.v1.DepthResponse\x12M\n\x06Render\x12 .inspatio.world.v1.RenderRequest\x1a!.inspatio.world.v1.RenderResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#inspatio/world/v1/depthrender.proto\x12\x11inspatio.world.v1\x1a\x1einspatio/world/v1/common.proto\"\x82\x01\n\x0c\x44\x65pthRequest\x12+\n\x05video\x18\x01 \x01(\x0b\x32\x1c.inspatio.world.v1.ObjectRef\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\x12\x36\n\rmodel_version\x18\x03 \x01(\x0e\x32\x1f.inspatio.world.v1.ModelVersion\"\xca\x01\n\rDepthResponse\x12+\n\x05\x64\x65pth\x18\x01 \x01(\x0b\x32\x1c.inspatio.world.v1.ObjectRef\x12+\n\x05video\x18\x02 \x01(\x0b\x32\x1c.inspatio.world.v1.VideoInfo\x12.\n\x06timing\x18\x03 \x01(\x0b\x32\x1e.inspatio.world.v1.StageTiming\x12/\n\x05model\x18\x04 \x01(\x0b\x32 .inspatio.world.v1.ModelIdentity\"\x99\x01\n\rRenderRequest\x12+\n\x05video\x18\x01 \x01(\x0b\x32\x1c.inspatio.world.v1.ObjectRef\x12+\n\x05\x64\x65pth\x18\x02 \x01(\x0b\x32\x1c.inspatio.world.v1.ObjectRef\x12.\n\x07options\x18\x03 \x01(\x0b\x32\x1d.inspatio.world.v1.JobOptions\"\xda\x01\n\x0eRenderResponse\x12.\n\x08schedule\x18\x01 \x01(\x0b\x32\x1c.inspatio.world.v1.ObjectRef\x12,\n\x06render\x18\x02 \x01(\x0b\x32\x1c.inspatio.world.v1.ObjectRef\x12*\n\x04mask\x18\x03 \x01(\x0b\x32\x1c.inspatio.world.v1.ObjectRef\x12\x0e\n\x06\x66rames\x18\x04 \x01(\x05\x12.\n\x06timing\x18\x05 \x01(\x0b\x32\x1e.inspatio.world.v1.StageTiming2\xb7\x01\n\x12\x44\x65pthRenderService\x12R\n\rEstimateDepth\x12\x1f.inspatio.world.v1.DepthRequest\x1a .inspatio.world.v1.DepthResponse\x12M\n\x06Render\x12 .inspatio.world.v1.RenderRequest\x1a!.inspatio.world.v1.RenderResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'inspatio.world.v1.depthrender_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DEPTHREQUEST']._serialized_start=90
-  _globals['_DEPTHREQUEST']._serialized_end=164
-  _globals['_DEPTHRESPONSE']._serialized_start=167
-  _globals['_DEPTHRESPONSE']._serialized_end=369
-  _globals['_RENDERREQUEST']._serialized_start=372
-  _globals['_RENDERREQUEST']._serialized_end=525
-  _globals['_RENDERRESPONSE']._serialized_start=528
-  _globals['_RENDERRESPONSE']._serialized_end=746
-  _globals['_DEPTHRENDERSERVICE']._serialized_start=749
-  _globals['_DEPTHRENDERSERVICE']._serialized_end=932
+  _globals['_DEPTHREQUEST']._serialized_start=91
+  _globals['_DEPTHREQUEST']._serialized_end=221
+  _globals['_DEPTHRESPONSE']._serialized_start=224
+  _globals['_DEPTHRESPONSE']._serialized_end=426
+  _globals['_RENDERREQUEST']._serialized_start=429
+  _globals['_RENDERREQUEST']._serialized_end=582
+  _globals['_RENDERRESPONSE']._serialized_start=585
+  _globals['_RENDERRESPONSE']._serialized_end=803
+  _globals['_DEPTHRENDERSERVICE']._serialized_start=806
+  _globals['_DEPTHRENDERSERVICE']._serialized_end=989
 # @@protoc_insertion_point(module_scope)

@@ -8,12 +8,14 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class DepthRequest(_message.Message):
-    __slots__ = ("video", "force")
+    __slots__ = ("video", "force", "model_version")
     VIDEO_FIELD_NUMBER: _ClassVar[int]
     FORCE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     video: _common_pb2.ObjectRef
     force: bool
-    def __init__(self, video: _Optional[_Union[_common_pb2.ObjectRef, _Mapping]] = ..., force: _Optional[bool] = ...) -> None: ...
+    model_version: _common_pb2.ModelVersion
+    def __init__(self, video: _Optional[_Union[_common_pb2.ObjectRef, _Mapping]] = ..., force: _Optional[bool] = ..., model_version: _Optional[_Union[_common_pb2.ModelVersion, str]] = ...) -> None: ...
 
 class DepthResponse(_message.Message):
     __slots__ = ("depth", "video", "timing", "model")

@@ -27,7 +27,7 @@ from . import common_pb2 as inspatio_dot_world_dot_v1_dot_common__pb2
 from . import depthrender_pb2 as inspatio_dot_world_dot_v1_dot_depthrender__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!inspatio/world/v1/generator.proto\x12\x11inspatio.world.v1\x1a\x1einspatio/world/v1/common.proto\x1a#inspatio/world/v1/depthrender.proto\"\xaa\x02\n\x0fGenerateRequest\x12+\n\x05video\x18\x01 \x01(\x0b\x32\x1c.inspatio.world.v1.ObjectRef\x12.\n\x08schedule\x18\x02 \x01(\x0b\x32\x1c.inspatio.world.v1.ObjectRef\x12,\n\x06render\x18\x03 \x01(\x0b\x32\x1c.inspatio.world.v1.ObjectRef\x12*\n\x04mask\x18\x04 \x01(\x0b\x32\x1c.inspatio.world.v1.ObjectRef\x12\x0e\n\x06prompt\x18\x05 \x01(\t\x12\x0c\n\x04seed\x18\x06 \x01(\x03\x12\x33\n\x0b\x61utoencoder\x18\x07 \x01(\x0e\x32\x1e.inspatio.world.v1.Autoencoder\x12\r\n\x05\x66orce\x18\x08 \x01(\x08\"\xb9\x02\n\x0eGenerateResult\x12+\n\x05video\x18\x01 \x01(\x0b\x32\x1c.inspatio.world.v1.ObjectRef\x12\x0e\n\x06\x66rames\x18\x02 \x01(\x05\x12.\n\x06timing\x18\x03 \x01(\x0b\x32\x1e.inspatio.world.v1.StageTiming\x12/\n\x05model\x18\x04 \x01(\x0b\x32 .inspatio.world.v1.ModelIdentity\x12,\n\x06source\x18\x05 \x01(\x0b\x32\x1c.inspatio.world.v1.ObjectRef\x12,\n\x06render\x18\x06 \x01(\x0b\x32\x1c.inspatio.world.v1.ObjectRef\x12-\n\x07\x63ompare\x18\x07 \x01(\x0b\x32\x1c.inspatio.world.v1.ObjectRef\"\x7f\n\rGenerateEvent\x12\x32\n\x05\x62lock\x18\x01 \x01(\x0b\x32!.inspatio.world.v1.BlockGeneratedH\x00\x12\x31\n\x04\x64one\x18\x02 \x01(\x0b\x32!.inspatio.world.v1.GenerateResultH\x00\x42\x07\n\x05\x65vent\"\xf7\x01\n\x18RenderAndGenerateRequest\x12+\n\x05video\x18\x01 \x01(\x0b\x32\x1c.inspatio.world.v1.ObjectRef\x12+\n\x05\x64\x65pth\x18\x02 \x01(\x0b\x32\x1c.inspatio.world.v1.ObjectRef\x12.\n\x07options\x18\x03 \x01(\x0b\x32\x1d.inspatio.world.v1.JobOptions\x12\x0e\n\x06prompt\x18\x04 \x01(\t\x12\x0c\n\x04seed\x18\x05 \x01(\x03\x12\x33\n\x0b\x61utoencoder\x18\x06 \x01(\x0e\x32\x1e.inspatio.world.v1.Autoencoder\"\xbf\x01\n\x16RenderAndGenerateEvent\x12\x32\n\x05\x62lock\x18\x01 \x01(\x0b\x32!.inspatio.world.v1.BlockGeneratedH\x00\x12\x35\n\x08rendered\x18\x02 \x01(\x0b\x32!.inspatio.world.v1.RenderResponseH\x00\x12\x31\n\x04\x64one\x18\x03 \x01(\x0b\x32!.inspatio.world.v1.GenerateResultH\x00\x42\x07\n\x05\x65vent2\xd5\x01\n\x10GeneratorService\x12R\n\x08Generate\x12\".inspatio.world.v1.GenerateRequest\x1a .inspatio.world.v1.GenerateEvent0\x01\x12m\n\x11RenderAndGenerate\x12+.inspatio.world.v1.RenderAndGenerateRequest\x1a).inspatio.world.v1.RenderAndGenerateEvent0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!inspatio/world/v1/generator.proto\x12\x11inspatio.world.v1\x1a\x1einspatio/world/v1/common.proto\x1a#inspatio/world/v1/depthrender.proto\"\xe2\x02\n\x0fGenerateRequest\x12+\n\x05video\x18\x01 \x01(\x0b\x32\x1c.inspatio.world.v1.ObjectRef\x12.\n\x08schedule\x18\x02 \x01(\x0b\x32\x1c.inspatio.world.v1.ObjectRef\x12,\n\x06render\x18\x03 \x01(\x0b\x32\x1c.inspatio.world.v1.ObjectRef\x12*\n\x04mask\x18\x04 \x01(\x0b\x32\x1c.inspatio.world.v1.ObjectRef\x12\x0e\n\x06prompt\x18\x05 \x01(\t\x12\x0c\n\x04seed\x18\x06 \x01(\x03\x12\x33\n\x0b\x61utoencoder\x18\x07 \x01(\x0e\x32\x1e.inspatio.world.v1.Autoencoder\x12\r\n\x05\x66orce\x18\x08 \x01(\x08\x12\x36\n\rmodel_version\x18\t \x01(\x0e\x32\x1f.inspatio.world.v1.ModelVersion\"\xb9\x02\n\x0eGenerateResult\x12+\n\x05video\x18\x01 \x01(\x0b\x32\x1c.inspatio.world.v1.ObjectRef\x12\x0e\n\x06\x66rames\x18\x02 \x01(\x05\x12.\n\x06timing\x18\x03 \x01(\x0b\x32\x1e.inspatio.world.v1.StageTiming\x12/\n\x05model\x18\x04 \x01(\x0b\x32 .inspatio.world.v1.ModelIdentity\x12,\n\x06source\x18\x05 \x01(\x0b\x32\x1c.inspatio.world.v1.ObjectRef\x12,\n\x06render\x18\x06 \x01(\x0b\x32\x1c.inspatio.world.v1.ObjectRef\x12-\n\x07\x63ompare\x18\x07 \x01(\x0b\x32\x1c.inspatio.world.v1.ObjectRef\"\x7f\n\rGenerateEvent\x12\x32\n\x05\x62lock\x18\x01 \x01(\x0b\x32!.inspatio.world.v1.BlockGeneratedH\x00\x12\x31\n\x04\x64one\x18\x02 \x01(\x0b\x32!.inspatio.world.v1.GenerateResultH\x00\x42\x07\n\x05\x65vent\"\xf7\x01\n\x18RenderAndGenerateRequest\x12+\n\x05video\x18\x01 \x01(\x0b\x32\x1c.inspatio.world.v1.ObjectRef\x12+\n\x05\x64\x65pth\x18\x02 \x01(\x0b\x32\x1c.inspatio.world.v1.ObjectRef\x12.\n\x07options\x18\x03 \x01(\x0b\x32\x1d.inspatio.world.v1.JobOptions\x12\x0e\n\x06prompt\x18\x04 \x01(\t\x12\x0c\n\x04seed\x18\x05 \x01(\x03\x12\x33\n\x0b\x61utoencoder\x18\x06 \x01(\x0e\x32\x1e.inspatio.world.v1.Autoencoder\"\xbf\x01\n\x16RenderAndGenerateEvent\x12\x32\n\x05\x62lock\x18\x01 \x01(\x0b\x32!.inspatio.world.v1.BlockGeneratedH\x00\x12\x35\n\x08rendered\x18\x02 \x01(\x0b\x32!.inspatio.world.v1.RenderResponseH\x00\x12\x31\n\x04\x64one\x18\x03 \x01(\x0b\x32!.inspatio.world.v1.GenerateResultH\x00\x42\x07\n\x05\x65vent2\xd5\x01\n\x10GeneratorService\x12R\n\x08Generate\x12\".inspatio.world.v1.GenerateRequest\x1a .inspatio.world.v1.GenerateEvent0\x01\x12m\n\x11RenderAndGenerate\x12+.inspatio.world.v1.RenderAndGenerateRequest\x1a).inspatio.world.v1.RenderAndGenerateEvent0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,15 +35,15 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'inspatio.world.v1.generator
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_GENERATEREQUEST']._serialized_start=126
-  _globals['_GENERATEREQUEST']._serialized_end=424
-  _globals['_GENERATERESULT']._serialized_start=427
-  _globals['_GENERATERESULT']._serialized_end=740
-  _globals['_GENERATEEVENT']._serialized_start=742
-  _globals['_GENERATEEVENT']._serialized_end=869
-  _globals['_RENDERANDGENERATEREQUEST']._serialized_start=872
-  _globals['_RENDERANDGENERATEREQUEST']._serialized_end=1119
-  _globals['_RENDERANDGENERATEEVENT']._serialized_start=1122
-  _globals['_RENDERANDGENERATEEVENT']._serialized_end=1313
-  _globals['_GENERATORSERVICE']._serialized_start=1316
-  _globals['_GENERATORSERVICE']._serialized_end=1529
+  _globals['_GENERATEREQUEST']._serialized_end=480
+  _globals['_GENERATERESULT']._serialized_start=483
+  _globals['_GENERATERESULT']._serialized_end=796
+  _globals['_GENERATEEVENT']._serialized_start=798
+  _globals['_GENERATEEVENT']._serialized_end=925
+  _globals['_RENDERANDGENERATEREQUEST']._serialized_start=928
+  _globals['_RENDERANDGENERATEREQUEST']._serialized_end=1175
+  _globals['_RENDERANDGENERATEEVENT']._serialized_start=1178
+  _globals['_RENDERANDGENERATEEVENT']._serialized_end=1369
+  _globals['_GENERATORSERVICE']._serialized_start=1372
+  _globals['_GENERATORSERVICE']._serialized_end=1585
 # @@protoc_insertion_point(module_scope)

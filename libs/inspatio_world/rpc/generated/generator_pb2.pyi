@@ -9,7 +9,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class GenerateRequest(_message.Message):
-    __slots__ = ("video", "schedule", "render", "mask", "prompt", "seed", "autoencoder", "force")
+    __slots__ = ("video", "schedule", "render", "mask", "prompt", "seed", "autoencoder", "force", "model_version")
     VIDEO_FIELD_NUMBER: _ClassVar[int]
     SCHEDULE_FIELD_NUMBER: _ClassVar[int]
     RENDER_FIELD_NUMBER: _ClassVar[int]
@@ -18,6 +18,7 @@ class GenerateRequest(_message.Message):
     SEED_FIELD_NUMBER: _ClassVar[int]
     AUTOENCODER_FIELD_NUMBER: _ClassVar[int]
     FORCE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     video: _common_pb2.ObjectRef
     schedule: _common_pb2.ObjectRef
     render: _common_pb2.ObjectRef
@@ -26,7 +27,8 @@ class GenerateRequest(_message.Message):
     seed: int
     autoencoder: _common_pb2.Autoencoder
     force: bool
-    def __init__(self, video: _Optional[_Union[_common_pb2.ObjectRef, _Mapping]] = ..., schedule: _Optional[_Union[_common_pb2.ObjectRef, _Mapping]] = ..., render: _Optional[_Union[_common_pb2.ObjectRef, _Mapping]] = ..., mask: _Optional[_Union[_common_pb2.ObjectRef, _Mapping]] = ..., prompt: _Optional[str] = ..., seed: _Optional[int] = ..., autoencoder: _Optional[_Union[_common_pb2.Autoencoder, str]] = ..., force: _Optional[bool] = ...) -> None: ...
+    model_version: _common_pb2.ModelVersion
+    def __init__(self, video: _Optional[_Union[_common_pb2.ObjectRef, _Mapping]] = ..., schedule: _Optional[_Union[_common_pb2.ObjectRef, _Mapping]] = ..., render: _Optional[_Union[_common_pb2.ObjectRef, _Mapping]] = ..., mask: _Optional[_Union[_common_pb2.ObjectRef, _Mapping]] = ..., prompt: _Optional[str] = ..., seed: _Optional[int] = ..., autoencoder: _Optional[_Union[_common_pb2.Autoencoder, str]] = ..., force: _Optional[bool] = ..., model_version: _Optional[_Union[_common_pb2.ModelVersion, str]] = ...) -> None: ...
 
 class GenerateResult(_message.Message):
     __slots__ = ("video", "frames", "timing", "model", "source", "render", "compare")
