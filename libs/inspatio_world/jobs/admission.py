@@ -64,7 +64,10 @@ def planned_frames(video_frames: int, options: JobOptions, render=None) -> Plann
     plan = render.frame_plan(video_frames, used)
     generated = GeneratedFrames.for_frames(len(plan), SamplerConfig().frames_per_block)
     cameras = len(freeze_indices(used, options.freeze_repeat, options.freeze_frame))
-    return Planned(video_frames, used, cameras, plan, generated.output_frames, generated.blocks)
+    output = generated.output_frames
+    if plan.adjustment == "padded":  # v1.5 cuts the padding off again
+        output = min(output, plan.aligned_frames)
+    return Planned(video_frames, used, cameras, plan, output, generated.blocks)
 
 
 def probe_as(path: Path, shown_as: str, field: str = ""):

@@ -4,6 +4,10 @@ The bundle (safetensors) holds what the renderer reads, as upstream's DA3 folder
 `frames` [N, 480, 832, 3] uint8 (each frame resized with Lanczos and passed through JPEG quality
 95, like upstream's frames/*.jpg), `depth` [N, 480, 832] float32, `intrinsics` [N, 3, 3] float32
 at 832x480, and `extrinsic_w2c` [N, 3, 4] float64 (smoothed, what upstream writes to extrinsic.txt).
+
+v1.5 (`model_version` "v1_5") first centre-crops the video to the output size (media/centre_crop.py, as
+upstream v1.5 prepares its input video) and runs DA3 on the cropped frames; `frames` are those frames
+as they are (upstream v1.5 renders from its prepared video, not from JPEGs).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from ..media.centre_crop import centre_crop
 from ..media.decode import VideoInfo, probe_video, read_images
 from ..media.dataset_inputs import SOURCE_MAX_FRAMES
 from ..models.depth import OUTPUT_SIZE, DepthEstimator
@@ -74,11 +79,15 @@ def load_depth_bundle(path: Path) -> DepthBundle:
 
 
 def run_depth(store: ObjectStore, video_key: str, video_sha256: str, estimator: DepthEstimator,
-              identity: ModelIdentity, force: bool = False, should_stop: StopCheck = go_on) -> DepthOutput:  # fmt: skip
+              identity: ModelIdentity, force: bool = False, should_stop: StopCheck = go_on,
+              model_version: str = "v1") -> DepthOutput:  # fmt: skip
     watch = Stopwatch()
     settings = estimator.settings
+    crop = model_version == "v1_5"
     options = {"process_res": settings.process_res, "seed": settings.seed, "max_frames": SOURCE_MAX_FRAMES,
                "max_views_per_pass": settings.max_views_per_pass}  # fmt: skip
+    if crop:  # v1's keys stay as they were
+        options["centre_crop"] = list(settings.output_size)
     key = content_key("depth", {"video": video_sha256}, options, identity.digest, "depth.safetensors")
     with scratch() as folder:
         if not force and store.exists(key):
@@ -87,11 +96,13 @@ def run_depth(store: ObjectStore, video_key: str, video_sha256: str, estimator: 
         should_stop()
         path = fetch(store, video_key, folder, "video")
         info = probe_video(path)
-        images = read_images(path, stop=SOURCE_MAX_FRAMES).numpy()
+        images = read_images(path, stop=SOURCE_MAX_FRAMES)
+        images = (centre_crop(images, tuple(settings.output_size)) if crop else images).numpy()
         result = estimator.estimate(images, should_stop)
         should_stop()
+        frames = images if crop else renderer_frames(images, tuple(settings.output_size))
         tensors = {
-            "frames": torch.from_numpy(renderer_frames(images, tuple(settings.output_size))),
+            "frames": torch.from_numpy(np.ascontiguousarray(frames)),
             "depth": torch.tensor(result.depth),  # copies: the result's arrays are read-only
             "intrinsics": torch.tensor(result.intrinsics),
             "extrinsic_w2c": torch.tensor(result.extrinsic_w2c),

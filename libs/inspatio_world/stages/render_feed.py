@@ -29,7 +29,9 @@ from ..stopping import StopCheck, go_on
 from ..store.base import ObjectStore
 from ..store.keys import content_key
 from .artifacts import Stopwatch, Timing, fetch, scratch
-from .generate import BlockPublished, GenerateInputs, GenerateOutput, cache_keys, generate_blocks, publish_videos, run_generate
+from .generate import (
+    BlockPublished, GenerateInputs, GenerateOutput, OutputFrames, cache_keys, generate_blocks, publish_videos, run_generate,
+)  # fmt: skip
 from .identity import ModelIdentity
 from .render import RenderOptions, RenderOutput, RenderWork, cached_render, render_keys
 
@@ -85,20 +87,22 @@ def run_render_and_generate(store: ObjectStore, video_key: str, video_sha256: st
     cached = None if force else cached_render(store, keys, watch)
     if cached is not None:
         yield cached
-        yield from run_generate(store, _inputs(video_key, video_sha256, cached, prompt, seed, autoencoder), generator, identity,
-                                force, should_stop)  # fmt: skip
+        yield from run_generate(store, _inputs(video_key, video_sha256, cached, prompt, seed, autoencoder, options.model_version),
+                                generator, identity, force, should_stop)  # fmt: skip
         return
     with scratch() as folder:
         should_stop()
         with RenderWork(store, keys, depth_key, options, folder, device) as work:
             feed = RenderFeed(work, should_stop)
-            source = load_source_video(fetch(store, video_key, folder, "video"), size=(work.height, work.width))
+            source = load_source_video(fetch(store, video_key, folder, "video"), size=(work.height, work.width),
+                                       crop=options.per_frame)  # fmt: skip
             source_index = torch.tensor(work.plan.source_index)
             request = GenerationRequest(source[source_index], feed.render, feed.mask, prompt, seed, autoencoder, feed.ensure)
             prefix = block_prefix(video_sha256, keys["schedule.json"], prompt, seed, autoencoder, identity.digest)
             plan = generator.validate(request)  # before any frame is rendered
+            output = OutputFrames.of(work.schedule())
             rendered = None
-            for block in generate_blocks(store, request, generator, folder, prefix, should_stop):
+            for block in generate_blocks(store, request, generator, folder, prefix, should_stop, output):
                 if rendered is None and work.rendered == work.frames:  # published as soon as complete
                     rendered = work.publish(Timing("render", feed.seconds, False))
                     yield rendered
@@ -107,10 +111,11 @@ def run_render_and_generate(store: ObjectStore, video_key: str, video_sha256: st
                 feed.finish()
                 rendered = work.publish(Timing("render", feed.seconds, False))
                 yield rendered
-        videos = cache_keys(store, _inputs(video_key, video_sha256, rendered, prompt, seed, autoencoder), identity)
+        videos = cache_keys(store, _inputs(video_key, video_sha256, rendered, prompt, seed, autoencoder, options.model_version),
+                            identity)  # fmt: skip
         publish_videos(store, videos, folder)
     timing = Timing("generate", watch.timing("generate", False).seconds - feed.seconds, False)
-    yield GenerateOutput({k.removesuffix(".mp4"): v for k, v in videos.items()}, plan.output_frames, timing, identity.digest)
+    yield GenerateOutput({k.removesuffix(".mp4"): v for k, v in videos.items()}, output.count(plan.output_frames), timing, identity.digest)
 
 
 def block_prefix(video_sha256: str, schedule_key: str, prompt: str, seed: int, autoencoder: str, model: str) -> str:
@@ -120,5 +125,7 @@ def block_prefix(video_sha256: str, schedule_key: str, prompt: str, seed: int, a
     return content_key("generate", {"video": video_sha256, "render": schedule_key}, progress, model, "blocks")
 
 
-def _inputs(video_key: str, video_sha256: str, render: RenderOutput, prompt: str, seed: int, autoencoder: str) -> GenerateInputs:
-    return GenerateInputs(video_key, video_sha256, render.schedule_key, render.render_key, render.mask_key, prompt, seed, autoencoder)
+def _inputs(video_key: str, video_sha256: str, render: RenderOutput, prompt: str, seed: int, autoencoder: str,
+            model_version: str) -> GenerateInputs:  # fmt: skip
+    return GenerateInputs(video_key, video_sha256, render.schedule_key, render.render_key, render.mask_key, prompt, seed, autoencoder,
+                          model_version)  # fmt: skip
