@@ -88,7 +88,17 @@ MAX_STREAMS = EnvVar(
 )
 CAPTION_ADDRESS = EnvVar("INSPATIO_CAPTION_ADDRESS", "127.0.0.1:50061", "Where the coordinator finds the caption service.")
 DEPTHRENDER_ADDRESS = EnvVar("INSPATIO_DEPTHRENDER_ADDRESS", "127.0.0.1:50062", "Where the coordinator finds the depth/render service.")
-GENERATOR_ADDRESS = EnvVar("INSPATIO_GENERATOR_ADDRESS", "127.0.0.1:50063", "Where the coordinator finds the generator service.")
+GENERATOR_ADDRESS = EnvVar(
+    "INSPATIO_GENERATOR_ADDRESS", "127.0.0.1:50063",
+    "Where the coordinator finds the generator service for model_version v1 jobs (empty: none; v1 jobs are refused).")
+GENERATOR_V1_5_ADDRESS = EnvVar(
+    "INSPATIO_GENERATOR_V1_5_ADDRESS", "",
+    "Where the coordinator finds the generators serving model_version v1_5 (empty: none; v1_5 jobs are refused "
+    "at SubmitJob with FAILED_PRECONDITION).")
+MODEL_VERSION = EnvVar(
+    "INSPATIO_MODEL_VERSION", "v1",
+    "Generator: the release it serves, v1 (InSpatio-World-1.3B.safetensors) or v1_5 (InSpatio-World-1.5-1.3B.safetensors); "
+    "requests for the other are refused with FAILED_PRECONDITION.")
 JOB_LEASE_SECONDS = EnvVar("INSPATIO_JOB_LEASE_SECONDS", "30", "How long a dead coordinator's job waits before another coordinator resumes it.")
 STREAM_RENDER = EnvVar(
     "INSPATIO_STREAM_RENDER", "1",
@@ -171,7 +181,8 @@ GENERATE_SECONDS_PER_BLOCK = EnvVar("INSPATIO_GENERATE_SECONDS_PER_BLOCK", "60",
 # --tae_checkpoint_path): each replaces one entry of the INSPATIO_WEIGHTS folder layout.
 DIT_CHECKPOINT = EnvVar(
     "INSPATIO_DIT_CHECKPOINT", "",
-    "The InSpatio-World .safetensors file (default: InSpatio-World-1.3B/InSpatio-World-1.3B.safetensors in INSPATIO_WEIGHTS).",
+    "The InSpatio-World .safetensors file (default: InSpatio-World-1.3B/InSpatio-World-1.3B.safetensors in INSPATIO_WEIGHTS, "
+    "InSpatio-World-1.3B/InSpatio-World-1.5-1.3B.safetensors for INSPATIO_MODEL_VERSION=v1_5).",
 )
 DA3_DIR = EnvVar("INSPATIO_DA3_DIR", "", "The Depth-Anything-3 folder (config.json, model.safetensors; default: DA3/ in INSPATIO_WEIGHTS).")
 FLORENCE_DIR = EnvVar("INSPATIO_FLORENCE_DIR", "", "The Florence-2-large folder (default: Florence-2-large/ in INSPATIO_WEIGHTS).")
@@ -189,6 +200,7 @@ SESSION_START_GRACE_SECONDS = EnvVar(
 ALL: tuple[EnvVar, ...] = (
     ATTENTION, PARITY_PACK, WEIGHTS, COMPILE_CACHE, CACHE_DIR, STORE, STORE_RETRY_SECONDS, S3_ACCESS_KEY, S3_SECRET_KEY, GRPC_ADDRESS,
     METRICS_ADDRESS, DEVICE, MAX_IN_FLIGHT, MAX_QUEUE, MAX_STREAMS, CAPTION_ADDRESS, DEPTHRENDER_ADDRESS, GENERATOR_ADDRESS,
+    GENERATOR_V1_5_ADDRESS, MODEL_VERSION,
     JOB_LEASE_SECONDS, MAX_PARALLEL_JOBS, DRAIN_SECONDS, FP8, STAGE_WAIT_SECONDS, STREAM_RENDER, COMPILE,
     DIT_CHECKPOINT, DA3_DIR, FLORENCE_DIR, TAEHV_CHECKPOINT, MAX_INPUT_PIXELS, MAX_INPUT_FRAMES, MAX_OUTPUT_FRAMES,
     TLS_CERT, TLS_KEY, TLS_CLIENT_CA, TLS_CA, TLS_CLIENT_CERT, TLS_CLIENT_KEY, TLS_SERVER_NAME, ALLOW_PLAINTEXT,

@@ -130,6 +130,7 @@ class LocalStack:
     extra_env: dict[str, str] = field(default_factory=dict)
     service_env: dict[str, dict[str, str]] = field(default_factory=dict)  # per service, over extra_env (e.g. CUDA_VISIBLE_DEVICES)
     supervise: bool = False  # restart children that die (supervisor.py); `inspatio up` and `run` do
+    model_version: str = "v1"  # the release the generator serves (INSPATIO_MODEL_VERSION); jobs of the other are refused
     restart_policy: RestartPolicy = field(default_factory=RestartPolicy)
     report: Callable[[str], None] = _report  # where the supervisor says what it does
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
@@ -184,7 +185,7 @@ class LocalStack:
                 **inherited_environment(os.environ), envvars.STORE.name: self.store_url, envvars.WEIGHTS.name: str(self.weights_dir),
                 envvars.CAPTION_ADDRESS.name: self.addresses["caption"],
                 envvars.DEPTHRENDER_ADDRESS.name: self.addresses["depthrender"],
-                envvars.GENERATOR_ADDRESS.name: self.addresses["generator"], **self.extra_env}  # fmt: skip
+                **self._generator_env(), **self.extra_env}  # fmt: skip
         try:
             for name in SERVICES:
                 self._envs[name] = {**base, **self.service_env.get(name, {}), envvars.GRPC_ADDRESS.name: self.addresses[name],
@@ -197,6 +198,14 @@ class LocalStack:
         if self.supervise:
             self.supervisor = Supervisor(self, self.restart_policy, self.report).start()
         return self
+
+    def _generator_env(self) -> dict[str, str]:
+        """The generator serves `model_version`; the coordinator routes that version's jobs to it, and no other."""
+        by_version = {"v1": envvars.GENERATOR_ADDRESS.name, "v1_5": envvars.GENERATOR_V1_5_ADDRESS.name}
+        if self.model_version not in by_version:
+            raise ValueError(f"model_version {self.model_version!r}: choose from {tuple(by_version)}")
+        return {envvars.MODEL_VERSION.name: self.model_version,
+                **{name: self.addresses["generator"] if version == self.model_version else "" for version, name in by_version.items()}}
 
     @property
     def one_gpu(self) -> bool:

@@ -43,7 +43,8 @@ def stage_client(store) -> RemoteStages:
     return RemoteStages(store, envvars.get(envvars.CAPTION_ADDRESS), envvars.get(envvars.DEPTHRENDER_ADDRESS),
                         envvars.get(envvars.GENERATOR_ADDRESS), ready_wait_s=float(envvars.get(envvars.STAGE_WAIT_SECONDS)),
                         tls=ClientTLS.from_env(), token=service_token(),
-                        stream_render=envvars.get_flag(envvars.STREAM_RENDER))  # fmt: skip
+                        stream_render=envvars.get_flag(envvars.STREAM_RENDER),
+                        generator_v1_5_address=envvars.get(envvars.GENERATOR_V1_5_ADDRESS))  # fmt: skip
 
 
 def load(settings, store, server):

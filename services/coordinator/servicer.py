@@ -63,6 +63,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
         options = options_from_proto(spec.options)
         limits = tenant_limits(Limits.from_env(), tenant)
         options.validate(limits.max_output_frames)  # before a byte of the video is read
+        self.manager.check_version(options)  # FAILED_PRECONDITION: no generator here serves it
         self.manager.check_capacity(tenant)  # before the upload too; submit checks again, atomically
         # Everything knowable before the stages run is checked on the received file, before it is stored.
         def admission(path, name):

@@ -10,6 +10,7 @@ from inspatio_world.rpc.call_stop import call_stop_check
 from inspatio_world.rpc.convert import (
     identity_to_proto, key_to_ref, ref_to_key, render_options_from_proto, render_output_to_proto, timing_to_proto, video_ref_to_key,
 )  # fmt: skip
+from inspatio_world.rpc.options_proto import version_name
 from inspatio_world.rpc.generated import common_pb2, depthrender_pb2, depthrender_pb2_grpc
 from inspatio_world.rpc.metrics import ServiceMetrics
 from inspatio_world.stages.depth import run_depth
@@ -28,8 +29,10 @@ class DepthRenderServicer(depthrender_pb2_grpc.DepthRenderServiceServicer):
         self.store, self.estimator, self.identity, self.device, self.metrics = store, estimator, identity, device, metrics
 
     def EstimateDepth(self, request: depthrender_pb2.DepthRequest, context) -> depthrender_pb2.DepthResponse:
+        version = version_name(request.model_version)  # an unknown enum value fails before any download
         key, digest = video_ref_to_key(self.store, request.video)
-        out = run_depth(self.store, key, digest, self.estimator, self.identity, request.force, call_stop_check(context, "depth"))
+        out = run_depth(self.store, key, digest, self.estimator, self.identity, request.force, call_stop_check(context, "depth"),
+                        version)  # fmt: skip
         self.metrics.observe_stage("depth", out.timing.seconds, out.timing.cache_hit)
         return depthrender_pb2.DepthResponse(
             depth=key_to_ref(self.store, out.key), video=video_info_to_proto(out.video),

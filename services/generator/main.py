@@ -5,6 +5,8 @@ TAEHV is loaded when its checkpoint is present or INSPATIO_TAEHV_CHECKPOINT name
 choose it); the Wan VAE always is. INSPATIO_FP8=1 runs the DiT blocks' linear layers in FP8 (under a
 separate model identity); INSPATIO_COMPILE (auto/1/0) compiles the DiT blocks; INSPATIO_SHARED_GPU=1
 keeps umT5 in host memory between prompts (the GPU is shared with the other services).
+INSPATIO_MODEL_VERSION (v1, v1_5) picks the release whose DiT checkpoint it loads and whose jobs it
+takes; requests for the other are refused with FAILED_PRECONDITION.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import torch
 
 from inspatio_world import envvars
 from inspatio_world.jobs.local_stages import generator_identity
+from inspatio_world.jobs.options import MODEL_VERSIONS
 from inspatio_world.pipeline.generator import VideoGenerator
 from inspatio_world.pipeline.models import GeneratorModels
 from inspatio_world.rpc.bootstrap import ServiceSettings, run_service
@@ -25,7 +28,10 @@ from .session_servicer import GeneratorSessionServicer
 def load(settings, store, server):
     fp8 = envvars.get_flag(envvars.FP8)
     compile_dit = envvars.get_auto_flag(envvars.COMPILE)  # None: compile on CUDA
-    weights = settings.weights()
+    version = envvars.get(envvars.MODEL_VERSION)
+    if version not in MODEL_VERSIONS:
+        raise ValueError(f"{envvars.MODEL_VERSION.name}={version!r}: choose from {MODEL_VERSIONS}")
+    weights = settings.weights().for_version(version)
     # a TAEHV named by its variable is required: a wrong path fails start-up rather than dropping TAEHV
     taehv = weights.taehv_checkpoint is not None or weights.taehv_file.is_file()
     autoencoders = ("wan_vae", "taehv") if taehv else ("wan_vae",)
@@ -39,7 +45,7 @@ def load(settings, store, server):
     generator = VideoGenerator(models)
     sessions = GeneratorSessionServicer(store, generator, identity, server.metrics)  # live sessions
     server.drain_hooks.append(sessions.drain)  # SIGTERM: sessions end with "shutting_down", then the streams end OK
-    return [GeneratorServicer(store, generator, identity, server.metrics, device), sessions]  # renders on its device too
+    return [GeneratorServicer(store, generator, identity, server.metrics, device, version), sessions]  # renders on its device too
 
 
 def main() -> None:

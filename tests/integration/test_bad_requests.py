@@ -61,6 +61,8 @@ CLEAN: list[str] = []  # cases that passed, for the closing count
 class NoStages:
     """A stage client for requests that must never reach a stage."""
 
+    model_versions = ("v1",)  # what it serves is known without calling a stage
+
     def __getattr__(self, name):
         raise AssertionError(f"stage {name!r} called for a request that should have been refused")
 

@@ -32,6 +32,8 @@ WIDE_TURN = "0 0\n0 360 -360 360 -360 360 -360 360\n0 0\n"  # ~120 bytes of keyf
 class RecordingStages:
     """A stage client that refuses every call and remembers it: a refused job must call none."""
 
+    model_versions = ("v1",)  # what it serves is known without calling a stage
+
     def __init__(self) -> None:
         self.calls: list[str] = []
 

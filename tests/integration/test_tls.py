@@ -132,6 +132,8 @@ def clip(tmp_path_factory) -> Path:
 
 def test_a_tls_coordinator_answers_an_sdk_client_that_trusts_its_ca(pki, tmp_path):
     class NoStages:
+        model_versions = ("v1",)  # what it serves is known without calling a stage
+
         def __getattr__(self, name):
             raise AssertionError(f"stage {name!r} called")
 

@@ -97,6 +97,8 @@ def test_store_refusals_map_to_statuses_a_client_can_act_on():
 
 
 class NoStages:
+    model_versions = ("v1",)  # what it serves is known without calling a stage
+
     def __getattr__(self, name):
         raise AssertionError(f"stage {name!r} called")
 

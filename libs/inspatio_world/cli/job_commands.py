@@ -26,6 +26,8 @@ DEFAULT_COORDINATOR = "127.0.0.1:50051"
 def add_job_commands(commands: argparse._SubParsersAction) -> None:
     up = commands.add_parser("up", help="start the local stack (four services, local store) until Ctrl-C")
     _stack_options(up)
+    up.add_argument("--model-version", choices=["v1", "v1_5"], default="v1",
+                    help="the release the stack's generator serves (README 'Model versions'; default v1)")
     up.set_defaults(func=cmd_up)
 
     run = commands.add_parser("run", help="re-render a video (or every video in a folder) along a camera path")
@@ -111,6 +113,9 @@ def _job_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="recompute every stage even when cached")
     parser.add_argument("--render-only", action="store_true",
                         help="stop after the render (upstream's --skip_step3): render, mask and source videos, no generation")
+    parser.add_argument("--model-version", choices=["v1", "v1_5"], default="v1",
+                        help="v1 (default) or v1_5: InSpatio-World v1.5's checkpoint and conditioning (needs --prompt; "
+                             "README 'Model versions'); `run` starts its stack with a generator of this version")
 
 
 def _one_line_errors(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
@@ -154,7 +159,7 @@ def _request(args: argparse.Namespace):
             args.traj, relative_to_source=args.relative_to_source, rotation_only=args.rotation_only,
             adaptive_frames=not args.no_adaptive_frames, freeze_repeat=args.freeze_repeat,
             freeze_frame=args.freeze_frame, autoencoder=args.autoencoder, prompt=args.prompt, seed=args.seed,
-            force=args.force, render_only=args.render_only,
+            force=args.force, render_only=args.render_only, model_version=args.model_version,
         )  # fmt: skip
         options.validate()
     except FileNotFoundError as exc:
@@ -201,7 +206,7 @@ def local_stack(args: argparse.Namespace, default_ports: bool) -> Iterator:
     try:
         # Supervised: a service that dies is restarted, and said so here (stack.py, supervisor.py).
         stack = LocalStack(store, weights.root, default_ports=default_ports, log_dir=log_dir, supervise=True,
-                           report=lambda message: print(message, flush=True)).start()  # fmt: skip
+                           report=lambda message: print(message, flush=True), model_version=args.model_version).start()  # fmt: skip
     except (PortBusy, ServiceFailed, TimeoutError) as exc:
         raise _fail(str(exc)) from exc
     try:

@@ -1,7 +1,8 @@
 """The stages in this process (one machine, no gRPC): the `StageClient` the local runner uses.
 
 Every weight file is checked when this object is made (cheap failures first); each model is
-loaded on first use, so a job whose stages all hit the cache loads nothing.
+loaded on first use, so a job whose stages all hit the cache loads nothing. One process may serve
+both model versions (`model_versions`): each version's generator is loaded on its first job.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from ..models.depth import DepthEstimator, DepthSettings
 from ..pipeline.generator import VideoGenerator
 from ..pipeline.models import GeneratorModels
 from ..pipeline.weights import WeightsFolder
+from ..refusals import VersionNotServed
 from ..stages.caption import CaptionOutput, run_caption
 from ..stages.depth import DepthOutput, run_depth
 from ..stages.generate import BlockPublished, GenerateInputs, GenerateOutput, run_generate
@@ -61,13 +63,16 @@ def load_estimator(weights: WeightsFolder, device: torch.device) -> DepthEstimat
 class LocalStages:
     def __init__(self, store: ObjectStore, weights: WeightsFolder, device: torch.device | None = None,
                  autoencoders: tuple[str, ...] = ("wan_vae", "taehv"), compile_dit: bool | None = None,
-                 fp8: bool = False, stream_render: bool = True) -> None:  # fmt: skip
+                 fp8: bool = False, stream_render: bool = True, model_versions: tuple[str, ...] = ("v1",)) -> None:  # fmt: skip
         """`stream_render`: full jobs render inside the generate call, block by block (first frames
-        sooner, same outputs); False renders the whole video first."""
+        sooner, same outputs); False renders the whole video first. `model_versions`: the releases
+        whose jobs this process runs (each one's DiT file is checked now)."""
         check_caption_weights(weights)
         check_depth_weights(weights)
-        for name in autoencoders:
-            weights.check(name)
+        for version in model_versions:
+            for name in autoencoders:
+                weights.for_version(version).check(name)
+        self.model_versions = tuple(model_versions)
         self.store = store
         self.weights = weights
         self.device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -77,8 +82,9 @@ class LocalStages:
         self.identities = {
             "caption": caption_identity(weights),
             "depth": depth_identity(weights),
-            "generator": generator_identity(weights, autoencoders, fp8),
+            **{_generator_name(v): generator_identity(weights.for_version(v), autoencoders, fp8) for v in model_versions},
         }
+        self._generators: dict[str, VideoGenerator] = {}
         # One call per stage at a time (a model, its KV cache and CUDA graphs serve one job at a
         # time); different stages may run side by side, as caption and depth do.
         self._locks = {stage: threading.Lock() for stage in ("caption", "depth", "render", "generate")}
@@ -91,10 +97,20 @@ class LocalStages:
     def estimator(self) -> DepthEstimator:
         return load_estimator(self.weights, self.device)
 
-    @cached_property
+    @property
     def generator(self) -> VideoGenerator:
-        models = GeneratorModels.load(self.weights, self.device, self.autoencoders, compile_dit=self.compile_dit, fp8=self.fp8)
-        return VideoGenerator(models)
+        """The first served version's generator."""
+        return self.generator_for(self.model_versions[0])
+
+    def generator_for(self, model_version: str) -> VideoGenerator:
+        """The generator of `model_version`, loaded on first use; VersionNotServed for a version not served."""
+        if model_version not in self.model_versions:
+            raise VersionNotServed(f"model_version {model_version!r} is not served here (served: {', '.join(self.model_versions)})")
+        if model_version not in self._generators:
+            weights = self.weights.for_version(model_version)
+            models = GeneratorModels.load(weights, self.device, self.autoencoders, compile_dit=self.compile_dit, fp8=self.fp8)
+            self._generators[model_version] = VideoGenerator(models)
+        return self._generators[model_version]
 
     # In process, a call's budget and the job's cancel are checked by the stage itself, between its
     # batches, chunks and blocks (`StageCall.check`).
@@ -103,9 +119,10 @@ class LocalStages:
             return run_caption(self.store, video.key, video.sha256, self.captioner, self.identities["caption"], force,
                                _check(call))  # fmt: skip
 
-    def depth(self, video: VideoRef, force: bool, call: StageCall | None = None) -> DepthOutput:
+    def depth(self, video: VideoRef, force: bool, call: StageCall | None = None, model_version: str = "v1") -> DepthOutput:
         with self._locks["depth"]:
-            return run_depth(self.store, video.key, video.sha256, self.estimator, self.identities["depth"], force, _check(call))
+            return run_depth(self.store, video.key, video.sha256, self.estimator, self.identities["depth"], force, _check(call),
+                             model_version)  # fmt: skip
 
     def render(self, video: VideoRef, depth_key: str, options: RenderOptions, force: bool,
                call: StageCall | None = None) -> RenderOutput:  # fmt: skip
@@ -114,14 +131,23 @@ class LocalStages:
 
     def generate(self, inputs: GenerateInputs, force: bool, call: StageCall | None = None) -> Iterator[BlockPublished | GenerateOutput]:
         with self._locks["generate"]:
-            yield from run_generate(self.store, inputs, self.generator, self.identities["generator"], force, _check(call))
+            version = inputs.model_version
+            yield from run_generate(self.store, inputs, self.generator_for(version), self.identities[_generator_name(version)], force,
+                                    _check(call))  # fmt: skip
 
     def render_and_generate(self, video: VideoRef, depth_key: str, options: RenderOptions, prompt: str, seed: int,
                             autoencoder: str, force: bool, call: StageCall | None = None,
                             ) -> Iterator[RenderOutput | BlockPublished | GenerateOutput]:  # fmt: skip
         with self._locks["generate"]:  # the render's own work holds no model: the generator's lock is the one
+            version = options.model_version
             yield from run_render_and_generate(self.store, video.key, video.sha256, depth_key, options, prompt, seed, autoencoder,
-                                               self.generator, self.identities["generator"], self.device, force, _check(call))  # fmt: skip
+                                               self.generator_for(version), self.identities[_generator_name(version)], self.device,
+                                               force, _check(call))  # fmt: skip
+
+
+def _generator_name(model_version: str) -> str:
+    """Key of a version's generator identity in `LocalStages.identities`: "generator" for v1 (as before)."""
+    return "generator" if model_version == "v1" else f"generator-{model_version}"
 
 
 def _check(call: StageCall | None) -> StopCheck:

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from .admission import probe_as
-from ..refusals import FieldError, QuotaExceeded
+from ..refusals import FieldError, QuotaExceeded, VersionNotServed
 from .budgets import StageBudgets
 from ..store.base import ObjectNotFound, ObjectStore
 from ..store.keys import UPLOAD_FIELD, job_prefix, upload_filename, upload_key, validate_job_id, validate_key
@@ -133,11 +133,27 @@ class JobManager:
 
     def submit(self, options: JobOptions, video: VideoRef, tenant: Tenant = ANONYMOUS) -> Manifest:
         options.validate()
+        self.check_version(options)
         with self._submit_lock:  # one coordinator never lets a tenant past its limit; several may, briefly
             self.check_capacity(tenant)
             job = manifests.save(self.store, Manifest.new(options, video, tenant.name))
         self._start(job)
         return job
+
+    @property
+    def model_versions(self) -> tuple[str, ...]:
+        """The model versions whose jobs this manager's stages can run (a stage client without the
+        attribute runs v1 only)."""
+        return tuple(getattr(self.runner.stages, "model_versions", ("v1",)))
+
+    def check_version(self, options: JobOptions) -> None:
+        """VersionNotServed (FAILED_PRECONDITION) when no generator here serves the job's model version
+        (the coordinator also calls it before receiving an upload)."""
+        if options.model_version not in self.model_versions:
+            served = ", ".join(self.model_versions) or "none"
+            raise VersionNotServed(f"model_version {options.model_version}: no generator of this deployment serves it "
+                                   f"(served: {served}); submit with another model_version, or deploy a generator with "
+                                   f"INSPATIO_MODEL_VERSION={options.model_version}")  # fmt: skip
 
     def check_capacity(self, tenant: Tenant) -> None:
         """QuotaExceeded when the tenant already has max_concurrent_jobs unfinished jobs (the

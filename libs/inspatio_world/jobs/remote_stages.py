@@ -31,7 +31,8 @@ from ..rpc.channels import ClientTLS, open_channel
 from ..rpc.convert import (
     block_from_proto, generate_output_from_proto, render_options_to_proto, render_output_from_proto, timing_from_proto,
 )  # fmt: skip
-from ..rpc.options_proto import autoencoder_enum
+from ..refusals import VersionNotServed
+from ..rpc.options_proto import autoencoder_enum, version_enum
 from ..rpc.generated import (
     caption_pb2, caption_pb2_grpc, common_pb2, depthrender_pb2, depthrender_pb2_grpc, generator_pb2, generator_pb2_grpc,
     session_pb2, session_pb2_grpc,
@@ -71,34 +72,44 @@ T = TypeVar("T")
 class RemoteStages:
     def __init__(self, store: ObjectStore, caption_address: str, depthrender_address: str, generator_address: str,
                  attempts: int = 8, backoff_s: float = 0.5, timeout_s: float = 3600.0, ready_wait_s: float = 600.0,
-                 tls: ClientTLS | None = None, token: str = "", stream_render: bool = True) -> None:  # fmt: skip
+                 tls: ClientTLS | None = None, token: str = "", stream_render: bool = True,
+                 generator_v1_5_address: str = "") -> None:  # fmt: skip
         """`ready_wait_s`: how long a call waits for the stage to have a ready replica (starting, or
         waking from zero) before the job fails; `timeout_s`: the whole call's deadline; `tls` (default:
         plaintext on loopback, TLS elsewhere) and `token` (the service token) as `rpc.channels` uses them;
         `stream_render`: full jobs render inside the generator's call, block by block (first frames
-        sooner, same outputs); False calls DepthRenderService.Render for the whole video first."""
+        sooner, same outputs); False calls DepthRenderService.Render for the whole video first.
+        `generator_address` serves model_version v1 jobs, `generator_v1_5_address` v1_5 jobs; an empty
+        one serves none (`model_versions`). Live sessions use the v1 generator (else the v1_5 one)."""
         self.store = store
         self.streams_render = stream_render  # the runner's switch (jobs/runner.py StageClient)
         self.attempts, self.backoff_s, self.timeout_s, self.ready_wait_s = attempts, backoff_s, timeout_s, ready_wait_s
         options = [("grpc.lb_policy_name", "round_robin")]
-        self._addresses = (caption_address, depthrender_address, generator_address)
-        self._channels = [open_channel(a, tls, token, options) for a in self._addresses]
-        self._caption = caption_pb2_grpc.CaptionServiceStub(self._channels[0])
-        self._depthrender = depthrender_pb2_grpc.DepthRenderServiceStub(self._channels[1])
-        self._generator = generator_pb2_grpc.GeneratorServiceStub(self._channels[2])
-        self._generator_sessions = session_pb2_grpc.GeneratorSessionServiceStub(self._channels[2])
+        addresses = {"caption": caption_address, "depthrender": depthrender_address, "v1": generator_address,
+                     "v1_5": generator_v1_5_address}  # fmt: skip
+        self._addresses = {name: address for name, address in addresses.items() if address}
+        self._channels = {name: open_channel(address, tls, token, options) for name, address in self._addresses.items()}
+        self.model_versions = tuple(v for v in ("v1", "v1_5") if v in self._channels)
+        if not self.model_versions:
+            raise ValueError("no generator address: set INSPATIO_GENERATOR_ADDRESS and/or INSPATIO_GENERATOR_V1_5_ADDRESS")
+        self._caption = caption_pb2_grpc.CaptionServiceStub(self._channels["caption"])
+        self._depthrender = depthrender_pb2_grpc.DepthRenderServiceStub(self._channels["depthrender"])
+        self._generators = {v: generator_pb2_grpc.GeneratorServiceStub(self._channels[v]) for v in self.model_versions}
+        self._session_generator = self.model_versions[0]
+        self._generator_sessions = session_pb2_grpc.GeneratorSessionServiceStub(self._channels[self._session_generator])
 
     def close(self) -> None:
-        for channel in self._channels:
+        for channel in self._channels.values():
             channel.close()
 
     def _ref(self, key: str, sha256: str = "") -> common_pb2.ObjectRef:
         return common_pb2.ObjectRef(bucket=self.store.bucket, key=key, sha256=sha256)
 
-    def _call(self, name: str, start: Callable[[float], grpc.Future], budget: StageCall | None = None) -> T:
+    def _call(self, name: str, start: Callable[[float], grpc.Future], budget: StageCall | None = None, service: str = "") -> T:
         """Start the call with `start(timeout_s)` (a unary `.future`, or a stream opener) and wait for
-        its result; the call is cancelled when `budget`'s job is, and fails past `budget`'s deadline."""
-        self._wait_until_ready(name, budget)
+        its result; the call is cancelled when `budget`'s job is, and fails past `budget`'s deadline.
+        `service`: the channel it goes over (default: the stage's; a generator call names its version)."""
+        self._wait_until_ready(name, budget, service)
         budget = budget.from_now() if budget is not None else None  # waking a replica is not the stage's work
         deadline = budget.deadline if budget is not None else time.monotonic() + self.timeout_s
         for attempt in range(self.attempts):
@@ -123,8 +134,8 @@ class RemoteStages:
             return budget.exceeded()
         return StageCallFailed.from_error(name, error, attempts)
 
-    def _wait_until_ready(self, name: str, budget: StageCall | None = None) -> None:
-        index = {"caption": 0, "depth": 1, "render": 1, "generate": 2, "render+generate": 2}[name]
+    def _wait_until_ready(self, name: str, budget: StageCall | None = None, service: str = "") -> None:
+        index = service or {"caption": "caption", "depth": "depthrender", "render": "depthrender"}.get(name, self._session_generator)
         ready = grpc.channel_ready_future(self._channels[index])
         try:
             with _cancelled_with(budget, ready.cancel):  # a job cancelled while waiting stops waiting
@@ -140,8 +151,9 @@ class RemoteStages:
         response = self._call("caption", lambda timeout: self._caption.Caption.future(request, timeout=timeout, wait_for_ready=True), call)
         return CaptionOutput(response.caption, response.caption_ref.key, timing_from_proto(response.timing), response.model.digest)
 
-    def depth(self, video: VideoRef, force: bool, call: StageCall | None = None) -> DepthOutput:
-        request = depthrender_pb2.DepthRequest(video=self._ref(video.key, video.sha256), force=force)
+    def depth(self, video: VideoRef, force: bool, call: StageCall | None = None, model_version: str = "v1") -> DepthOutput:
+        request = depthrender_pb2.DepthRequest(video=self._ref(video.key, video.sha256), force=force,
+                                               model_version=version_enum(model_version))  # fmt: skip
         response = self._call("depth", lambda timeout: self._depthrender.EstimateDepth.future(request, timeout=timeout, wait_for_ready=True), call)
         info = response.video
         return DepthOutput(response.depth.key, VideoInfo(info.frames, info.fps, info.width, info.height, info.codec, 0.0),
@@ -160,8 +172,11 @@ class RemoteStages:
             video=self._ref(inputs.video_key, inputs.video_sha256), schedule=self._ref(inputs.schedule_key),
             render=self._ref(inputs.render_key), mask=self._ref(inputs.mask_key), prompt=inputs.prompt,
             seed=inputs.seed, autoencoder=autoencoder_enum(inputs.autoencoder), force=force,
+            model_version=version_enum(inputs.model_version),
         )  # fmt: skip
-        return self._generator_stream("generate", lambda timeout: self._generator.Generate(request, timeout=timeout, wait_for_ready=True), call)
+        generator = self._generator_of(inputs.model_version)
+        return self._generator_stream("generate", lambda timeout: generator.Generate(request, timeout=timeout, wait_for_ready=True), call,
+                                      inputs.model_version)  # fmt: skip
 
     def render_and_generate(self, video: VideoRef, depth_key: str, options: RenderOptions, prompt: str, seed: int,
                             autoencoder: str, force: bool, call: StageCall | None = None,
@@ -172,10 +187,18 @@ class RemoteStages:
             video=self._ref(video.key, video.sha256), depth=self._ref(depth_key), options=render_options_to_proto(options, force),
             prompt=prompt, seed=seed, autoencoder=autoencoder_enum(autoencoder),
         )  # fmt: skip
+        generator = self._generator_of(options.model_version)
         return self._generator_stream("render+generate",
-                                      lambda timeout: self._generator.RenderAndGenerate(request, timeout=timeout, wait_for_ready=True), call)  # fmt: skip
+                                      lambda timeout: generator.RenderAndGenerate(request, timeout=timeout, wait_for_ready=True), call,
+                                      options.model_version)  # fmt: skip
 
-    def _generator_stream(self, name: str, open_stream: Callable[[float], object], call: StageCall | None,
+    def _generator_of(self, model_version: str):
+        if model_version not in self._generators:
+            raise VersionNotServed(f"model_version {model_version}: no generator address is configured for it "
+                                   f"(served: {', '.join(self.model_versions)})")  # fmt: skip
+        return self._generators[model_version]
+
+    def _generator_stream(self, name: str, open_stream: Callable[[float], object], call: StageCall | None, version: str = "v1",
                           ) -> Iterator[RenderOutput | BlockPublished | GenerateOutput]:  # fmt: skip
         """The events of a generator stream (`open_stream(timeout)` opens it), as library objects.
 
@@ -189,7 +212,7 @@ class RemoteStages:
         rendered = False  # the render event handed over
         output = None
         for attempt in range(self.attempts):
-            stream = self._call(name, lambda timeout: _Opening(open_stream(timeout)), call)
+            stream = self._call(name, lambda timeout: _Opening(open_stream(timeout)), call, version)
             try:
                 with _cancelled_with(call, stream.cancel):  # a cancel during a long block ends the stream at once
                     for event in stream:

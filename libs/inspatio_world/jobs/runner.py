@@ -43,11 +43,14 @@ log = logging.getLogger(__name__)
 
 class StageClient(Protocol):
     """The four stages, wherever they run. `call` carries the call's time budget and the job's cancel
-    event: a client stops the stage when either ends (jobs/budgets.py)."""
+    event: a client stops the stage when either ends (jobs/budgets.py). `model_versions`: the releases
+    whose jobs it can run (a client without the attribute runs v1 only)."""
+
+    model_versions: tuple[str, ...]
 
     def caption(self, video: VideoRef, force: bool, call: StageCall | None = None) -> CaptionOutput: ...
 
-    def depth(self, video: VideoRef, force: bool, call: StageCall | None = None) -> DepthOutput: ...
+    def depth(self, video: VideoRef, force: bool, call: StageCall | None = None, model_version: str = "v1") -> DepthOutput: ...
 
     def render(self, video: VideoRef, depth_key: str, options: RenderOptions, force: bool,
                call: StageCall | None = None) -> RenderOutput: ...  # fmt: skip
@@ -143,7 +146,8 @@ class JobRunner:
             return self.budgets.call(stage, units, cancel)
 
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"job-{job.job_id}") as pool:
-            depth_future = pool.submit(self._stage, job, "depth", lambda: self.stages.depth(job.video, force, budget("depth", frames)))
+            depth_future = pool.submit(self._stage, job, "depth", lambda: self.stages.depth(
+                job.video, force, budget("depth", frames), model_version=options.model_version))  # fmt: skip
             if options.prompt is None:
                 captioned = self._stage(job, "caption", lambda: self.stages.caption(job.video, force, budget("caption", frames)))
                 caption, caption_record = captioned.caption, _record(captioned.timing, caption=captioned.key)
@@ -177,7 +181,7 @@ class JobRunner:
                 self.store, job.video.key, job.video.sha256, render.schedule_key, render.render_key, render.mask_key, force))  # fmt: skip
             return job.with_stage("render_videos", _record(videos.timing, **videos.keys), outputs=dict(videos.keys))
         inputs = GenerateInputs(job.video.key, job.video.sha256, render.schedule_key, render.render_key, render.mask_key,
-                                caption, options.seed, options.autoencoder)  # fmt: skip
+                                caption, options.seed, options.autoencoder, options.model_version)  # fmt: skip
         self.emit(job.job_id, StageStarted("generate"))
         return self._generate(job, self.stages.generate(inputs, force, budget("generate", planned.blocks)), cancel, save)
 
