@@ -34,3 +34,13 @@ def test_generated_case_passes(name):
     lines: list[str] = []
     run_pack(GENERATED_PACK, torch.device("cpu"), only=[name], emit=lines.append)
     assert lines[-1] == "1 passed, 0 failed", "\n".join(lines)
+
+
+V15_PACK = Path(__file__).parent / "v1_5"  # tools/parity_cases/make_v15_cases.py
+
+
+@pytest.mark.parametrize("name", [case.name for case in ParityCase.discover(V15_PACK)])
+def test_v15_case_passes(name):
+    lines: list[str] = []
+    run_pack(V15_PACK, torch.device("cpu"), only=[name], emit=lines.append)
+    assert lines[-1] == "1 passed, 0 failed", "\n".join(lines)
