@@ -14,27 +14,31 @@ VERSION_NAMES = {common_pb2.MODEL_VERSION_UNSPECIFIED: "v1", **{v: k for k, v in
 
 
 def version_name(value: int) -> str:
-    if value not in VERSION_NAMES:
-        raise FieldError(option_field("model_version"), f"unknown model_version enum value {value}")
-    return VERSION_NAMES[value]
+    return _name("model_version", VERSION_NAMES, value)
 
 
 def version_enum(name: str) -> int:
-    if name not in VERSION_ENUMS:
-        raise FieldError(option_field("model_version"), f"model_version {name!r}: choose from {sorted(VERSION_ENUMS)}")
-    return VERSION_ENUMS[name]
+    return _enum("model_version", VERSION_ENUMS, name)
 
 
 def autoencoder_name(value: int) -> str:
-    if value not in AUTOENCODER_NAMES:
-        raise FieldError(option_field("autoencoder"), f"unknown autoencoder enum value {value}")
-    return AUTOENCODER_NAMES[value]
+    return _name("autoencoder", AUTOENCODER_NAMES, value)
 
 
 def autoencoder_enum(name: str) -> int:
-    if name not in AUTOENCODER_ENUMS:
-        raise FieldError(option_field("autoencoder"), f"autoencoder {name!r}: choose from {sorted(AUTOENCODER_ENUMS)}")
-    return AUTOENCODER_ENUMS[name]
+    return _enum("autoencoder", AUTOENCODER_ENUMS, name)
+
+
+def _name(field: str, names: dict[int, str], value: int) -> str:
+    if value not in names:
+        raise FieldError(option_field(field), f"unknown {field} enum value {value}")
+    return names[value]
+
+
+def _enum(field: str, enums: dict[str, int], name: str) -> int:
+    if name not in enums:
+        raise FieldError(option_field(field), f"{field} {name!r}: choose from {sorted(enums)}")
+    return enums[name]
 
 
 def options_to_proto(options: JobOptions) -> common_pb2.JobOptions:
