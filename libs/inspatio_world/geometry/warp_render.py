@@ -141,20 +141,7 @@ def _splat(
     colour: torch.Tensor, position: torch.Tensor, z: torch.Tensor, depth_max: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Bilinear forward splat into an (h+2) x (w+2) canvas, soft z-buffered, border cropped."""
-    average, known = splat_average(colour, position, z, depth_max)
-    render = torch.where(known, average, -1.0).clamp(-1, 1)
-    return render, known.to(torch.float32)
-
-
-def splat_average(
-    values: torch.Tensor, position: torch.Tensor, z: torch.Tensor, depth_max: torch.Tensor,
-    source_valid: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The soft z-buffered bilinear splat of any channels: (weighted average [b, c, h, w], 0 where
-    nothing landed; known [b, 1, h, w] bool). `position` is `_project`'s canvas position, `z` the
-    target depth [b, h, w]; `source_valid` [b, 1, h, w] in {0, 1} drops source pixels (v1.5's
-    depth > 0 and z > 0), on top of the z >= 0 every splat requires."""
-    b, c, h, w = values.shape
+    b, c, h, w = colour.shape
     pos = _clamp_to_canvas(position, w, h)
     lo = _clamp_to_canvas(torch.floor(position).long(), w, h)
     hi = _clamp_to_canvas(torch.ceil(position).long(), w, h)
@@ -167,17 +154,15 @@ def splat_average(
     (wx_lo, wy_lo), (wx_hi, wy_hi) = near_lo[:, None].unbind(2), near_hi[:, None].unbind(2)
 
     valid = (z >= 0).to(torch.float32)[:, None]
-    if source_valid is not None:  # a product of 0/1 factors: the weights stay bit-identical
-        valid = source_valid.to(torch.float32) * valid
     z_weight = torch.exp(_log_depth(z)[:, None] / depth_max.clamp_min(1e-6) * Z_SHARPNESS)
     corners = (  # upstream's accumulation order: (lo y, lo x), (hi y, lo x), (lo y, hi x), (hi y, hi x)
         (lo_y, lo_x, wy_lo * wx_lo), (hi_y, lo_x, wy_hi * wx_lo),
         (lo_y, hi_x, wy_lo * wx_hi), (hi_y, hi_x, wy_hi * wx_hi),
     )
-    colour_hwc = torch.moveaxis(values, 1, 3)
-    frame_index = torch.arange(b, device=values.device)[:, None, None]
+    colour_hwc = torch.moveaxis(colour, 1, 3)
+    frame_index = torch.arange(b, device=colour.device)[:, None, None]
     # one canvas of colour sums and weight sums: [..., :c] colour, [..., c] weight
-    sums = torch.zeros(b, h + 2, w + 2, c + 1, device=values.device)
+    sums = torch.zeros(b, h + 2, w + 2, c + 1, device=colour.device)
     for y, x, proximity in corners:
         weight = torch.moveaxis(proximity * valid / z_weight, 1, 3)  # [b, h, w, 1]
         _accumulate(sums, (frame_index, y, x), torch.cat([colour_hwc * weight, weight], dim=3))
@@ -185,7 +170,8 @@ def splat_average(
     sums = torch.moveaxis(sums, 3, 1)[:, :, 1:-1, 1:-1]
     canvas, weights = sums[:, :c], sums[:, c:]
     known = weights > 0
-    return torch.where(known, canvas / weights, 0.0), known
+    render = torch.where(known, canvas / weights, -1.0).clamp(-1, 1)
+    return render, known.to(torch.float32)
 
 
 def _accumulate(sums: torch.Tensor, index: tuple[torch.Tensor, torch.Tensor, torch.Tensor], values: torch.Tensor) -> None:
