@@ -11,6 +11,10 @@ Upstream's dataset builds the conditioning clip in three steps, all of which onl
    at least 0.3 deg per frame (long clips are subsampled). A pure zoom (total <= 1e-3) only has the
    121-frame minimum. The same positions index source, render and mask.
 
+v1.5 (upstream v1.5 pipeline/scene_schema.padded_frame_count, datasets/utils.iter_video_chunks) has
+none of these: `plan_padded` keeps every frame once and pads the clip to whole 3-latent blocks by
+repeating its last frame; the output is then cut back to the real frame count (`aligned_frames`).
+
 `plan_frames` returns the result as index lists so a caller decodes, stores or reorders only what it
 needs; indices are into the ORIGINAL source video and into the render (= mask) video.
 """
@@ -27,8 +31,10 @@ MAX_ANGLE_PER_FRAME = 0.8  # degrees; faster trajectories get more frames (bounc
 MIN_ANGLE_PER_FRAME = 0.3  # degrees; slower trajectories get fewer frames (subsample)
 MIN_OUTPUT_FRAMES = 121
 ZOOM_ANGLE_EPS = 1e-3  # a total angle at or below this is a pure zoom: no angle-based bounds
+FRAMES_PER_LATENT = 4  # the Wan VAE encodes frame 0 alone, then groups of four
+LATENTS_PER_BLOCK = 3
 
-Adjustment = Literal["bounce", "subsample", "unchanged", "disabled"]
+Adjustment = Literal["bounce", "subsample", "unchanged", "disabled", "padded"]
 
 
 @dataclass(frozen=True)
@@ -37,7 +43,7 @@ class FramePlan:
 
     source_index: tuple[int, ...]
     render_index: tuple[int, ...]
-    aligned_frames: int  # n after freeze and truncation, before the adaptive step
+    aligned_frames: int  # n after freeze and truncation, before the adaptive step (padded: the real frames)
     adjustment: Adjustment
 
     def __len__(self) -> int:
@@ -118,3 +124,26 @@ def plan_frames(
         aligned_frames=n,
         adjustment=adjustment,
     )
+
+
+def padded_frame_count(frames: int, latents_per_block: int = LATENTS_PER_BLOCK) -> int:
+    """The fewest frames >= `frames` that encode to whole blocks of `latents_per_block` latents: 1 + 4(L - 1)
+    with L = 1 + ceil((frames - 1) / 4) rounded up to a multiple of the block (upstream v1.5's rule)."""
+    if frames < 1:
+        raise ValueError(f"need at least one frame, got {frames}")
+    latents = (frames - 1 + FRAMES_PER_LATENT - 1) // FRAMES_PER_LATENT + 1
+    latents = -(-latents // latents_per_block) * latents_per_block
+    return (latents - 1) * FRAMES_PER_LATENT + 1
+
+
+def pad_indices(frames: int, latents_per_block: int = LATENTS_PER_BLOCK) -> list[int]:
+    """0..frames-1, then the last frame repeated up to `padded_frame_count(frames)`."""
+    return list(range(frames)) + [frames - 1] * (padded_frame_count(frames, latents_per_block) - frames)
+
+
+def plan_padded(n_source: int, n_render: int, latents_per_block: int = LATENTS_PER_BLOCK) -> FramePlan:
+    """v1.5's clip: the common length n of source and render, each frame once, padded by repeating the
+    last (`aligned_frames` = n, the frames the output is cut back to)."""
+    n = min(n_source, n_render)
+    order = tuple(pad_indices(n, latents_per_block))
+    return FramePlan(source_index=order, render_index=order, aligned_frames=n, adjustment="padded")
