@@ -1,8 +1,9 @@
 """The conditioning of an image job: an ImageScene rendered into the target cameras, plus its
 source stream (upstream v1.5 render_one for image scenes).
 
-For every target frame, each view is splatted into the camera (geometry/view_render.py; target K
-= view 0's K) and the views are fused nearer-wins (geometry/view_fusion.py). The source stream the
+For every target frame, each view is splatted into the camera with its own K and pose
+(geometry/warp_render.py render_per_frame, one row per view; target K = view 0's K) and the views
+are fused nearer-wins (geometry/view_fusion.py). The source stream the
 generator reads in place of a video:
 
 * one view: that picture for every frame;
@@ -27,9 +28,8 @@ import torch
 
 from ..geometry.image_scene import ImageScene
 from ..geometry.view_fusion import FusedRender, fuse_nearest
-from ..geometry.view_render import lift_view, render_view
 from ..geometry.view_selection import LATENTS_PER_BLOCK, latent_coverage, latent_frame_groups, select_chunk_top3
-from ..geometry.warp_render import render_to_uint8
+from ..geometry.warp_render import render_per_frame, render_to_uint8
 from ..stopping import StopCheck, go_on
 
 SELECTION_VIEWS = 4
@@ -61,12 +61,12 @@ def render_frames(scene: ImageScene, target_w2c: torch.Tensor, device: torch.dev
                   should_stop: StopCheck = go_on) -> Iterator[FusedRender]:  # fmt: skip
     """Each target frame fused from every view, in order (on `device`)."""
     device = torch.device(device)
-    lifted = [lift_view(torch.from_numpy(scene.images[v]).to(device), torch.from_numpy(scene.depth[v]).to(device),
-                        torch.from_numpy(scene.intrinsics[v]), torch.from_numpy(scene.w2c[v])) for v in range(scene.views)]  # fmt: skip
-    target_K = torch.from_numpy(scene.intrinsics[0])
-    for w2c in torch.as_tensor(target_w2c, dtype=torch.float32):
+    images = torch.from_numpy(scene.images).permute(0, 3, 1, 2).to(device)  # uint8 [V, 3, H, W]
+    depth, K, w2c = (torch.from_numpy(a).to(device) for a in (scene.depth, scene.intrinsics, scene.w2c))
+    for target in torch.as_tensor(target_w2c, dtype=torch.float32).to(device):
         should_stop()
-        yield fuse_nearest([render_view(view, w2c, target_K) for view in lifted])
+        views = render_per_frame(images, depth, K, w2c, target.expand(scene.views, 4, 4), K[0], chunk_frames=scene.views)
+        yield fuse_nearest(views.render, views.mask, views.depth)
 
 
 def render_image_conditioning(scene: ImageScene, target_w2c: torch.Tensor, device: torch.device | str = "cpu",

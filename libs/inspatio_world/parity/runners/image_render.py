@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from ...geometry.image_scene import ImageScene
-from ...geometry.view_render import lift_view, render_view
+from ...geometry.warp_render import render_per_frame
 from ...geometry.view_selection import select_chunk_top3
 from ...stages.image_render import render_image_conditioning
 from ..case import ParityCase
@@ -33,10 +33,13 @@ def run_project_source(case: ParityCase, device: torch.device) -> dict[str, torc
     inputs = {name: tensor.to(device) for name, tensor in case.inputs.items()}
     out = {}
     for frame, view in case.meta["pairs"]:
-        lifted = lift_view(inputs["images"][view], inputs["depth"][view], inputs["intrinsics"][view], inputs["w2c"][view])
-        result = render_view(lifted, inputs["target_w2c"][frame], inputs["intrinsics"][0])
+        one = slice(view, view + 1)
+        result = render_per_frame(inputs["images"][one].permute(0, 3, 1, 2), inputs["depth"][one], inputs["intrinsics"][one],
+                                  inputs["w2c"][one], inputs["target_w2c"][frame : frame + 1], inputs["intrinsics"][0])  # fmt: skip
         key = f"f{frame}_v{view}"
-        out[f"{key}/rgb"], out[f"{key}/depth"], out[f"{key}/known"] = result.rgb, result.depth, result.known
+        # upstream leaves unknown pixels' rgb at 0 where render_per_frame writes -1: compared where known
+        out[f"{key}/rgb"] = torch.where(result.mask[0], result.render[0], 0.0)
+        out[f"{key}/depth"], out[f"{key}/known"] = result.depth[0], result.mask[0]
     return out
 
 
