@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from inspatio_world.media import image_inputs
-from inspatio_world.media.image_inputs import ImageInputError, decode_image_inputs, fit_to_frame
+from inspatio_world.media.image_inputs import ImageInputError, check_image_inputs, decode_image_inputs, fit_to_frame
 from inspatio_world.refusals import field_of
 
 SIZE = (32, 16)  # (width, height), small for speed
@@ -88,6 +88,8 @@ def test_unsupported_or_broken_files_name_the_picture():
     assert "not a PNG, JPEG or WebP" in str(_problem([b"hello, not a picture"]))
     assert "empty" in str(_problem([b""]))
     assert "cannot be decoded" in str(_problem([good[: len(good) // 2]]))
+    jpeg = _encode(_bands(64, 32), "JPEG")
+    assert "cannot be" in str(_problem([jpeg[: len(jpeg) // 2]]))
     assert "expected the encoded file's bytes" in str(_problem(["picture.png"]))
 
 
@@ -104,3 +106,16 @@ def test_animations_are_refused():
     buffer = io.BytesIO()
     frames[0].save(buffer, format="WEBP", save_all=True, append_images=frames[1:])
     assert "animated" in str(_problem([buffer.getvalue()]))
+
+
+def test_the_cheap_check_reads_headers_only():
+    good = _encode(_bands(64, 32), "PNG")
+    assert check_image_inputs([good] * 4) == [(64, 32)] * 4
+    truncated = good[: len(good) // 2]
+    assert check_image_inputs([truncated]) == [(64, 32)]  # only decoding finds this out
+    with pytest.raises(ImageInputError, match="cannot be decoded"):
+        decode_image_inputs([truncated], SIZE)
+    with pytest.raises(ImageInputError, match="got 2"):
+        check_image_inputs([good] * 2)
+    with pytest.raises(ImageInputError, match="not a PNG, JPEG or WebP"):
+        check_image_inputs([b"GIF89a...."])

@@ -5,7 +5,8 @@ Accepted: exactly 1 or 4 pictures, each a PNG, JPEG or WebP file (by content, no
 frame (no animations), at least `MIN_IMAGE_SIDE` pixels on each side and at most `MAX_IMAGE_PIXELS`
 pixels and `MAX_IMAGE_BYTES` bytes. Anything else raises `ImageInputError` (a ValueError carrying
 the request field, so the service layer answers INVALID_ARGUMENT; refusals.field_of), naming the
-picture by its position.
+picture by its position. `check_image_inputs` runs the header checks only (cheap, for the front
+door); `decode_image_inputs` runs them again and decodes (corrupt data is found there).
 
 Every picture comes out upright (EXIF orientation applied, as OpenCV's imread does for upstream),
 RGB (alpha dropped, as PIL's convert("RGB")), scaled with bicubic filtering to cover the frame and
@@ -41,11 +42,21 @@ class ImageInputError(ValueError):
         self.field = field
 
 
+def check_image_inputs(blobs: Sequence[bytes]) -> list[tuple[int, int]]:
+    """The cheap checks, from the files' headers only (count, format, size, animation): what a front
+    door runs before accepting a job. Returns each picture's (width, height) as stored."""
+    _check_count(blobs)
+    sizes = []
+    for i, blob in enumerate(blobs):
+        with _header(blob, f"{FIELD}[{i}]") as image:
+            sizes.append(image.size)
+    return sizes
+
+
 def decode_image_inputs(blobs: Sequence[bytes], size: tuple[int, int] = FRAME_SIZE) -> np.ndarray:
     """Encoded pictures -> uint8 RGB [V, H, W, 3] fitted to `size` (width, height); see the module docstring."""
-    if len(blobs) not in VIEW_COUNTS:
-        raise ImageInputError(f"an image job takes 1 picture or 4 views of one place, got {len(blobs)}")
-    return np.stack([fit_to_frame(_open(blob, f"{FIELD}[{i}]"), size) for i, blob in enumerate(blobs)])
+    _check_count(blobs)
+    return np.stack([fit_to_frame(_decode(blob, f"{FIELD}[{i}]"), size) for i, blob in enumerate(blobs)])
 
 
 def fit_to_frame(image: Image.Image, size: tuple[int, int] = FRAME_SIZE) -> np.ndarray:
@@ -58,7 +69,13 @@ def fit_to_frame(image: Image.Image, size: tuple[int, int] = FRAME_SIZE) -> np.n
     return np.asarray(image.crop((left, top, left + width, top + height)))
 
 
-def _open(blob: bytes, name: str) -> Image.Image:
+def _check_count(blobs: Sequence[bytes]) -> None:
+    if len(blobs) not in VIEW_COUNTS:
+        raise ImageInputError(f"an image job takes 1 picture or 4 views of one place, got {len(blobs)}")
+
+
+def _header(blob: bytes, name: str) -> Image.Image:
+    """The opened (not yet decoded) picture, its header checked."""
     if not isinstance(blob, (bytes, bytearray, memoryview)):
         raise ImageInputError(f"{name}: expected the encoded file's bytes, got {type(blob).__name__}", name)
     if len(blob) == 0:
@@ -67,15 +84,23 @@ def _open(blob: bytes, name: str) -> Image.Image:
         raise ImageInputError(f"{name}: {len(blob)} bytes exceed the limit of {MAX_IMAGE_BYTES} bytes", name)
     try:
         image = Image.open(io.BytesIO(bytes(blob)), formats=FORMATS)  # reads the header only
+        frames = getattr(image, "n_frames", 1)
     except UnidentifiedImageError:
         raise ImageInputError(f"{name}: not a PNG, JPEG or WebP picture", name) from None
+    except (OSError, SyntaxError, ValueError) as exc:  # a header cut short or corrupt
+        raise ImageInputError(f"{name}: the picture's header cannot be read ({exc})", name) from None
     width, height = image.size
     if width * height > MAX_IMAGE_PIXELS:
         raise ImageInputError(f"{name}: {width}x{height} ({width * height} pixels) exceeds the limit of {MAX_IMAGE_PIXELS} pixels", name)
     if min(width, height) < MIN_IMAGE_SIDE:
         raise ImageInputError(f"{name}: {width}x{height} is too small (each side needs at least {MIN_IMAGE_SIDE} pixels)", name)
-    if getattr(image, "n_frames", 1) > 1:
+    if frames > 1:
         raise ImageInputError(f"{name}: animated pictures are not accepted (send a video instead)", name)
+    return image
+
+
+def _decode(blob: bytes, name: str) -> Image.Image:
+    image = _header(blob, name)
     try:
         image.load()
         return ImageOps.exif_transpose(image)
