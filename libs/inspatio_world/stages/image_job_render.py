@@ -14,7 +14,11 @@ or [3, 3] and w2c [V, 4, 4]; the pictures are fitted to the depth maps' size). S
    lossless RGB) and, last, `schedule.json`: source_index / render_index 0..F-1 into those videos,
    adjustment "padded", `aligned_frames` the real frame count (trim the output to it), fps 15 (the
    upstream examples' rate for image scenes), and for four views the view per latent, the coverage
-   and the views kept per block.
+   and the views kept per block. source.mkv reads like a video source: the generator's resize to the
+   render size is the identity on it.
+
+Upstream v1.5 hands the generator render and source as H.264 (crf 18, yuv420p) and the mask as
+crf 0; here all three are lossless, as the video render stage keeps its intermediates.
 """
 
 from __future__ import annotations
