@@ -13,6 +13,7 @@ from PIL import Image
 from safetensors.numpy import save as save_safetensors
 
 from inspatio_world.geometry.trajectory import PerFrameTrajectory, parse_trajectory
+from inspatio_world.media.dataset_inputs import load_render_and_mask, load_source_video
 from inspatio_world.media.decode import read_images
 from inspatio_world.media.image_inputs import ImageInputError
 from inspatio_world.media.lossless import read_lossless_masks
@@ -91,6 +92,13 @@ def test_supplied_geometry_replaces_da3(tmp_path):
     source = read_images(store.download(out.keys["source.mkv"], tmp_path / "source.mkv"))
     picture = Image.open(io.BytesIO(store.get_bytes(images[0]))).resize((W, 34), Image.Resampling.BICUBIC)  # 80x48 * 0.7
     assert np.array_equal(source[0].numpy(), np.asarray(picture)[1:33])  # fitted to the depth maps: cover, centre crop
+    # the generator reads them with the video job's readers: source at the render size, render and mask aligned
+    source = load_source_video(store.download(out.keys["source.mkv"], tmp_path / "s.mkv"), size=(H, W))
+    render, mask = load_render_and_mask(store.download(out.keys["render.mkv"], tmp_path / "r.mkv"),
+                                        store.download(out.keys["mask.mkv"], tmp_path / "m.mkv"))  # fmt: skip
+    assert source.shape == render.shape == mask.shape == (9, 3, H, W)
+    assert torch.equal(source[0], torch.from_numpy(np.asarray(picture)[1:33]).permute(2, 0, 1) / 127.5 - 1)
+    assert set(mask.unique().tolist()) == {1.0} and render.min() >= -1 and render.max() <= 1
     store.put_bytes("uploads/bad.safetensors", save_safetensors({"depth": np.ones((1, H, W), np.float32)}))
     with pytest.raises(ImageInputError, match="lacks intrinsics, w2c"):
         run_image_render(store, images, trajectory, text, geometry_key="uploads/bad.safetensors")
