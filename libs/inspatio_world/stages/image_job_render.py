@@ -9,7 +9,8 @@ or [3, 3] and w2c [V, 4, 4]; the pictures are fitted to the depth maps' size). S
 1. decode and fit the pictures (media/image_inputs.py), estimate or check the geometry
    (geometry/image_scene.py) -- every input error is an ImageInputError/ValueError before rendering;
 2. pad the cameras to whole 3-latent blocks by repeating the last one (v1.5's frame rule,
-   geometry/frame_schedule.pad_indices), render, fuse and anchor (stages/image_render.py);
+   geometry/frame_schedule.pad_indices), render and fuse frame by frame straight into the files, then
+   anchor the source stream on the coverage (stages/image_render.py);
 3. publish `render.mkv`, `mask.mkv` (as the video render stage) and `source.mkv` (the source stream,
    lossless RGB) and, last, `schedule.json`: source_index / render_index 0..F-1 into those videos,
    adjustment "padded", `aligned_frames` the real frame count (trim the output to it), fps 15 (the
@@ -36,14 +37,14 @@ from ..geometry.frame_schedule import pad_indices
 from ..geometry.image_scene import estimate_image_scene, supplied_image_scene
 from ..geometry.trajectory import PerFrameTrajectory, Trajectory
 from ..media.image_inputs import ImageInputError, decode_image_inputs
-from ..media.lossless import write_lossless
+from ..media.lossless import LosslessWriter
 from ..models.depth import DepthEstimator
 from ..stopping import StopCheck, go_on
 from ..store.base import ObjectStore
 from ..store.keys import content_key
 from .artifacts import MKV, Stopwatch, Timing, all_exist, get_json, object_digest, put_json, scratch
 from .identity import ModelIdentity
-from .image_render import render_image_conditioning
+from .image_render import choose_sources, iter_render_and_mask
 
 IMAGE_FPS = 15.0
 RENDERER_VERSION = "image-render-1"  # part of the cache key: bump when the outputs change
@@ -93,18 +94,26 @@ def run_image_render(store: ObjectStore, image_keys: Sequence[str], trajectory: 
         scene = supplied_image_scene(decode_image_inputs(blobs, size), supplied["depth"], supplied["intrinsics"], supplied["w2c"])
     should_stop()
     targets = torch.tensor(trajectory.w2c[pad_indices(real_frames)], dtype=torch.float32)
-    result = render_image_conditioning(scene, targets, device, should_stop)
     width, height = scene.size
+    coverage: list[list[int]] = []
     with scratch() as folder:
-        for name, frames, kind in (("render.mkv", result.render, "rgb"), ("mask.mkv", result.mask, "mask"),
-                                   ("source.mkv", result.source, "rgb")):  # fmt: skip
-            write_lossless(folder / name, [frames], width, height, kind)
+        # frame by frame into the files: a long path at 832x480 is never held whole
+        with LosslessWriter(folder / "render.mkv", width, height, "rgb") as renders, \
+                LosslessWriter(folder / "mask.mkv", width, height, "mask") as masks:  # fmt: skip
+            for render, mask in iter_render_and_mask(scene, targets, coverage, device, should_stop):
+                renders.write(render)
+                masks.write(mask)
+        choice = choose_sources(scene.views, coverage)
+        with LosslessWriter(folder / "source.mkv", width, height, "rgb") as sources:
+            for view in choice.frame_views:
+                sources.write(torch.from_numpy(scene.images[view : view + 1]))
+        for name in ("render.mkv", "mask.mkv", "source.mkv"):
             store.put_file(keys[name], folder / name, content_type=MKV)
     order = list(range(len(targets)))
     put_json(store, keys["schedule.json"], {
         "source_index": order, "render_index": order, "adjustment": "padded", "aligned_frames": real_frames,
-        "fps": IMAGE_FPS, "views": scene.views, "source_views": result.source_views,
-        "overlap_pixels": result.overlap_pixels, "chunk_views": result.chunk_views,
+        "fps": IMAGE_FPS, "views": scene.views, "source_views": choice.source_views,
+        "overlap_pixels": choice.overlap_pixels, "chunk_views": choice.chunk_views,
     })  # fmt: skip
     return ImageRenderOutput(keys, len(targets), real_frames, watch.timing("image_render", False))
 

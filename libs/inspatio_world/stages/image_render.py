@@ -15,7 +15,8 @@ generator reads in place of a video:
 
 Outputs are what a video job's render stage hands the generator: render uint8 [F, H, W, 3] (8-bit
 by truncation, holes 0), mask bool [F, H, W] (True = rendered) and source uint8 [F, H, W, 3].
-`render_frames` yields them frame by frame for streaming; `render_image_conditioning` collects them.
+`render_image_conditioning` collects them in memory; `iter_render_and_mask` + `choose_sources`
+stream them (the source views are known only once every frame's coverage is).
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterator
 
-import numpy as np
 import torch
 
 from ..geometry.image_scene import ImageScene
@@ -69,22 +69,46 @@ def render_frames(scene: ImageScene, target_w2c: torch.Tensor, device: torch.dev
         yield fuse_nearest(views.render, views.mask, views.depth)
 
 
+@dataclass(frozen=True)
+class SourceChoice:
+    """Which view each latent's (and so each frame's) source frames show."""
+
+    source_views: list[int]  # [latents]
+    frame_views: list[int]  # [frames]
+    overlap_pixels: list[list[int]] = field(default_factory=list)  # [latents][views] (four views)
+    chunk_views: list[list[int]] = field(default_factory=list)  # [blocks][3] (four views)
+
+
+def choose_sources(views: int, coverage: list[list[int]]) -> SourceChoice:
+    """Per-frame coverage [frames][views] -> the source stream's views (one view: always view 0)."""
+    frames = len(coverage)
+    groups = latent_frame_groups(frames)
+    if views == SELECTION_VIEWS:
+        overlap = latent_coverage(coverage, frames)
+        chosen, chunk_views = select_chunk_top3(overlap)
+    else:
+        overlap, chosen, chunk_views = [], [0] * len(groups), []
+    frame_views = [view for group, view in zip(groups, chosen) for _ in group]
+    return SourceChoice(list(chosen), frame_views, overlap, chunk_views)
+
+
+def iter_render_and_mask(scene: ImageScene, target_w2c: torch.Tensor, coverage: list[list[int]],
+                         device: torch.device | str = "cpu", should_stop: StopCheck = go_on,
+                         ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:  # fmt: skip
+    """Per target frame, (render uint8 [1, H, W, 3], mask bool [1, H, W]) on the CPU, appending each
+    frame's per-view coverage to `coverage` (for `choose_sources` once every frame is done)."""
+    check_frame_count(scene.views, len(target_w2c))
+    for fused in render_frames(scene, target_w2c, device, should_stop):
+        coverage.append(fused.view_pixels.tolist())
+        yield render_to_uint8(fused.rgb[None]).cpu(), fused.mask[None].cpu()
+
+
 def render_image_conditioning(scene: ImageScene, target_w2c: torch.Tensor, device: torch.device | str = "cpu",
                               should_stop: StopCheck = go_on) -> ImageConditioning:  # fmt: skip
-    """Render, mask and source stream for the target cameras w2c [F, 4, 4] (see the module docstring)."""
-    frames = len(target_w2c)
-    check_frame_count(scene.views, frames)
-    renders, masks, coverage = [], [], []
-    for fused in render_frames(scene, target_w2c, device, should_stop):
-        renders.append(render_to_uint8(fused.rgb[None]).cpu())
-        masks.append(fused.mask[None].cpu())
-        coverage.append(fused.view_pixels.tolist())
-    groups = latent_frame_groups(frames)
-    if scene.views == SELECTION_VIEWS:
-        overlap = latent_coverage(coverage, frames)
-        views, chunk_views = select_chunk_top3(overlap)
-    else:
-        overlap, views, chunk_views = [], [0] * len(groups), []
-    per_frame = np.concatenate([np.full(len(group), view) for group, view in zip(groups, views)])
-    source = torch.from_numpy(scene.images[per_frame])
-    return ImageConditioning(torch.cat(renders), torch.cat(masks), source, list(views), overlap, chunk_views)
+    """Render, mask and source stream for the target cameras w2c [F, 4, 4], all in memory (see the
+    module docstring; stages/image_job_render.py streams them to files instead)."""
+    coverage: list[list[int]] = []
+    renders, masks = zip(*iter_render_and_mask(scene, target_w2c, coverage, device, should_stop))
+    choice = choose_sources(scene.views, coverage)
+    source = torch.from_numpy(scene.images[choice.frame_views])
+    return ImageConditioning(torch.cat(renders), torch.cat(masks), source, choice.source_views, choice.overlap_pixels, choice.chunk_views)
