@@ -119,3 +119,9 @@ def test_the_cheap_check_reads_headers_only():
         check_image_inputs([good] * 2)
     with pytest.raises(ImageInputError, match="not a PNG, JPEG or WebP"):
         check_image_inputs([b"GIF89a...."])
+
+
+def test_a_picture_already_at_the_frame_size_passes_unchanged():
+    """Upstream v1.5 takes 832x480 PNGs as they are: such inputs keep their exact pixels here."""
+    picture = np.random.default_rng(3).integers(0, 256, (16, 32, 3), dtype=np.uint8)
+    assert np.array_equal(decode_image_inputs([_encode(picture, "PNG")], SIZE)[0], picture)
