@@ -22,8 +22,8 @@ from itertools import permutations
 from typing import Sequence
 
 from ..models.mask_latents import FRAMES_PER_LATENT, pixel_frames_of
+from .frame_schedule import LATENTS_PER_BLOCK
 
-LATENTS_PER_BLOCK = 3
 ANCHOR_VIEWS = 4  # upstream's selection is defined for exactly four views
 
 

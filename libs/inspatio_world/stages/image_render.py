@@ -28,11 +28,10 @@ import torch
 
 from ..geometry.image_scene import ImageScene
 from ..geometry.view_fusion import FusedRender, fuse_nearest
-from ..geometry.view_selection import LATENTS_PER_BLOCK, latent_coverage, latent_frame_groups, select_chunk_top3
+from ..geometry.frame_schedule import LATENTS_PER_BLOCK
+from ..geometry.view_selection import ANCHOR_VIEWS, latent_coverage, latent_frame_groups, select_chunk_top3
 from ..geometry.warp_render import render_per_frame, render_to_uint8
 from ..stopping import StopCheck, go_on
-
-SELECTION_VIEWS = 4
 
 
 @dataclass(frozen=True, eq=False)
@@ -50,9 +49,9 @@ def check_frame_count(views: int, frames: int) -> None:
     if frames < 1:
         raise ValueError(f"an image job needs at least one target camera, got {frames}")
     latents = len(latent_frame_groups(frames))
-    if views not in (1, SELECTION_VIEWS):
+    if views not in (1, ANCHOR_VIEWS):
         raise ValueError(f"an image scene has 1 or 4 views, got {views}")
-    if views == SELECTION_VIEWS and latents % LATENTS_PER_BLOCK:
+    if views == ANCHOR_VIEWS and latents % LATENTS_PER_BLOCK:
         raise ValueError(f"four-view jobs need whole blocks of {LATENTS_PER_BLOCK} latents (frames [0], [1-4], ...): "
                          f"{frames} frames make {latents} latents; pad to 9, 21, 33, ... frames")
 
@@ -83,7 +82,7 @@ def choose_sources(views: int, coverage: list[list[int]]) -> SourceChoice:
     """Per-frame coverage [frames][views] -> the source stream's views (one view: always view 0)."""
     frames = len(coverage)
     groups = latent_frame_groups(frames)
-    if views == SELECTION_VIEWS:
+    if views == ANCHOR_VIEWS:
         overlap = latent_coverage(coverage, frames)
         chosen, chunk_views = select_chunk_top3(overlap)
     else:
