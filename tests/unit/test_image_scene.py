@@ -37,6 +37,17 @@ def test_estimated_scene_has_one_map_k_and_pose_per_view_relative_to_view_0(esti
     assert np.allclose(rotations @ rotations.transpose(0, 2, 1), np.eye(3), atol=1e-5)
 
 
+def test_poses_are_relative_to_view_0_and_not_smoothed_across_views(estimator, views):
+    """Upstream's four-view example has view 0 exactly the identity: the time smoothing of videos
+    (which would blend the four cameras) is not applied."""
+    scene = estimate_image_scene(views, estimator)
+    result = estimator.estimate(views)
+    assert np.allclose(scene.w2c[0], np.eye(4), atol=1e-6)
+    assert np.allclose(scene.w2c, np.linalg.inv(result.normalized_c2w.astype(np.float64)), atol=1e-5)
+    smoothed = np.linalg.inv(result.smoothed_c2w)
+    assert not np.allclose(scene.w2c, smoothed, atol=1e-3)
+
+
 def test_the_views_are_estimated_jointly(estimator, views):
     """One pass over all views: changing view 3 changes view 0's depth (views attend to each other)."""
     alone = estimate_image_scene(views, estimator)

@@ -3,9 +3,13 @@
 * `estimate_image_scene`: Depth-Anything-3 over ALL views in one pass (the views attend to each
   other, so the four cameras come out in one world), as the community re-implementation does; the
   project's DA3 wrapper (models/depth.py) adds upstream's post-processing: depth nearest-resized to
-  the output size, K scaled to it, poses relative to view 0 and Gaussian-smoothed over the view
-  index (sigma 2; a single view is unchanged). The views must already be fitted to the estimator's
-  output size (media/image_inputs.py), so depth, K and pictures share one pixel grid.
+  the output size, K scaled to it, poses relative to view 0. The poses are NOT smoothed over the
+  views: the video path's Gaussian over time (sigma 2) would average four unrelated cameras into
+  one. Upstream v1.5's own four-view example (examples/multiview_example_00/depth/source_tcw.txt)
+  has view 0 exactly the identity and views turned by up to ~130 degrees, i.e. unsmoothed; the
+  community re-implementation smooths them (a deviation of its own, not followed here). The views
+  must already be fitted to the estimator's output size (media/image_inputs.py), so depth, K and
+  pictures share one pixel grid.
 * `supplied_image_scene`: the user's own depth, intrinsics and poses, checked (shapes, finite,
   depth >= 0 with some positive, focal lengths > 0, rigid poses) -> ImageInputError.
 
@@ -53,8 +57,7 @@ def estimate_image_scene(images: np.ndarray, estimator: "DepthEstimator") -> Ima
     if images.shape[2:0:-1] != size:
         raise ValueError(f"views are {images.shape[2]}x{images.shape[1]}, the estimator writes {size[0]}x{size[1]}: fit them first")
     result = estimator.estimate(images)
-    w2c = np.tile(np.eye(4), (len(images), 1, 1))
-    w2c[:, :3, :] = result.extrinsic_w2c
+    w2c = np.linalg.inv(result.normalized_c2w.astype(np.float64))  # relative to view 0, unsmoothed
     return ImageScene(images, np.array(result.depth, np.float32), np.array(result.intrinsics, np.float32), w2c.astype(np.float32))
 
 
