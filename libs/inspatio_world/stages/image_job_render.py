@@ -3,8 +3,8 @@ generator reads, content-addressed like a video job's render.
 
 Inputs: the uploaded pictures (1 or 4 objects), a per-frame camera path (one w2c per output frame,
 in the world of the first view: DA3 normalises to it), and the geometry: DA3 jointly over the views
-(an estimator) or the user's own (a safetensors object holding depth [V, H, W], intrinsics [V, 3, 3]
-or [3, 3] and w2c [V, 4, 4]; the pictures are fitted to the depth maps' size). Steps:
+(an estimator) or the user's own (geometry/supplied_geometry.py: a safetensors object holding depth
+[V, H, W], intrinsics and w2c; the pictures are fitted to the depth maps' size). Steps:
 
 1. decode and fit the pictures (media/image_inputs.py), estimate or check the geometry
    (geometry/image_scene.py) -- every input error is an ImageInputError/ValueError before rendering;
@@ -28,13 +28,11 @@ import hashlib
 from dataclasses import dataclass
 from typing import Sequence
 
-import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.numpy import load as load_safetensors
 
 from ..geometry.frame_schedule import pad_indices
 from ..geometry.image_scene import estimate_image_scene, supplied_image_scene
+from ..geometry.supplied_geometry import decode_geometry
 from ..geometry.trajectory import PerFrameTrajectory, Trajectory
 from ..media.image_inputs import ImageInputError, decode_image_inputs
 from ..media.lossless import LosslessWriter
@@ -49,7 +47,6 @@ from .image_render import choose_sources, iter_render_and_mask
 IMAGE_FPS = 15.0
 RENDERER_VERSION = "image-render-1"  # part of the cache key: bump when the outputs change
 NAMES = ("schedule.json", "render.mkv", "mask.mkv", "source.mkv")
-GEOMETRY_FIELD = "geometry"
 
 
 @dataclass(frozen=True)
@@ -60,27 +57,33 @@ class ImageRenderOutput:
     timing: Timing
 
 
-def image_render_keys(store: ObjectStore, image_keys: Sequence[str], trajectory_text: str, geometry: str) -> dict[str, str]:
+def image_render_keys(store: ObjectStore, image_keys: Sequence[str], trajectory_text: str, geometry: str,
+                      output_frames: int | None = None) -> dict[str, str]:  # fmt: skip
     """The stage's content keys; `geometry` names how depth and cameras are had (weights digest, or
     the supplied object's digest)."""
     inputs = {f"image{i}": object_digest(store, key) for i, key in enumerate(image_keys)}
-    options = {"trajectory_sha256": hashlib.sha256(trajectory_text.encode()).hexdigest(), "fps": IMAGE_FPS}
+    options = {"trajectory_sha256": hashlib.sha256(trajectory_text.encode()).hexdigest(), "fps": IMAGE_FPS,
+               "output_frames": output_frames}  # fmt: skip
     return {name: content_key("image_render", inputs, options, f"{RENDERER_VERSION}:{geometry}", name) for name in NAMES}
 
 
 def run_image_render(store: ObjectStore, image_keys: Sequence[str], trajectory: Trajectory, trajectory_text: str,
                      estimator: DepthEstimator | None = None, identity: ModelIdentity | None = None,
-                     geometry_key: str | None = None, device: torch.device | str = "cpu", force: bool = False,
-                     should_stop: StopCheck = go_on) -> ImageRenderOutput:  # fmt: skip
-    """See the module docstring. Give `estimator` and `identity` (DA3), or `geometry_key` (the user's)."""
+                     geometry_key: str | None = None, output_frames: int | None = None, device: torch.device | str = "cpu",
+                     force: bool = False, should_stop: StopCheck = go_on) -> ImageRenderOutput:  # fmt: skip
+    """See the module docstring. Give `estimator` and `identity` (DA3), or `geometry_key` (the user's).
+    `output_frames`: the frames the output is trimmed to (default: one per camera; an upstream scene
+    folder's cameras are already padded and carry their own `valid_frames`)."""
     watch = Stopwatch()
     if not isinstance(trajectory, PerFrameTrajectory):
         raise ImageInputError("image jobs take a per-frame camera path (one 4x4 w2c per line, e.g. traj/image_orbit.txt)", "trajectory")
     if (geometry_key is None) == (estimator is None or identity is None):
         raise ValueError("give either an estimator and its identity, or a geometry object (not both)")
     geometry = f"supplied:{object_digest(store, geometry_key)}" if geometry_key else f"da3:{identity.digest}:{estimator.settings}"
-    keys = image_render_keys(store, image_keys, trajectory_text, geometry)
-    real_frames = len(trajectory.w2c)
+    keys = image_render_keys(store, image_keys, trajectory_text, geometry, output_frames)
+    real_frames = len(trajectory.w2c) if output_frames is None else output_frames
+    if not 1 <= real_frames <= len(trajectory.w2c):
+        raise ImageInputError(f"output_frames must be 1..{len(trajectory.w2c)} (the cameras given), got {real_frames}", "output_frames")
     if not force and all_exist(store, list(keys.values())):
         frames = len(get_json(store, keys["schedule.json"])["source_index"])
         return ImageRenderOutput(keys, frames, real_frames, watch.timing("image_render", True))
@@ -89,11 +92,11 @@ def run_image_render(store: ObjectStore, image_keys: Sequence[str], trajectory: 
     if geometry_key is None:
         scene = estimate_image_scene(decode_image_inputs(blobs, tuple(estimator.settings.output_size)), estimator)
     else:
-        supplied = _load_geometry(store, geometry_key)
+        supplied = decode_geometry(store.get_bytes(geometry_key))
         size = (supplied["depth"].shape[-1], supplied["depth"].shape[-2])  # the pictures are fitted to the depth maps
         scene = supplied_image_scene(decode_image_inputs(blobs, size), supplied["depth"], supplied["intrinsics"], supplied["w2c"])
     should_stop()
-    targets = torch.tensor(trajectory.w2c[pad_indices(real_frames)], dtype=torch.float32)
+    targets = torch.tensor(trajectory.w2c[pad_indices(len(trajectory.w2c))], dtype=torch.float32)
     width, height = scene.size
     coverage: list[list[int]] = []
     with scratch() as folder:
@@ -116,16 +119,3 @@ def run_image_render(store: ObjectStore, image_keys: Sequence[str], trajectory: 
         "overlap_pixels": choice.overlap_pixels, "chunk_views": choice.chunk_views,
     })  # fmt: skip
     return ImageRenderOutput(keys, len(targets), real_frames, watch.timing("image_render", False))
-
-
-def _load_geometry(store: ObjectStore, key: str) -> dict[str, np.ndarray]:
-    try:
-        tensors = load_safetensors(store.get_bytes(key))
-    except SafetensorError as exc:
-        raise ImageInputError(f"the geometry object is not a safetensors file ({exc})", GEOMETRY_FIELD) from None
-    missing = [name for name in ("depth", "intrinsics", "w2c") if name not in tensors]
-    if missing:
-        raise ImageInputError(f"the geometry object lacks {', '.join(missing)} (needs depth, intrinsics and w2c)", GEOMETRY_FIELD)
-    if tensors["depth"].ndim != 3:
-        raise ImageInputError(f"the geometry's depth must be [views, height, width], got {list(tensors['depth'].shape)}", "depth")
-    return tensors
