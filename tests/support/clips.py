@@ -7,5 +7,5 @@ from pathlib import Path
 from inspatio_world.client import write_sample_video
 
 
-def write_sample_mp4(folder: Path, frames: int, height: int, width: int) -> Path:
-    return write_sample_video(folder / "clip.mp4", frames, height, width)
+def write_sample_mp4(folder: Path, frames: int, height: int, width: int, fps: float = 24) -> Path:
+    return write_sample_video(folder / "clip.mp4", frames, height, width, fps)

@@ -59,6 +59,9 @@ def add_model_commands(commands: argparse._SubParsersAction) -> None:
     weights.add_argument("--device", default=None,
                          help="where models are built and initialised (default: cuda when available, else cpu; "
                               "random-full on a CPU takes tens of minutes)")
+    weights.add_argument("--model-version", action="append", choices=["v1", "v1_5"], dest="model_versions",
+                         help="whose InSpatio-World DiT checkpoint to write (repeatable; default: v1 for random-full, "
+                              "both for tiny); v1_5 writes InSpatio-World-1.3B/InSpatio-World-1.5-1.3B.safetensors")
     weights.set_defaults(func=_weights)
 
 
@@ -141,11 +144,12 @@ def _weights(args: argparse.Namespace) -> int:
         from ..pipeline.tiny_weights import TINY
         from ..pipeline.random_weights import write_random_weights
 
-        write_random_weights(Path(args.dir), TINY, device=args.device or "cpu", progress=progress)
+        versions = tuple(args.model_versions or ("v1", "v1_5"))
+        write_random_weights(Path(args.dir), TINY, device=args.device or "cpu", progress=progress, model_versions=versions)
     else:
         from ..pipeline.full_weights import write_full_weights
 
-        write_full_weights(Path(args.dir), device=args.device, progress=progress)
+        write_full_weights(Path(args.dir), device=args.device, progress=progress, model_versions=tuple(args.model_versions or ("v1",)))
     print(f"{args.dir}: random weights ({args.profile}); pictures made with them are meaningless")
     return 0
 

@@ -205,11 +205,26 @@ def target_c2ws(
     return targets
 
 
+def target_w2cs(
+    traj: Trajectory, source_c2w: np.ndarray | torch.Tensor, rotation_only: bool, relative_to_source: bool
+) -> torch.Tensor:
+    """Target camera w2c [N, 4, 4] float32 (v1.5's renderer takes w2c): a per-frame file's own matrices as
+    float32 (upstream v1.5 reads target_tcw.txt so), otherwise the inverses of `target_c2ws`."""
+    if isinstance(traj, PerFrameTrajectory) and not (rotation_only or relative_to_source):
+        check_camera_count(traj, len(source_c2w))
+        return torch.tensor(traj.w2c, dtype=torch.float32, device=torch.as_tensor(source_c2w).device)
+    return torch.linalg.inv(target_c2ws(traj, source_c2w, rotation_only, relative_to_source))
+
+
+def check_camera_count(traj: PerFrameTrajectory, frames: int) -> None:
+    if len(traj.w2c) != frames:
+        raise TrajectoryError(f"per-frame trajectory has {len(traj.w2c)} cameras for {frames} frames")
+
+
 def _per_frame_targets(
     traj: PerFrameTrajectory, source: torch.Tensor, rotation_only: bool, relative_to_source: bool
 ) -> torch.Tensor:
-    if len(traj.w2c) != len(source):
-        raise TrajectoryError(f"per-frame trajectory has {len(traj.w2c)} cameras for {len(source)} frames")
+    check_camera_count(traj, len(source))
     c2w = np.linalg.inv(traj.w2c)
     if rotation_only:
         c2w[:, :3, 3] = 0.0

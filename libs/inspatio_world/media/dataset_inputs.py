@@ -3,7 +3,8 @@
 All results are float32 [T, 3, H, W] (spec conditioning.md §5.2-5.3):
 - source: the first `max_frames` (1000) decoded RGB frames, /255, stretched (no crop) to 480x832
   with torchvision's tensor Resize (bilinear, antialias=True, align_corners=False), then
-  Normalize(0.5, 0.5) -> [-1, 1];
+  Normalize(0.5, 0.5) -> [-1, 1]; v1.5 (`crop=True`) scales to cover and crops the centre instead
+  (media/centre_crop.py), then /255 * 2 - 1;
 - render: /255 * 2 - 1 -> [-1, 1], holes (black) at -1; no resize, the renderer wrote 480x832;
 - mask: /255 > 0.5 -> {-1, +1}, +1 = valid (rendered), -1 = hole; all three channels kept.
 
@@ -19,6 +20,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from .centre_crop import centre_crop
 from .decode import DEFAULT_LIMITS, DecodeLimits, images_to_frames, iter_frames, probe_video
 
 SOURCE_SIZE = (480, 832)  # (H, W), the config's video_size
@@ -47,9 +49,14 @@ def load_source_video(
     max_frames: int = SOURCE_MAX_FRAMES,
     size: tuple[int, int] = SOURCE_SIZE,
     *,
+    crop: bool = False,
     limits: DecodeLimits = DEFAULT_LIMITS,
 ) -> torch.Tensor:
-    """The source video as float32 [T, 3, *size] in [-1, 1], T = min(decoded frames, max_frames)."""
+    """The source video as float32 [T, 3, *size] in [-1, 1], T = min(decoded frames, max_frames);
+    `crop`: v1.5's centre crop instead of v1's stretch."""
+    if crop:
+        cropped = lambda images: to_render_values(images_to_frames(centre_crop(images, (size[1], size[0]))))  # noqa: E731
+        return _decode_converted(path, max_frames, cropped, limits, images=True)
     return _decode_converted(path, max_frames, lambda frames: resize_and_normalize(frames, size), limits)
 
 
@@ -71,13 +78,15 @@ def _decode_converted(
     convert: Callable[[torch.Tensor], torch.Tensor],
     limits: DecodeLimits,
     chunk_frames: int = 16,
+    images: bool = False,
 ) -> torch.Tensor:
-    """Decode up to `max_frames` frames chunk by chunk, convert each chunk from [0, 1] and stack the results."""
+    """Decode up to `max_frames` frames chunk by chunk, convert each chunk from [0, 1] (`images`: from
+    the uint8 images [t, H, W, 3]) and stack the results."""
     expected = probe_video(path).frames
     out: torch.Tensor | None = None
     filled = 0
     for chunk in iter_frames(path, 0, max_frames, chunk_frames=chunk_frames, limits=limits):
-        converted = convert(images_to_frames(chunk))
+        converted = convert(chunk if images else images_to_frames(chunk))
         if out is None:  # allocated once the converted frame size is known
             capacity = expected if max_frames is None else min(expected, max_frames)
             out = converted.new_empty((max(capacity, len(converted)), *converted.shape[1:]))

@@ -8,6 +8,7 @@ here); the exact, lossless intermediate format in `lossless`.
 
 from __future__ import annotations
 
+from fractions import Fraction
 from pathlib import Path
 from typing import Iterable
 
@@ -19,6 +20,12 @@ from .stream_writer import StreamWriter
 __all__ = ["OUTPUT_FPS", "Mp4Writer", "read_frames", "to_uint8", "write_mp4"]
 
 OUTPUT_FPS = 24
+
+
+def stream_rate(fps: float) -> Fraction | int:
+    """A container frame rate for `fps` (v1.5 writes at the source's: 25, 29.97 = 30000/1001, ...)."""
+    rate = Fraction(fps).limit_denominator(1001)
+    return int(rate) if rate.denominator == 1 else rate
 
 
 def to_uint8(frames: torch.Tensor) -> torch.Tensor:
@@ -37,14 +44,14 @@ class Mp4Writer(StreamWriter):
 
     GROWING_MP4 = {"movflags": "empty_moov+default_base_moof+frag_every_frame", "flush_packets": "1"}
 
-    def __init__(self, path: str | Path, width: int, height: int, fps: int = OUTPUT_FPS, crf: int | None = None,
+    def __init__(self, path: str | Path, width: int, height: int, fps: float = OUTPUT_FPS, crf: int | None = None,
                  growing: bool = False) -> None:  # fmt: skip
         if width % 2 or height % 2:  # yuv420p halves the chroma planes; libx264 refuses odd sizes
             raise ValueError(f"{path}: H.264 yuv420p needs an even width and height, got {width}x{height}")
         options = {"crf": str(crf)} if crf is not None else {}
         if growing:
             options["tune"] = "zerolatency"
-        super().__init__(path, width, height, "libx264", "yuv420p", fps, options=options or None,
+        super().__init__(path, width, height, "libx264", "yuv420p", stream_rate(fps), options=options or None,
                          container_options=self.GROWING_MP4 if growing else None)  # fmt: skip
 
     def write(self, frames: torch.Tensor) -> None:
@@ -59,7 +66,7 @@ class Mp4Writer(StreamWriter):
         self._encode(images.cpu().numpy(), "rgb24")
 
 
-def write_mp4(path: str | Path, chunks: Iterable[torch.Tensor], width: int, height: int, fps: int = OUTPUT_FPS) -> int:
+def write_mp4(path: str | Path, chunks: Iterable[torch.Tensor], width: int, height: int, fps: float = OUTPUT_FPS) -> int:
     """Write frame chunks ([T, 3, H, W] in [0, 1]) to one mp4; returns the frame count."""
     with Mp4Writer(path, width, height, fps) as writer:
         for chunk in chunks:

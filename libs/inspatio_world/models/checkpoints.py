@@ -108,8 +108,12 @@ def load_dit(
     wan_dir: str | Path | None = None,
     dtype=torch.bfloat16,
     device="cpu",
+    strict: bool = False,
 ) -> CausalDiT:
     """The InSpatio-World DiT: its checkpoint, over the Wan base weights where it is partial.
+
+    `strict` (the v1.5 checkpoint): every key from the file, each with the `model.` prefix, none
+    missing or unknown, no Wan base.
 
     The InSpatio file may carry the `model.` prefix or not and must hold `patch_embedding`
     (36 input channels). The released file holds every key, so the Wan base (upstream reads it
@@ -117,7 +121,14 @@ def load_dit(
     cast once to `dtype`, so bf16 values round like upstream's `.to(bfloat16)`.
     """
     model = build_dit(config, torch.float32, "cpu")
-    state = strip_prefix(read_state_dict(inspatio_file), INSPATIO_PREFIX)
+    raw = read_state_dict(inspatio_file)
+    if strict:  # upstream v1.5: load_state_dict(strict=True) onto the wrapper, whose keys all start with `model.`
+        wan_dir = None
+        unprefixed = sorted(k for k in raw if not k.startswith(INSPATIO_PREFIX))
+        if unprefixed:
+            raise CheckpointError(f"{inspatio_file}: key {unprefixed[0]!r} lacks the {INSPATIO_PREFIX!r} prefix "
+                                  f"({len(unprefixed)} such keys; the v1.5 checkpoint is loaded strictly)")  # fmt: skip
+    state = strip_prefix(raw, INSPATIO_PREFIX)
     for key in ("patch_embedding.weight", "patch_embedding.bias"):
         if key not in state:
             raise CheckpointError(f"{inspatio_file}: missing key {INSPATIO_PREFIX + key!r} (the 36-channel input layer)")

@@ -43,8 +43,10 @@ FULL = RandomWeights(
 
 
 def write_full_weights(root: Path, device: torch.device | str | None = None, seed: int = 0,
-                       progress: Callable[[str], None] = lambda _: None) -> WeightsFolder:  # fmt: skip
-    """Write the folder (kept if already complete); `device` None: CUDA when available."""
+                       progress: Callable[[str], None] = lambda _: None,
+                       model_versions: tuple[str, ...] = ("v1",)) -> WeightsFolder:  # fmt: skip
+    """Write the folder (kept if already complete); `device` None: CUDA when available; `model_versions`:
+    whose DiT checkpoints (v1_5 adds InSpatio-World-1.5-1.3B.safetensors, about 5.3 GiB more)."""
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     progress(f"writing random-full weights to {root} (models built on {device}; about 31 GiB)")
-    return write_random_weights(Path(root), FULL, seed=seed, device=device, progress=progress)
+    return write_random_weights(Path(root), FULL, seed=seed, device=device, progress=progress, model_versions=model_versions)

@@ -76,7 +76,7 @@ class GeneratorModels:
         dtype = dtype or default_dtype(device)
         profile = weights.profile
         dit_config = DiTConfig.from_dict(read_json(weights.dit_config_file), in_dim=36)
-        dit = load_dit(weights.dit_file, dit_config, wan_dir=weights.wan_dir, dtype=dtype, device=device)
+        dit = load_dit(weights.dit_file, dit_config, wan_dir=weights.wan_dir, dtype=dtype, device=device, strict=weights.strict_dit)
         _prepare_dit(dit, compile_dit, fp8, device)
         text_encoder = load_text_encoder(
             weights.text_encoder_file, weights.tokenizer_dir, dtype=dtype, device=device,

@@ -76,13 +76,16 @@ def disk_size(*paths: Path) -> str:
 
 
 def write_random_weights(root: Path, spec: RandomWeights, seed: int = 0, conditioning: bool = True,
-                         device: torch.device | str = "cpu", progress: Callable[[str], None] = lambda _: None) -> WeightsFolder:  # fmt: skip
+                         device: torch.device | str = "cpu", progress: Callable[[str], None] = lambda _: None,
+                         model_versions: tuple[str, ...] = ("v1",)) -> WeightsFolder:  # fmt: skip
     """Write a complete random weight folder (idempotent: an existing complete folder is kept).
 
     Models are built and initialised on `device` (a GPU makes the full sizes quick) and written from
-    host memory. `conditioning=False` skips DA3 and Florence-2 (the generator alone)."""
+    host memory. `conditioning=False` skips DA3 and Florence-2 (the generator alone). `model_versions`:
+    whose DiT checkpoints to write (v1_5: InSpatio-World-1.5-1.3B.safetensors, other random values,
+    the same `model.`-prefixed fp32 layout)."""
     weights = WeightsFolder(root)
-    needed = [weights.dit_file, weights.taehv_file, weights.tokenizer_dir]
+    needed = [weights.for_version(v).dit_file for v in model_versions] + [weights.taehv_file, weights.tokenizer_dir]
     if conditioning:
         needed += [weights.da3_dir / "model.safetensors", weights.florence_dir / "config.json"]
     if weights.is_random and all(p.exists() for p in needed):
@@ -102,7 +105,12 @@ def write_random_weights(root: Path, spec: RandomWeights, seed: int = 0, conditi
         # The InSpatio file holds every key (`model.` prefix, 36-channel patch_embedding, fp32 EMA);
         # the Wan base file is the original layout without the 36-channel input layer.
         dit = cpu_state(init_random_(build_dit(spec.dit, torch.float32, device), seed=seed, std=spec.std["dit"]))
-        save_file({f"model.{k}": v for k, v in dit.items()}, str(weights.dit_file))
+        if "v1" in model_versions:
+            save_file({f"model.{k}": v for k, v in dit.items()}, str(weights.dit_file))
+        if "v1_5" in model_versions:
+            v15 = cpu_state(init_random_(build_dit(spec.dit, torch.float32, device), seed=seed + 5, std=spec.std["dit"]))
+            save_file({f"model.{k}": v for k, v in v15.items()}, str(weights.for_version("v1_5").dit_file))
+            del v15
         save_file({k: v for k, v in dit.items() if not k.startswith("patch_embedding")},
                   str(weights.wan_dir / "diffusion_pytorch_model.safetensors"))  # fmt: skip
         wan_config = {k: v for k, v in json.loads(profile_json(dit=spec.dit))["dit"].items() if k != "patch_size"}
@@ -123,7 +131,8 @@ def write_random_weights(root: Path, spec: RandomWeights, seed: int = 0, conditi
             taehv = TAEHV(spec.taehv)
         torch.save(cpu_state(init_random_(taehv, seed=seed + 3, std=spec.std["taehv"])), weights.taehv_file)
 
-    step("DiT (InSpatio-World + Wan base)", write_dit, weights.dit_file, weights.wan_dir / "diffusion_pytorch_model.safetensors")
+    dit_files = [weights.for_version(v).dit_file for v in model_versions]
+    step("DiT (InSpatio-World + Wan base)", write_dit, *dit_files, weights.wan_dir / "diffusion_pytorch_model.safetensors")
     step("Wan VAE", write_vae, weights.vae_file)
     step("umT5 text encoder", write_text_encoder, weights.text_encoder_file)
     step("TAEHV", write_taehv, weights.taehv_file)

@@ -43,5 +43,6 @@ TINY = RandomWeights(
 def write_tiny_weights(root: Path, seed: int = 0, conditioning: bool = True) -> WeightsFolder:
     """Write a complete tiny weight folder (idempotent: an existing complete folder is kept).
 
-    `conditioning=False` skips DA3 and Florence-2 (the generator alone; DA3 takes ~8 s to build)."""
-    return write_random_weights(root, TINY, seed=seed, conditioning=conditioning)
+    `conditioning=False` skips DA3 and Florence-2 (the generator alone; DA3 takes ~8 s to build). Both
+    releases' DiT checkpoints are written (a tiny one is cheap)."""
+    return write_random_weights(root, TINY, seed=seed, conditioning=conditioning, model_versions=("v1", "v1_5"))

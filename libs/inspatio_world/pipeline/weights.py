@@ -3,6 +3,7 @@
 One folder (`checkpoints/` upstream) holds everything, laid out as upstream's download script does:
 
     InSpatio-World-1.3B/InSpatio-World-1.3B.safetensors
+    InSpatio-World-1.3B/InSpatio-World-1.5-1.3B.safetensors   (model_version v1_5; upstream v1.5's download.sh)
     Wan2.1-T2V-1.3B/{config.json, diffusion_pytorch_model*.safetensors, Wan2.1_VAE.pth,
                      models_t5_umt5-xxl-enc-bf16.pth (or .safetensors), google/umt5-xxl/}
     taehv/taew2_1.pth                      (only for the TAEHV decoder)
@@ -22,13 +23,14 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from .. import envvars
 from ..models.checkpoints import CheckpointError
 
 PROFILE_FILE = "inspatio_profile.json"
+DIT_FILES = {"v1": "InSpatio-World-1.3B.safetensors", "v1_5": "InSpatio-World-1.5-1.3B.safetensors"}  # by model version
 WAN_DIR = "Wan2.1-T2V-1.3B"
 T5_NAMES = ("models_t5_umt5-xxl-enc-bf16.pth", "models_t5_umt5-xxl-enc-bf16.safetensors")
 
@@ -52,8 +54,11 @@ class WeightsFolder:
     da3: Path | None = None  # the Depth-Anything-3 folder
     florence: Path | None = None  # the Florence-2-large folder
     taehv_checkpoint: Path | None = None  # the TAEHV checkpoint
+    model_version: str = "v1"  # which release's DiT file `dit_file` is (DIT_FILES)
 
     def __post_init__(self) -> None:
+        if self.model_version not in DIT_FILES:
+            raise ValueError(f"model_version {self.model_version!r}: choose from {tuple(DIT_FILES)}")
         object.__setattr__(self, "root", Path(self.root))
         for name in OVERRIDES:
             value = getattr(self, name)
@@ -61,14 +66,24 @@ class WeightsFolder:
                 object.__setattr__(self, name, Path(value))
 
     @classmethod
-    def from_env(cls, root: str | Path) -> "WeightsFolder":
+    def from_env(cls, root: str | Path, model_version: str = "v1") -> "WeightsFolder":
         """The folder `root` with the overrides set in the environment (unset or empty: the layout's path)."""
         values = {name: Path(envvars.get(var)).expanduser() for name, (var, _) in OVERRIDES.items() if envvars.get(var)}
-        return cls(Path(root), **values)
+        return cls(Path(root), **values, model_version=model_version)
+
+    def for_version(self, model_version: str) -> "WeightsFolder":
+        """The same folder, its DiT file that of `model_version` (an INSPATIO_DIT_CHECKPOINT override stays)."""
+        return replace(self, model_version=model_version)
 
     @property
     def dit_file(self) -> Path:
-        return self.dit_checkpoint or self.root / "InSpatio-World-1.3B" / "InSpatio-World-1.3B.safetensors"
+        return self.dit_checkpoint or self.root / "InSpatio-World-1.3B" / DIT_FILES[self.model_version]
+
+    @property
+    def strict_dit(self) -> bool:
+        """v1.5's checkpoint is loaded strictly, every key from the file (upstream load_state_dict(strict=True));
+        v1's may be completed from the Wan base folder, as upstream v1 reads the base first."""
+        return self.model_version == "v1_5"
 
     @property
     def wan_dir(self) -> Path:
