@@ -11,8 +11,10 @@ door); `decode_image_inputs` runs them again and decodes (corrupt data is found 
 Every picture comes out upright (EXIF orientation applied, as OpenCV's imread does for upstream),
 RGB (alpha dropped, as PIL's convert("RGB")), scaled with bicubic filtering to cover the frame and
 centre-cropped to it -- what the community re-implementation does to each input picture (upstream
-v1.5 itself only accepts pictures already 832x480). Views of different sizes or aspect ratios are
-each fitted on their own, so they always come out the same size.
+v1.5 itself only accepts pictures already 832x480; those pass unchanged). Views of different sizes
+or aspect ratios are each fitted on their own, so they always come out the same size. Videos are
+fitted by media/centre_crop.py instead, through FFmpeg's filters on yuv420p as upstream's video
+runner does; a still picture is RGB and gets no yuv420p round trip or chroma-aligned offsets.
 
 Layout: uint8 RGB [V, H, W, 3], V in {1, 4}, (W, H) the requested size (default 832x480).
 """

@@ -27,9 +27,8 @@ import numpy as np
 from PIL import Image
 
 from ..geometry.supplied_geometry import encode_geometry
+from . import depth_uint16
 from .image_inputs import ImageInputError
-
-MAX_UINT16 = 65535
 
 
 @dataclass(frozen=True)
@@ -98,8 +97,7 @@ def _decode_depth(path: Path, low: float, high: float) -> np.ndarray:
     with Image.open(io.BytesIO(_read(path))) as image:
         if image.mode not in ("I;16", "I"):
             raise ImageInputError(f"{path}: expected a single-channel uint16 depth PNG, got mode {image.mode}")
-        quantized = np.asarray(image).astype(np.uint16)
-    return (low + quantized.astype(np.float64) / MAX_UINT16 * (high - low)).astype(np.float32)
+        return depth_uint16.decode(np.asarray(image).astype(np.uint16), low, high)
 
 
 def _matrices(path: Path, size: int, count: int) -> np.ndarray:
