@@ -24,7 +24,9 @@ r is in DA3 depth units (about metres); the renderer uses the file's values as t
 
 Shipped in traj/: upstream's x_y_circle_cycle (three +-20 degree pitch/yaw cycles at r = 1) and
 zoom_out_in (dolly out 1 and in 1), plus pan_left / pan_right (15 degree pans, r = 0), tilt_up
-(10 degrees, r = 0), orbit_left (20 degree orbit at r = 1) and dolly_in (0.5 forward).
+(10 degrees, r = 0), orbit_left (20 degree orbit at r = 1) and dolly_in (0.5 forward); for image
+scenes (per-frame, 81 frames from the first view's camera; tools/image_trajectories.py):
+image_stroll, image_orbit and image_rise.
 """
 
 from __future__ import annotations
