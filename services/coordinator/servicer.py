@@ -16,18 +16,18 @@ import grpc
 from inspatio_world.jobs.admission import Limits, admit
 from inspatio_world.jobs.manager import JobManager
 from inspatio_world.jobs.tenants import ANONYMOUS, Tenant, Tenants
-from inspatio_world.refusals import FieldError, Unauthenticated, fields_under
+from inspatio_world.refusals import FieldError, QuotaExceeded, Unauthenticated, fields_under
 from inspatio_world.rpc.auth import current_principal
 from inspatio_world.rpc.convert import event_to_proto, job_to_proto
 from inspatio_world.rpc.options_proto import options_from_proto
 from inspatio_world.rpc.generated import coordinator_pb2, coordinator_pb2_grpc
 
 
-def key_from_uri(uri: str, bucket: str) -> str:
+def key_from_uri(uri: str, bucket: str, field: str = "video_uri") -> str:
     """`s3://<bucket>/<key>` of this deployment's bucket -> key."""
     prefix = f"s3://{bucket}/"
     if not uri.startswith(prefix) or len(uri) == len(prefix):
-        raise FieldError("video_uri", f"video_uri {uri!r}: expected {prefix}<key> (videos must be in this deployment's bucket)")
+        raise FieldError(field, f"{field} {uri!r}: expected {prefix}<key> (inputs must be in this deployment's bucket)")
     return uri[len(prefix):]
 
 
@@ -72,6 +72,10 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
             return planned
 
         source = spec.WhichOneof("video")
+        if spec.HasField("images"):
+            if source is not None:
+                raise FieldError("images", f"give a video ({source}) or images, not both")
+            return self._submit_images(spec, options, limits, tenant, request_iterator, context)
         if source == "upload_name":
             video = self.manager.upload_video(_chunks(request_iterator), spec.upload_name, admit=admission,
                                               tenant=tenant)  # fmt: skip
@@ -82,6 +86,24 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
         else:
             raise ValueError("the job spec names no video: set upload_name (and stream chunks) or video_uri")
         return job_to_proto(self.store, self.manager.submit(options, video, tenant))
+
+    def _submit_images(self, spec, options, limits: Limits, tenant: Tenant, request_iterator, context) -> coordinator_pb2.Job:
+        """An image job (v1.5): its options first, then every picture is received or read, checked together
+        (count, format, size) and only then stored."""
+        sources = list(spec.images.images)
+        if len(sources) not in (1, 4):
+            raise FieldError("images.images", f"an image job takes 1 picture or 4 views of one place, got {len(sources)}")
+        options.validate_for_images(len(sources), limits.max_output_frames)
+        kinds = [source.WhichOneof("source") for source in sources]
+        for index, kind in enumerate(kinds):
+            if kind is None:
+                raise FieldError(f"images.images[{index}]", "names no picture: set image_uri, or upload_name and send its bytes")
+        received = _image_chunks(request_iterator, {i for i, kind in enumerate(kinds) if kind == "upload_name"}, tenant)
+        _whole_upload(context)
+        images = [(key_from_uri(source.image_uri, self.store.bucket, f"images.images[{i}].image_uri"), None) if kind == "image_uri"
+                  else (source.upload_name, received.get(i, b"")) for i, (source, kind) in enumerate(zip(sources, kinds))]  # fmt: skip
+        refs = self.manager.add_images(images, tenant)
+        return job_to_proto(self.store, self.manager.submit(options, None, tenant, images=refs))
 
     def WatchJob(self, request, context) -> Iterator[coordinator_pb2.JobEvent]:
         tenant = self._tenant()
@@ -131,3 +153,24 @@ def _chunks(request_iterator) -> Iterator[bytes]:
         if message.WhichOneof("part") != "chunk":
             raise ValueError("after the spec, SubmitJob messages must carry video chunks only")
         yield message.chunk
+
+
+def _image_chunks(request_iterator, uploads: set[int], tenant: Tenant) -> dict[int, bytes]:
+    """The bytes of each uploaded picture (index into spec.images.images), from the image_chunk messages."""
+    from inspatio_world.media.image_inputs import MAX_IMAGE_BYTES
+
+    parts: dict[int, list[bytes]] = {index: [] for index in uploads}
+    sizes = dict.fromkeys(uploads, 0)
+    for message in request_iterator:
+        if message.WhichOneof("part") != "image_chunk":
+            raise ValueError("after an image job's spec, SubmitJob messages must carry image_chunk parts only")
+        index, data = message.image_chunk.index, message.image_chunk.data
+        if index not in parts:
+            raise FieldError("image_chunk.index", f"image_chunk index {index} names no upload_name picture of the spec")
+        sizes[index] += len(data)
+        if sizes[index] > MAX_IMAGE_BYTES:
+            raise FieldError(f"images.images[{index}]", f"picture {index} is larger than {MAX_IMAGE_BYTES >> 20} MiB")
+        if tenant.max_upload_bytes is not None and sum(sizes.values()) > tenant.max_upload_bytes:
+            raise QuotaExceeded(tenant.subject, f"upload larger than this tenant's max_upload_bytes ({tenant.max_upload_bytes} bytes)")
+        parts[index].append(data)
+    return {index: b"".join(chunks) for index, chunks in parts.items()}

@@ -6,15 +6,18 @@ import torch
 
 from inspatio_world.media.decode import VideoInfo
 from inspatio_world.models.depth import DepthEstimator
+from inspatio_world.jobs.runner import ImagesRendered
 from inspatio_world.rpc.call_stop import call_stop_check
 from inspatio_world.rpc.convert import (
-    identity_to_proto, key_to_ref, ref_to_key, render_options_from_proto, render_output_to_proto, timing_to_proto, video_ref_to_key,
+    identity_to_proto, images_rendered_to_proto, key_to_ref, ref_to_key, render_options_from_proto, render_output_to_proto,
+    timing_to_proto, video_ref_to_key,
 )  # fmt: skip
 from inspatio_world.rpc.options_proto import version_name
 from inspatio_world.rpc.generated import common_pb2, depthrender_pb2, depthrender_pb2_grpc
 from inspatio_world.rpc.metrics import ServiceMetrics
 from inspatio_world.stages.depth import run_depth
 from inspatio_world.stages.identity import ModelIdentity
+from inspatio_world.stages.image_job_render import run_image_render
 from inspatio_world.stages.render import run_render
 from inspatio_world.store.base import ObjectStore
 
@@ -47,3 +50,12 @@ class DepthRenderServicer(depthrender_pb2_grpc.DepthRenderServiceServicer):
                          call_stop_check(context, "render"))  # fmt: skip
         self.metrics.observe_stage("render", out.timing.seconds, out.timing.cache_hit)
         return render_output_to_proto(self.store, out)
+
+    def RenderImages(self, request: depthrender_pb2.RenderImagesRequest, context) -> depthrender_pb2.RenderImagesResponse:
+        options = render_options_from_proto(request.options)  # a bad trajectory fails before any download
+        keys = [ref_to_key(self.store, image, f"images[{i}]") for i, image in enumerate(request.images)]
+        out = run_image_render(self.store, keys, options.trajectory, options.trajectory_text, self.estimator, self.identity,
+                               device=self.device, force=request.options.force,
+                               should_stop=call_stop_check(context, "image render"))  # fmt: skip
+        self.metrics.observe_stage("image_render", out.timing.seconds, out.timing.cache_hit)
+        return images_rendered_to_proto(self.store, ImagesRendered(out, self.identity.digest), self.identity)

@@ -1,7 +1,8 @@
-"""A v1.5 video job through the local stack (four real services on 127.0.0.1, tiny weights, CPU, a
-local store), driven through the SDK: the generator serves v1_5 only, so a v1 job is refused at
-SubmitJob with FAILED_PRECONDITION before its upload is stored, and the generator itself refuses a
-request of the other version."""
+"""v1.5 jobs through the local stack (four real services on 127.0.0.1, tiny weights, CPU, a local
+store), driven through the SDK and the CLI: a video job, a one-picture and a four-view image job; the
+generator serves v1_5 only, so a v1 job is refused at SubmitJob with FAILED_PRECONDITION before its
+upload is stored, and the generator itself refuses a request of the other version; bad pictures are
+INVALID_ARGUMENT before anything is stored."""
 
 from __future__ import annotations
 
@@ -16,14 +17,20 @@ from inspatio_world.stack import LocalStack
 
 from tests.support.clips import write_sample_mp4
 from tests.support.per_frame_paths import sideways_path
+from tests.support.pictures import png_bytes
 
 FRAMES, FPS = 10, 25
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
+def store_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("store")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, store_dir):
     weights = write_tiny_weights(tmp_path_factory.mktemp("weights"))
-    store = tmp_path_factory.mktemp("store")
+    store = store_dir
     with LocalStack(store.as_uri(), weights.root, default_ports=False, log_dir=tmp_path_factory.mktemp("logs"),
                     extra_env={"INSPATIO_DEVICE": "cpu"}, model_version="v1_5") as running:  # fmt: skip
         yield running
@@ -82,3 +89,70 @@ def test_the_generator_refuses_a_request_of_another_version(stack):
             next(generator_pb2_grpc.GeneratorServiceStub(channel).Generate(request, timeout=30))
     assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "serves model_version v1_5" in refused.value.details()
+
+
+@pytest.fixture(scope="module")
+def pictures(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("pictures")
+    paths = []
+    for i in range(4):
+        paths.append(folder / f"view_{i}.png")
+        paths[-1].write_bytes(png_bytes(96 + 8 * i, 64, seed=i))
+    return paths
+
+
+def _image_options() -> JobOptions:
+    return JobOptions(trajectory_text=sideways_path(9), prompt="a room with a table", model_version="v1_5")
+
+
+def test_one_picture_job_through_the_cli(stack, pictures, tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "slide.txt"
+    path.write_text(sideways_path(9))
+    done = subprocess.run([sys.executable, "-m", "inspatio_world.cli", "submit", "--image", str(pictures[0]), "--traj", str(path),
+                           "--model-version", "v1_5", "--prompt", "a room", "--coordinator", stack.addresses["coordinator"]],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    with Client(stack.addresses["coordinator"], timeout=120) as client:
+        final = client.wait(done.stdout.strip())
+        assert final.state == "succeeded", final.error
+        assert len(final.images) == 1 and final.video.key == ""
+        assert probe_video(client.download(final, tmp_path)["pred"]).frames == 9
+
+
+def test_four_view_job_through_the_async_sdk(stack, pictures, tmp_path):
+    import asyncio
+
+    async def run():
+        async with AsyncClient(stack.addresses["coordinator"], timeout=120) as client:
+            job = await client.submit_images(pictures, _image_options())
+            return await client.wait(job.job_id)
+
+    final = asyncio.run(run())
+    assert final.state == "succeeded", final.error
+    assert len(final.images) == 4 and set(final.timings) == {"image_render", "generate"}
+    with Client(stack.addresses["coordinator"], timeout=120) as client:
+        info = probe_video(client.download(final, tmp_path)["pred"])
+    assert (info.frames, info.fps) == (9, 15.0)
+
+
+def test_bad_pictures_are_refused_before_anything_is_stored(stack, pictures, store_dir, tmp_path):
+    def stored_uploads() -> list[str]:
+        return sorted(str(p) for p in store_dir.rglob("*") if p.is_file() and "uploads" in p.parts)
+
+    uploads = stored_uploads()
+    assert uploads  # the jobs before put their inputs there
+    junk = tmp_path / "junk.png"
+    junk.write_bytes(b"not a picture at all")
+    with Client(stack.addresses["coordinator"], timeout=60) as client:
+        for images, fragment in ((pictures[:2], "1 picture or 4 views"), ([junk], "images[0]")):
+            with pytest.raises(grpc.RpcError) as refused:
+                client.submit_images(images, _image_options())
+            assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert fragment in refused.value.details() or fragment in str(refused.value.trailing_metadata())
+        with pytest.raises(grpc.RpcError) as refused:
+            client.submit_images(pictures[:1], JobOptions(trajectory_name="x_y_circle_cycle.txt", prompt="p", model_version="v1_5"))
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "per-frame camera path" in refused.value.details()
+    assert stored_uploads() == uploads

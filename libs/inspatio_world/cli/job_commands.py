@@ -44,7 +44,10 @@ def add_job_commands(commands: argparse._SubParsersAction) -> None:
     run.set_defaults(func=cmd_run)
 
     submit = commands.add_parser("submit", help="submit a job to a coordinator and print its id")
-    submit.add_argument("video", help="a local video file, or s3://bucket/key of one in the store")
+    submit.add_argument("video", nargs="?", help="a local video file, or s3://bucket/key of one in the store")
+    submit.add_argument("--image", action="append", dest="images", metavar="PICTURE",
+                        help="instead of a video (model_version v1_5): a picture (file or s3://bucket/key); give it once "
+                             "for one picture, four times for four views of one place")
     _job_options(submit)
     _coordinator_option(submit)
     submit.set_defaults(func=cmd_submit)
@@ -349,10 +352,14 @@ def _client(args: argparse.Namespace):
 @_one_line_errors
 def cmd_submit(args: argparse.Namespace) -> int:
     options = _request(args)
-    if not args.video.startswith("s3://") and not Path(args.video).is_file():
-        raise _fail(f"{args.video}: no such video file")
+    if (args.video is None) == (not args.images):
+        raise _fail("give a video, or pictures with --image (once, or four times), not both")
+    for source, what in [(args.video, "video")] if args.video else [(image, "image") for image in args.images]:
+        if not source.startswith("s3://") and not Path(source).is_file():
+            raise _fail(f"{source}: no such {what} file")
     with _client(args) as client:
-        print(client.submit(args.video, options).job_id)
+        job = client.submit(args.video, options) if args.video else client.submit_images(args.images, options)
+        print(job.job_id)
     return 0
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import TYPE_CHECKING, AsyncIterator, Awaitable, Callable, TypeVar
+from typing import TYPE_CHECKING, AsyncIterator, Awaitable, Callable, Sequence, TypeVar
 
 import grpc
 
@@ -14,7 +14,7 @@ from ..rpc.channels import ClientTLS, open_aio_channel
 from ..rpc.generated import coordinator_pb2, coordinator_pb2_grpc
 from ..rpc.tokens import client_token
 from .reconnect import DEFAULT_RECONNECT_S, ReconnectBudget, SeenEvents, probe_failure
-from .sdk import JobEvent, JobStatus, download_outputs, fetch_block, submit_messages
+from .sdk import JobEvent, JobStatus, download_outputs, fetch_block, image_submit_messages, submit_messages
 
 if TYPE_CHECKING:
     from .async_session import AsyncSession
@@ -54,6 +54,11 @@ class AsyncClient:
 
     async def submit(self, video: str | Path, options: JobOptions, timeout: float | None = None) -> JobStatus:
         job = await self._retry(lambda: self.stub.SubmitJob(submit_messages(video, options), timeout=timeout or self.timeout))
+        return JobStatus.from_proto(job)
+
+    async def submit_images(self, images: Sequence[str | Path], options: JobOptions, timeout: float | None = None) -> JobStatus:
+        """As `Client.submit_images`."""
+        job = await self._retry(lambda: self.stub.SubmitJob(image_submit_messages(images, options), timeout=timeout or self.timeout))
         return JobStatus.from_proto(job)
 
     async def get(self, job_id: str) -> JobStatus:

@@ -26,7 +26,7 @@ import time
 import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator, TypeVar
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence, TypeVar
 
 import grpc
 
@@ -70,6 +70,7 @@ class JobStatus:
     video: VideoRef | None = None
     created_unix: float = 0.0
     updated_unix: float = 0.0
+    images: tuple[str, ...] = ()  # an image job's pictures (keys), in view order
 
     @property
     def finished(self) -> bool:
@@ -81,7 +82,7 @@ class JobStatus:
         timings = {t.stage: (t.seconds, t.cache_hit) for t in job.timings}
         return cls(job.job_id, STATES[job.state], job.caption, job.blocks_done, job.blocks_total, job.error, timings, outputs,
                    options_from_proto(job.options), VideoRef(job.video.key, job.video.size, job.video.sha256),
-                   job.created_unix, job.updated_unix)  # fmt: skip
+                   job.created_unix, job.updated_unix, tuple(image.key for image in job.images))  # fmt: skip
 
     def to_dict(self) -> dict:
         """The status as plain JSON-ready values (what `inspatio get` prints)."""
@@ -129,14 +130,14 @@ def file_chunks(path: Path) -> Iterator[bytes]:
             yield chunk
 
 
-def video_source(video: str | Path) -> str | Path:
+def video_source(video: str | Path, what: str = "video") -> str | Path:
     """An `s3://bucket/key` URI as it is (referenced in place), else the local file to upload
     (FileNotFoundError when there is none)."""
     if str(video).startswith("s3://"):
         return str(video)
     path = Path(video)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such video file")
+        raise FileNotFoundError(f"{path}: no such {what} file")
     return path
 
 
@@ -153,6 +154,19 @@ def submit_messages(video: str | Path, options: JobOptions) -> Iterator[coordina
         spec = coordinator_pb2.JobSpec(options=options_to_proto(options), video_uri=source)
         return iter([coordinator_pb2.SubmitJobRequest(spec=spec)])
     return _upload_messages(source, options)
+
+
+def image_submit_messages(images: Sequence[str | Path], options: JobOptions) -> Iterator[coordinator_pb2.SubmitJobRequest]:
+    """An image job (v1.5): 1 or 4 pictures, local files uploaded in chunks, `s3://bucket/key` URIs in place."""
+    sources = [video_source(image, "image") for image in images]  # every path checked before anything is sent
+    refs = [coordinator_pb2.ImageSource(image_uri=s) if isinstance(s, str) else coordinator_pb2.ImageSource(upload_name=s.name)
+            for s in sources]  # fmt: skip
+    spec = coordinator_pb2.JobSpec(options=options_to_proto(options), images=coordinator_pb2.ImageInputs(images=refs))
+    yield coordinator_pb2.SubmitJobRequest(spec=spec)
+    for index, source in enumerate(sources):
+        if isinstance(source, Path):
+            for chunk in file_chunks(source):
+                yield coordinator_pb2.SubmitJobRequest(image_chunk=coordinator_pb2.ImageChunk(index=index, data=chunk))
 
 
 def _download(url: str, target: Path, what: str) -> Path:
@@ -226,6 +240,12 @@ class Client:
     def submit(self, video: str | Path, options: JobOptions, timeout: float | None = None) -> JobStatus:
         # an upload is a stream: it is retried from the start, so the file is re-read each attempt
         job = self._retry(lambda: self.stub.SubmitJob(submit_messages(video, options), timeout=timeout or self.timeout))
+        return JobStatus.from_proto(job)
+
+    def submit_images(self, images: Sequence[str | Path], options: JobOptions, timeout: float | None = None) -> JobStatus:
+        """A v1.5 image job: 1 picture or 4 views (local files or s3:// URIs), options with model_version
+        "v1_5", a prompt and a per-frame camera path."""
+        job = self._retry(lambda: self.stub.SubmitJob(image_submit_messages(images, options), timeout=timeout or self.timeout))
         return JobStatus.from_proto(job)
 
     def get(self, job_id: str) -> JobStatus:

@@ -22,6 +22,7 @@ from ..refusals import VersionNotServed
 from ..stages.caption import CaptionOutput, run_caption
 from ..stages.depth import DepthOutput, run_depth
 from ..stages.generate import BlockPublished, GenerateInputs, GenerateOutput, run_generate
+from ..stages.image_job_render import run_image_render
 from ..stages.identity import ModelIdentity, weights_identity
 from ..stages.render import RenderOptions, RenderOutput, run_render
 from ..stages.render_feed import run_render_and_generate
@@ -29,6 +30,7 @@ from ..stopping import StopCheck, go_on
 from ..store.base import ObjectStore
 from .budgets import StageCall
 from .manifest import VideoRef
+from .runner import ImagesRendered
 
 
 def caption_identity(weights: WeightsFolder) -> ModelIdentity:
@@ -123,6 +125,14 @@ class LocalStages:
         with self._locks["depth"]:
             return run_depth(self.store, video.key, video.sha256, self.estimator, self.identities["depth"], force, _check(call),
                              model_version)  # fmt: skip
+
+    def render_images(self, images: tuple[VideoRef, ...], options: RenderOptions, force: bool,
+                      call: StageCall | None = None) -> ImagesRendered:  # fmt: skip
+        with self._locks["depth"]:  # DA3 over the views, then the render: the depth model's lock
+            output = run_image_render(self.store, [image.key for image in images], options.trajectory, options.trajectory_text,
+                                      self.estimator, self.identities["depth"], device=self.device, force=force,
+                                      should_stop=_check(call))  # fmt: skip
+        return ImagesRendered(output, self.identities["depth"].digest)
 
     def render(self, video: VideoRef, depth_key: str, options: RenderOptions, force: bool,
                call: StageCall | None = None) -> RenderOutput:  # fmt: skip

@@ -26,7 +26,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Sequence
 
 from .admission import probe_as
 from ..refusals import FieldError, QuotaExceeded, VersionNotServed
@@ -129,14 +129,49 @@ class JobManager:
             sha = info.sha256 or hashlib.sha256(path.read_bytes()).hexdigest()
         return VideoRef(key, sha, info.size, _frames(admitted))
 
+    def add_images(self, images: Sequence[tuple[str, bytes | None]], tenant: Tenant = ANONYMOUS) -> tuple[VideoRef, ...]:
+        """An image job's pictures, each (upload_name, its bytes) or (key of an object in the store, None):
+        names, keys and read rights are checked, then all the pictures together (media/image_inputs:
+        count 1 or 4, PNG/JPEG/WebP, sizes; ImageInputError naming images[i]), and only then are the
+        uploads stored, under their content hash in the tenant's uploads. Objects are used where they are."""
+        from ..media.image_inputs import check_image_inputs
+
+        blobs, names = [], []
+        for index, (name, data) in enumerate(images):
+            if data is None:
+                validate_key(name, f"images[{index}]")
+                tenant.check_readable(self.store.bucket, name)
+                if self.store.stat(name) is None:
+                    raise ObjectNotFound(f"image {name!r} not found in bucket {self.store.bucket}")
+                data = self.store.get_bytes(name)
+            else:
+                name = upload_filename(name)
+            blobs.append(data)
+            names.append(name)
+        check_image_inputs(blobs)
+        refs = []
+        for (given, uploaded), data, name in zip(images, blobs, names):
+            digest = hashlib.sha256(data).hexdigest()
+            key = given if uploaded is None else upload_key(digest, name, tenant.name)
+            if uploaded is not None and not self.store.exists(key):
+                self.store.put_bytes(key, data, content_type="application/octet-stream")
+            refs.append(VideoRef(key, digest, len(data)))
+        return tuple(refs)
+
     # -- jobs ---------------------------------------------------------------------------------
 
-    def submit(self, options: JobOptions, video: VideoRef, tenant: Tenant = ANONYMOUS) -> Manifest:
+    def submit(self, options: JobOptions, video: VideoRef | None, tenant: Tenant = ANONYMOUS,
+               images: tuple[VideoRef, ...] = ()) -> Manifest:  # fmt: skip
+        """Start a job on `video`, or (v1.5) on `images` (from `add_images`; `video` None)."""
+        if (video is None) == (not images):
+            raise FieldError("video", "give a video or images (1 or 4), not both")
         options.validate()
+        if images:
+            options.validate_for_images(len(images))
         self.check_version(options)
         with self._submit_lock:  # one coordinator never lets a tenant past its limit; several may, briefly
             self.check_capacity(tenant)
-            job = manifests.save(self.store, Manifest.new(options, video, tenant.name))
+            job = manifests.save(self.store, Manifest.new(options, video or VideoRef("", ""), tenant.name, images))
         self._start(job)
         return job
 

@@ -49,11 +49,12 @@ class Manifest:
     weights: dict[str, str] = field(default_factory=dict)  # stage -> weight digest
     error: str | None = None
     tenant: str | None = None  # whose job it is (None: the open mode); part of its key
+    images: tuple[VideoRef, ...] = ()  # an image job's pictures in view order (its `video` is empty)
 
     @classmethod
-    def new(cls, options: JobOptions, video: VideoRef, tenant: str | None = None) -> "Manifest":
+    def new(cls, options: JobOptions, video: VideoRef, tenant: str | None = None, images: tuple[VideoRef, ...] = ()) -> "Manifest":
         now = time.time()
-        return cls(uuid.uuid4().hex[:16], QUEUED, options, video, now, now, tenant=tenant)
+        return cls(uuid.uuid4().hex[:16], QUEUED, options, video, now, now, tenant=tenant, images=tuple(images))
 
     def with_(self, **changes) -> "Manifest":
         return replace(self, updated=time.time(), **changes)
@@ -69,6 +70,8 @@ class Manifest:
         document = asdict(self)
         if document["tenant"] is None:
             del document["tenant"]  # open mode writes what it wrote before tenants: older coordinators still read it
+        if not document["images"]:
+            del document["images"]  # video jobs write what they wrote before image jobs
         return json.dumps(document, indent=2, sort_keys=True)
 
     @classmethod
@@ -76,6 +79,7 @@ class Manifest:
         raw = json.loads(text)
         raw["options"] = JobOptions.from_dict(raw["options"])
         raw["video"] = VideoRef(**raw["video"])
+        raw["images"] = tuple(VideoRef(**image) for image in raw.get("images", ()))
         raw["stages"] = {name: StageRecord(**record) for name, record in raw["stages"].items()}
         return cls(**raw)
 

@@ -96,6 +96,26 @@ class JobOptions:
                              "time-freeze (freeze_repeat, freeze_frame) is a v1 option: model_version v1_5 plays every "
                              "source frame once")  # fmt: skip
 
+    def validate_for_images(self, views: int, max_output_frames: int | None = None) -> None:
+        """An image job's own rules (v1.5 only): model_version v1_5, a per-frame camera path (one w2c per
+        output frame, in the first picture's camera world) whose padded length fits the output limit, and
+        no render_only. FieldError naming the option."""
+        from ..geometry.frame_schedule import padded_frame_count
+        from ..geometry.trajectory import PerFrameTrajectory
+
+        if self.model_version != "v1_5":
+            raise FieldError(option_field("model_version"), "image inputs are a v1.5 feature: set model_version v1_5")
+        if self.render_only:
+            raise FieldError(option_field("render_only"), "render_only is for video jobs; an image job always generates")
+        trajectory = self.trajectory()
+        if not isinstance(trajectory, PerFrameTrajectory):
+            raise FieldError(self.trajectory_field, "image jobs take a per-frame camera path (one 4x4 w2c per line, in the "
+                                                    "first picture's camera world), e.g. traj/image_orbit.txt")  # fmt: skip
+        frames = padded_frame_count(len(trajectory.w2c))
+        if max_output_frames is not None and frames > max_output_frames:
+            raise FieldError(self.trajectory_field, f"the camera path's {len(trajectory.w2c)} frames pad to {frames}, more than "
+                                                    f"this deployment's limit of {max_output_frames} output frames")  # fmt: skip
+
     def trajectory(self):
         return self._parse(self.resolved_trajectory_text())
 

@@ -29,7 +29,8 @@ import grpc
 from ..media.decode import VideoInfo
 from ..rpc.channels import ClientTLS, open_channel
 from ..rpc.convert import (
-    block_from_proto, generate_output_from_proto, render_options_to_proto, render_output_from_proto, timing_from_proto,
+    block_from_proto, generate_output_from_proto, images_rendered_from_proto, render_options_to_proto, render_output_from_proto,
+    timing_from_proto,
 )  # fmt: skip
 from ..refusals import VersionNotServed
 from ..rpc.options_proto import autoencoder_enum, version_enum
@@ -45,6 +46,7 @@ from ..stopping import WorkStopped
 from ..store.base import ObjectStore
 from .budgets import StageCall
 from .manifest import VideoRef
+from .runner import ImagesRendered
 from .session_call import CommandFeed, SessionCall
 
 log = logging.getLogger(__name__)
@@ -166,6 +168,13 @@ class RemoteStages:
         )  # fmt: skip
         response = self._call("render", lambda timeout: self._depthrender.Render.future(request, timeout=timeout, wait_for_ready=True), call)
         return render_output_from_proto(response)
+
+    def render_images(self, images: tuple[VideoRef, ...], options: RenderOptions, force: bool,
+                      call: StageCall | None = None) -> ImagesRendered:  # fmt: skip
+        request = depthrender_pb2.RenderImagesRequest(images=[self._ref(image.key, image.sha256) for image in images],
+                                                      options=render_options_to_proto(options, force))  # fmt: skip
+        response = self._call("render", lambda timeout: self._depthrender.RenderImages.future(request, timeout=timeout, wait_for_ready=True), call)
+        return images_rendered_from_proto(response)
 
     def generate(self, inputs: GenerateInputs, force: bool, call: StageCall | None = None) -> Iterator[BlockPublished | GenerateOutput]:
         request = generator_pb2.GenerateRequest(

@@ -3,6 +3,10 @@ With a stage client that streams the render (`streams_render`: LocalStages, and 
 default) a full job's render is made inside the generate call, block by block (`render_and_generate`,
 stages/render_feed.py), under one time budget for both.
 
+An image job (v1.5: 1 or 4 pictures, `Manifest.images`) has one conditioning stage instead of three,
+`image_render` (DA3 over the views, each frame rendered from every view and fused, the source stream
+anchored per block: stages/image_job_render.py), then the same generate stage, fed the source stream.
+
 A render-only job (upstream's --skip_step3) stops after the render: its render, hole mask and
 matching source frames are published as mp4s (`stages/render_videos.py`, a CPU transcode done
 here, not by a stage service) and nothing is generated. The render stage is called exactly as for a
@@ -29,7 +33,9 @@ from ..refusals import BudgetExceeded
 from ..stages.artifacts import Timing
 from ..stages.caption import CaptionOutput
 from ..stages.depth import DepthOutput
+from ..stages.artifacts import object_digest
 from ..stages.generate import BlockPublished, GenerateInputs, GenerateOutput
+from ..stages.image_job_render import ImageRenderOutput
 from ..stages.render import RenderOptions, RenderOutput
 from ..stages.render_videos import run_render_videos
 from ..store.base import ObjectStore
@@ -57,8 +63,23 @@ class StageClient(Protocol):
 
     def generate(self, inputs: GenerateInputs, force: bool, call: StageCall | None = None) -> Iterator[BlockPublished | GenerateOutput]: ...
 
+    def render_images(self, images: tuple[VideoRef, ...], options: RenderOptions, force: bool,
+                      call: StageCall | None = None) -> "ImagesRendered": ...  # fmt: skip
+
     # Optional: a client whose `streams_render` is true also offers `render_and_generate` (the render
     # made block by block inside the generate call, stages/render_feed.py), which full jobs then use.
+
+
+@dataclass(frozen=True)
+class ImagesRendered:
+    """An image job's conditioning (`StageClient.render_images`) and the DA3 weights that made it."""
+
+    output: ImageRenderOutput
+    model: str  # the depth model identity's digest
+
+    @property
+    def timing(self) -> Timing:
+        return self.output.timing
 
 
 @dataclass(frozen=True)
@@ -145,6 +166,9 @@ class JobRunner:
         def budget(stage: str, units: int) -> StageCall:  # counted from the call's start
             return self.budgets.call(stage, units, cancel)
 
+        if job.images:
+            return self._run_image_stages(job, cancel, save, budget)
+
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"job-{job.job_id}") as pool:
             depth_future = pool.submit(self._stage, job, "depth", lambda: self.stages.depth(
                 job.video, force, budget("depth", frames), model_version=options.model_version))  # fmt: skip
@@ -184,6 +208,28 @@ class JobRunner:
                                 caption, options.seed, options.autoencoder, options.model_version)  # fmt: skip
         self.emit(job.job_id, StageStarted("generate"))
         return self._generate(job, self.stages.generate(inputs, force, budget("generate", planned.blocks)), cancel, save)
+
+    def _run_image_stages(self, job: Manifest, cancel: threading.Event, save: _SavedManifest,
+                          budget: Callable[[str, int], StageCall]) -> Manifest:  # fmt: skip
+        """image_render, then generate from its source stream (the prompt is required: no caption)."""
+        from ..geometry.frame_schedule import padded_frame_count
+        from ..models.sampler import SamplerConfig
+        from ..pipeline.generator import FramePlan
+
+        options = job.options
+        render_options = options.render_options()
+        frames = padded_frame_count(len(render_options.trajectory.w2c))
+        images = self._stage(job, "image_render", lambda: self.stages.render_images(
+            job.images, render_options, options.force, budget("render", frames * len(job.images))))  # fmt: skip
+        keys = {name.split(".")[0]: key for name, key in images.output.keys.items()}
+        job = save(job.with_stage("image_render", _record(images.timing, **keys), caption=options.prompt,
+                                  weights={**job.weights, "depth": images.model}))  # fmt: skip
+        self._check(cancel)
+        inputs = GenerateInputs(keys["source"], object_digest(self.store, keys["source"]), keys["schedule"], keys["render"],
+                                keys["mask"], options.prompt, options.seed, options.autoencoder, options.model_version)  # fmt: skip
+        blocks = FramePlan.for_frames(frames, SamplerConfig().frames_per_block).blocks
+        self.emit(job.job_id, StageStarted("generate"))
+        return self._generate(job, self.stages.generate(inputs, options.force, budget("generate", blocks)), cancel, save)
 
     def _generate(self, job: Manifest, events: Iterator[RenderOutput | BlockPublished | GenerateOutput], cancel: threading.Event,
                   save: _SavedManifest) -> Manifest:  # fmt: skip

@@ -6,11 +6,12 @@ import time
 
 from ..jobs.manifest import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, Manifest
 from ..jobs.options import JobOptions
-from ..jobs.runner import JobEvent, JobFinished, StageFinished, StageStarted
+from ..jobs.runner import ImagesRendered, JobEvent, JobFinished, StageFinished, StageStarted
 from ..stages.artifacts import Timing, object_digest
 from ..stages.generate import BlockPublished, GenerateOutput
 from ..stages.render import RenderOptions, RenderOutput
 from ..stages.identity import ModelIdentity
+from ..stages.image_job_render import ImageRenderOutput
 from ..store.base import InvalidKey, ObjectStore
 from ..store.keys import validate_key
 from .generated import common_pb2, coordinator_pb2, depthrender_pb2, generator_pb2
@@ -91,6 +92,22 @@ def render_output_from_proto(response: depthrender_pb2.RenderResponse) -> Render
                         timing_from_proto(response.timing))  # fmt: skip
 
 
+IMAGE_RENDER_NAMES = {"schedule": "schedule.json", "render": "render.mkv", "mask": "mask.mkv", "source": "source.mkv"}
+
+
+def images_rendered_to_proto(store: ObjectStore, rendered: ImagesRendered, identity: ModelIdentity) -> depthrender_pb2.RenderImagesResponse:
+    output = rendered.output
+    refs = {field: key_to_ref(store, output.keys[name]) for field, name in IMAGE_RENDER_NAMES.items()}
+    return depthrender_pb2.RenderImagesResponse(**refs, frames=output.frames, real_frames=output.real_frames,
+                                                timing=timing_to_proto(output.timing), model=identity_to_proto(identity))  # fmt: skip
+
+
+def images_rendered_from_proto(response: depthrender_pb2.RenderImagesResponse) -> ImagesRendered:
+    keys = {name: getattr(response, field).key for field, name in IMAGE_RENDER_NAMES.items()}
+    output = ImageRenderOutput(keys, response.frames, response.real_frames, timing_from_proto(response.timing))
+    return ImagesRendered(output, response.model.digest)
+
+
 def generate_output_to_proto(store: ObjectStore, output: GenerateOutput, identity: ModelIdentity) -> generator_pb2.GenerateResult:
     refs = {name: key_to_ref(store, key) for name, key in output.keys.items()}
     return generator_pb2.GenerateResult(
@@ -115,6 +132,7 @@ def job_to_proto(store: ObjectStore, job: Manifest) -> coordinator_pb2.Job:
         caption=job.caption or "", timings=timings, outputs=coordinator_pb2.JobOutputs(**outputs),
         error=job.error or "", created_unix=job.created, updated_unix=job.updated,
         blocks_done=job.blocks_done, blocks_total=job.blocks_total,
+        images=[common_pb2.ObjectRef(bucket=store.bucket, key=image.key, size=image.size, sha256=image.sha256) for image in job.images],
     )  # fmt: skip
 
 

@@ -47,6 +47,11 @@ class DepthRenderServiceStub:
                 request_serializer=inspatio_dot_world_dot_v1_dot_depthrender__pb2.RenderRequest.SerializeToString,
                 response_deserializer=inspatio_dot_world_dot_v1_dot_depthrender__pb2.RenderResponse.FromString,
                 _registered_method=True)
+        self.RenderImages = channel.unary_unary(
+                '/inspatio.world.v1.DepthRenderService/RenderImages',
+                request_serializer=inspatio_dot_world_dot_v1_dot_depthrender__pb2.RenderImagesRequest.SerializeToString,
+                response_deserializer=inspatio_dot_world_dot_v1_dot_depthrender__pb2.RenderImagesResponse.FromString,
+                _registered_method=True)
 
 
 class DepthRenderServiceServicer:
@@ -66,6 +71,14 @@ class DepthRenderServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RenderImages(self, request, context):
+        """v1.5 image jobs: DA3 jointly over 1 or 4 pictures, each target frame rendered from every view and
+        fused (nearer wins), the source stream anchored per block; padded to whole blocks.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DepthRenderServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -78,6 +91,11 @@ def add_DepthRenderServiceServicer_to_server(servicer, server):
                     servicer.Render,
                     request_deserializer=inspatio_dot_world_dot_v1_dot_depthrender__pb2.RenderRequest.FromString,
                     response_serializer=inspatio_dot_world_dot_v1_dot_depthrender__pb2.RenderResponse.SerializeToString,
+            ),
+            'RenderImages': grpc.unary_unary_rpc_method_handler(
+                    servicer.RenderImages,
+                    request_deserializer=inspatio_dot_world_dot_v1_dot_depthrender__pb2.RenderImagesRequest.FromString,
+                    response_serializer=inspatio_dot_world_dot_v1_dot_depthrender__pb2.RenderImagesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -136,6 +154,33 @@ class DepthRenderService:
             '/inspatio.world.v1.DepthRenderService/Render',
             inspatio_dot_world_dot_v1_dot_depthrender__pb2.RenderRequest.SerializeToString,
             inspatio_dot_world_dot_v1_dot_depthrender__pb2.RenderResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RenderImages(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/inspatio.world.v1.DepthRenderService/RenderImages',
+            inspatio_dot_world_dot_v1_dot_depthrender__pb2.RenderImagesRequest.SerializeToString,
+            inspatio_dot_world_dot_v1_dot_depthrender__pb2.RenderImagesResponse.FromString,
             options,
             channel_credentials,
             insecure,
