@@ -1,13 +1,17 @@
 """v1.5 image jobs in one process (no gRPC) on tiny random weights: one picture and four views run end
-to end, cache like videos, and bad image inputs are refused before anything is stored."""
+to end, cache and resume like videos, and bad image inputs are refused before anything is stored."""
 
 from __future__ import annotations
+
+import json
+import time
 
 import pytest
 
 from inspatio_world.jobs.local_stages import LocalStages
-from inspatio_world.jobs.manager import JobManager
-from inspatio_world.jobs.manifest import SUCCEEDED
+from inspatio_world.jobs import manifest as manifests
+from inspatio_world.jobs.manager import JobManager, lease_key
+from inspatio_world.jobs.manifest import RUNNING, SUCCEEDED, Manifest, VideoRef
 from inspatio_world.jobs.options import JobOptions
 from inspatio_world.jobs.runner import BlockPublished, JobFinished, StageFinished
 from inspatio_world.media.decode import probe_video
@@ -74,3 +78,22 @@ def test_bad_image_jobs_are_refused_before_anything_is_stored(manager):
     with pytest.raises(FieldError, match="not both"):
         manager.submit(_options(), images[0], images=images)
     assert manager.list() == []
+
+
+def test_an_unfinished_image_job_of_a_dead_coordinator_is_resumed(tmp_path, weights):  # noqa: F811
+    store = LocalStore(tmp_path / "store")
+    first = JobManager(store, LocalStages(store, weights, model_versions=("v1_5",)), lease_seconds=1.0)
+    images = first.add_images([("view.png", png_bytes(80, 60))])
+    first.shutdown()
+    # What a coordinator that died mid-job leaves behind: a running manifest and an expired lease.
+    orphan = manifests.save(store, Manifest.new(_options(), VideoRef("", ""), images=images).with_(state=RUNNING))
+    assert manifests.load(store, orphan.job_id).images == images  # the pictures survive the manifest's round trip
+    store.put_bytes(lease_key(orphan.job_id), json.dumps({"owner": "dead", "expires": time.time() - 1}).encode())
+    second = JobManager(store, LocalStages(store, weights, model_versions=("v1_5",)), lease_seconds=1.0)
+    try:
+        assert second.resume_unfinished() == [orphan.job_id]
+        final = [e for e in second.watch(orphan.job_id) if isinstance(e, JobFinished)][0].manifest
+        assert final.state == SUCCEEDED, final.error
+        assert "pred" in final.outputs
+    finally:
+        second.shutdown()
