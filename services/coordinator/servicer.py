@@ -98,12 +98,23 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
         for index, kind in enumerate(kinds):
             if kind is None:
                 raise FieldError(f"images.images[{index}]", "names no picture: set image_uri, or upload_name and send its bytes")
-        received = _image_chunks(request_iterator, {i for i, kind in enumerate(kinds) if kind == "upload_name"}, tenant)
+        geometry = spec.images.geometry.WhichOneof("source") if spec.images.HasField("geometry") else None
+        uploads = {i for i, kind in enumerate(kinds) if kind == "upload_name"} | ({GEOMETRY} if geometry == "upload_name" else set())
+        received = _image_chunks(request_iterator, uploads, tenant)
         _whole_upload(context)
-        images = [(key_from_uri(source.image_uri, self.store.bucket, f"images.images[{i}].image_uri"), None) if kind == "image_uri"
-                  else (source.upload_name, received.get(i, b"")) for i, (source, kind) in enumerate(zip(sources, kinds))]  # fmt: skip
-        refs = self.manager.add_images(images, tenant)
-        return job_to_proto(self.store, self.manager.submit(options, None, tenant, images=refs))
+        images = [self._source(source, kind, received.get(i, b""), f"images.images[{i}].image_uri")
+                  for i, (source, kind) in enumerate(zip(sources, kinds))]  # fmt: skip
+        given = None
+        if geometry is not None:
+            given = self._source(spec.images.geometry, geometry, received.get(GEOMETRY, b""), "images.geometry.image_uri")
+        refs, supplied = self.manager.add_image_inputs(images, given, tenant)
+        return job_to_proto(self.store, self.manager.submit(options, None, tenant, images=refs, geometry=supplied))
+
+    def _source(self, source, kind: str, received: bytes, uri_field: str) -> tuple[str, bytes | None]:
+        """(key, None) of an image_uri, or (upload_name, its bytes)."""
+        if kind == "image_uri":
+            return key_from_uri(source.image_uri, self.store.bucket, uri_field), None
+        return source.upload_name, received
 
     def WatchJob(self, request, context) -> Iterator[coordinator_pb2.JobEvent]:
         tenant = self._tenant()
@@ -155,21 +166,32 @@ def _chunks(request_iterator) -> Iterator[bytes]:
         yield message.chunk
 
 
+GEOMETRY = -1  # the geometry object's place among the uploads
+
+
 def _image_chunks(request_iterator, uploads: set[int], tenant: Tenant) -> dict[int, bytes]:
-    """The bytes of each uploaded picture (index into spec.images.images), from the image_chunk messages."""
+    """The bytes of each uploaded picture (index into spec.images.images), from the image_chunk messages,
+    and of an uploaded geometry object (GEOMETRY) from the geometry_chunk messages."""
     from inspatio_world.media.image_inputs import MAX_IMAGE_BYTES
 
     parts: dict[int, list[bytes]] = {index: [] for index in uploads}
     sizes = dict.fromkeys(uploads, 0)
     for message in request_iterator:
-        if message.WhichOneof("part") != "image_chunk":
-            raise ValueError("after an image job's spec, SubmitJob messages must carry image_chunk parts only")
-        index, data = message.image_chunk.index, message.image_chunk.data
+        kind = message.WhichOneof("part")
+        if kind not in ("image_chunk", "geometry_chunk"):
+            raise ValueError("after an image job's spec, SubmitJob messages must carry image_chunk or geometry_chunk parts only")
+        if kind == "geometry_chunk":
+            if GEOMETRY not in parts:
+                raise FieldError("geometry_chunk", "geometry_chunk parts came, but the spec names no geometry upload_name")
+            index, data = GEOMETRY, message.geometry_chunk
+        else:
+            index, data = message.image_chunk.index, message.image_chunk.data
         if index not in parts:
             raise FieldError("image_chunk.index", f"image_chunk index {index} names no upload_name picture of the spec")
         sizes[index] += len(data)
         if sizes[index] > MAX_IMAGE_BYTES:
-            raise FieldError(f"images.images[{index}]", f"picture {index} is larger than {MAX_IMAGE_BYTES >> 20} MiB")
+            what = ("images.geometry", "the geometry object") if index == GEOMETRY else (f"images.images[{index}]", f"picture {index}")
+            raise FieldError(what[0], f"{what[1]} is larger than {MAX_IMAGE_BYTES >> 20} MiB")
         if tenant.max_upload_bytes is not None and sum(sizes.values()) > tenant.max_upload_bytes:
             raise QuotaExceeded(tenant.subject, f"upload larger than this tenant's max_upload_bytes ({tenant.max_upload_bytes} bytes)")
         parts[index].append(data)

@@ -54,8 +54,11 @@ class DepthRenderServicer(depthrender_pb2_grpc.DepthRenderServiceServicer):
     def RenderImages(self, request: depthrender_pb2.RenderImagesRequest, context) -> depthrender_pb2.RenderImagesResponse:
         options = render_options_from_proto(request.options)  # a bad trajectory fails before any download
         keys = [ref_to_key(self.store, image, f"images[{i}]") for i, image in enumerate(request.images)]
-        out = run_image_render(self.store, keys, options.trajectory, options.trajectory_text, self.estimator, self.identity,
+        geometry = ref_to_key(self.store, request.geometry, "geometry") if request.HasField("geometry") else None
+        model = (self.estimator, self.identity) if geometry is None else (None, None)  # the job's own geometry: no DA3
+        out = run_image_render(self.store, keys, options.trajectory, options.trajectory_text, *model, geometry_key=geometry,
                                device=self.device, force=request.options.force,
                                should_stop=call_stop_check(context, "image render"))  # fmt: skip
         self.metrics.observe_stage("image_render", out.timing.seconds, out.timing.cache_hit)
-        return images_rendered_to_proto(self.store, ImagesRendered(out, self.identity.digest), self.identity)
+        rendered = ImagesRendered(out, self.identity.digest if geometry is None else "")
+        return images_rendered_to_proto(self.store, rendered, self.identity if geometry is None else None)

@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import time
 
+import numpy as np
 import pytest
 
+from inspatio_world.geometry.supplied_geometry import encode_geometry
 from inspatio_world.jobs.local_stages import LocalStages
 from inspatio_world.jobs import manifest as manifests
 from inspatio_world.jobs.manager import JobManager, lease_key
@@ -97,3 +99,27 @@ def test_an_unfinished_image_job_of_a_dead_coordinator_is_resumed(tmp_path, weig
         assert "pred" in final.outputs
     finally:
         second.shutdown()
+
+
+def _geometry(views: int, height: int = 64, width: int = 112) -> bytes:
+    K = np.array([[100.0, 0, width / 2], [0, 100.0, height / 2], [0, 0, 1]])
+    w2c = np.stack([np.eye(4)] * views)
+    w2c[:, 0, 3] = np.arange(views) * 0.05
+    return encode_geometry(np.full((views, height, width), 2.0), K, w2c)
+
+
+def test_supplied_geometry_replaces_da3_and_is_checked_first(manager):
+    picture = [("view.png", png_bytes(80, 60))]
+    with pytest.raises(ImageInputError, match="2 depth maps for 1 pictures") as refused:
+        manager.add_image_inputs(picture, ("geometry.safetensors", _geometry(2)))
+    assert refused.value.field == "geometry"
+    assert list(manager.store.list("uploads/")) == []  # not even the picture was stored
+    images, geometry = manager.add_image_inputs(picture, ("geometry.safetensors", _geometry(1)))
+    job = manager.submit(_options(), None, images=images, geometry=geometry)
+    final = [e for e in manager.watch(job.job_id) if isinstance(e, JobFinished)][0].manifest
+    assert final.state == SUCCEEDED, final.error
+    assert final.geometry == geometry and "depth" not in final.weights  # no DA3 ran
+    info = probe_video(manager.store.download(final.outputs["pred"], manager.store.root / "pred.mp4"))
+    assert (info.frames, info.height, info.width) == (FRAMES, 64, 112)  # the pictures fitted to the depth maps
+    with pytest.raises(FieldError, match="goes with images"):
+        manager.submit(_options(), images[0], geometry=geometry)

@@ -156,3 +156,26 @@ def test_bad_pictures_are_refused_before_anything_is_stored(stack, pictures, sto
             client.submit_images(pictures[:1], JobOptions(trajectory_name="x_y_circle_cycle.txt", prompt="p", model_version="v1_5"))
         assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "per-frame camera path" in refused.value.details()
     assert stored_uploads() == uploads
+
+
+def test_a_picture_with_its_own_geometry_through_the_sdk(stack, pictures, tmp_path):
+    import numpy as np
+
+    from inspatio_world.geometry.supplied_geometry import encode_geometry
+
+    geometry = tmp_path / "geometry.safetensors"
+    K = np.array([[90.0, 0, 56], [0, 90.0, 32], [0, 0, 1]])
+    geometry.write_bytes(encode_geometry(np.full((1, 64, 112), 3.0), K, np.eye(4)[None]))
+    with Client(stack.addresses["coordinator"], timeout=120) as client:
+        final = client.wait(client.submit_images(pictures[:1], _image_options(), geometry=geometry).job_id)
+        assert final.state == "succeeded", final.error
+        with grpc.insecure_channel(stack.addresses["coordinator"]) as channel:
+            from inspatio_world.rpc.generated import coordinator_pb2, coordinator_pb2_grpc
+
+            job = coordinator_pb2_grpc.CoordinatorServiceStub(channel).GetJob(coordinator_pb2.GetJobRequest(job_id=final.job_id), timeout=30)
+        assert job.geometry.key.endswith("/geometry.safetensors") and len(job.images) == 1
+        bad = tmp_path / "bad.safetensors"
+        bad.write_bytes(encode_geometry(np.full((4, 64, 112), 3.0), K, np.stack([np.eye(4)] * 4)))
+        with pytest.raises(grpc.RpcError) as refused:
+            client.submit_images(pictures[:1], _image_options(), geometry=bad)
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "4 depth maps for 1 pictures" in refused.value.details()

@@ -48,6 +48,9 @@ def add_job_commands(commands: argparse._SubParsersAction) -> None:
     submit.add_argument("--image", action="append", dest="images", metavar="PICTURE",
                         help="instead of a video (model_version v1_5): a picture (file or s3://bucket/key); give it once "
                              "for one picture, four times for four views of one place")
+    submit.add_argument("--geometry", metavar="FILE",
+                        help="with --image: the pictures' own depth, intrinsics and w2c instead of DA3's (a safetensors "
+                             "file with depth [V,H,W], intrinsics and w2c; README 'Image jobs')")
     _job_options(submit)
     _coordinator_option(submit)
     submit.set_defaults(func=cmd_submit)
@@ -354,11 +357,14 @@ def cmd_submit(args: argparse.Namespace) -> int:
     options = _request(args)
     if (args.video is None) == (not args.images):
         raise _fail("give a video, or pictures with --image (once, or four times), not both")
-    for source, what in [(args.video, "video")] if args.video else [(image, "image") for image in args.images]:
+    if args.geometry and not args.images:
+        raise _fail("--geometry goes with --image pictures")
+    sources = [(args.video, "video")] if args.video else [(image, "image") for image in args.images]
+    for source, what in sources + ([(args.geometry, "geometry")] if args.geometry else []):
         if not source.startswith("s3://") and not Path(source).is_file():
             raise _fail(f"{source}: no such {what} file")
     with _client(args) as client:
-        job = client.submit(args.video, options) if args.video else client.submit_images(args.images, options)
+        job = client.submit(args.video, options) if args.video else client.submit_images(args.images, options, geometry=args.geometry)
         print(job.job_id)
     return 0
 

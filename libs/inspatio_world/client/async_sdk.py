@@ -56,9 +56,11 @@ class AsyncClient:
         job = await self._retry(lambda: self.stub.SubmitJob(submit_messages(video, options), timeout=timeout or self.timeout))
         return JobStatus.from_proto(job)
 
-    async def submit_images(self, images: Sequence[str | Path], options: JobOptions, timeout: float | None = None) -> JobStatus:
+    async def submit_images(self, images: Sequence[str | Path], options: JobOptions, timeout: float | None = None,
+                            geometry: str | Path | None = None) -> JobStatus:  # fmt: skip
         """As `Client.submit_images`."""
-        job = await self._retry(lambda: self.stub.SubmitJob(image_submit_messages(images, options), timeout=timeout or self.timeout))
+        job = await self._retry(lambda: self.stub.SubmitJob(image_submit_messages(images, options, geometry),
+                                                            timeout=timeout or self.timeout))  # fmt: skip
         return JobStatus.from_proto(job)
 
     async def get(self, job_id: str) -> JobStatus:

@@ -156,17 +156,27 @@ def submit_messages(video: str | Path, options: JobOptions) -> Iterator[coordina
     return _upload_messages(source, options)
 
 
-def image_submit_messages(images: Sequence[str | Path], options: JobOptions) -> Iterator[coordinator_pb2.SubmitJobRequest]:
-    """An image job (v1.5): 1 or 4 pictures, local files uploaded in chunks, `s3://bucket/key` URIs in place."""
+def image_submit_messages(images: Sequence[str | Path], options: JobOptions,
+                          geometry: str | Path | None = None) -> Iterator[coordinator_pb2.SubmitJobRequest]:  # fmt: skip
+    """An image job (v1.5): 1 or 4 pictures, local files uploaded in chunks, `s3://bucket/key` URIs in place;
+    `geometry`: the pictures' own depth, intrinsics and w2c (a safetensors file, geometry/supplied_geometry.py)."""
     sources = [video_source(image, "image") for image in images]  # every path checked before anything is sent
-    refs = [coordinator_pb2.ImageSource(image_uri=s) if isinstance(s, str) else coordinator_pb2.ImageSource(upload_name=s.name)
-            for s in sources]  # fmt: skip
-    spec = coordinator_pb2.JobSpec(options=options_to_proto(options), images=coordinator_pb2.ImageInputs(images=refs))
-    yield coordinator_pb2.SubmitJobRequest(spec=spec)
+    supplied = video_source(geometry, "geometry") if geometry is not None else None
+    inputs = coordinator_pb2.ImageInputs(images=[_image_source(source) for source in sources])
+    if supplied is not None:
+        inputs.geometry.CopyFrom(_image_source(supplied))
+    yield coordinator_pb2.SubmitJobRequest(spec=coordinator_pb2.JobSpec(options=options_to_proto(options), images=inputs))
     for index, source in enumerate(sources):
         if isinstance(source, Path):
             for chunk in file_chunks(source):
                 yield coordinator_pb2.SubmitJobRequest(image_chunk=coordinator_pb2.ImageChunk(index=index, data=chunk))
+    if isinstance(supplied, Path):
+        for chunk in file_chunks(supplied):
+            yield coordinator_pb2.SubmitJobRequest(geometry_chunk=chunk)
+
+
+def _image_source(source: str | Path) -> coordinator_pb2.ImageSource:
+    return coordinator_pb2.ImageSource(image_uri=source) if isinstance(source, str) else coordinator_pb2.ImageSource(upload_name=source.name)
 
 
 def _download(url: str, target: Path, what: str) -> Path:
@@ -242,10 +252,11 @@ class Client:
         job = self._retry(lambda: self.stub.SubmitJob(submit_messages(video, options), timeout=timeout or self.timeout))
         return JobStatus.from_proto(job)
 
-    def submit_images(self, images: Sequence[str | Path], options: JobOptions, timeout: float | None = None) -> JobStatus:
+    def submit_images(self, images: Sequence[str | Path], options: JobOptions, timeout: float | None = None,
+                      geometry: str | Path | None = None) -> JobStatus:  # fmt: skip
         """A v1.5 image job: 1 picture or 4 views (local files or s3:// URIs), options with model_version
-        "v1_5", a prompt and a per-frame camera path."""
-        job = self._retry(lambda: self.stub.SubmitJob(image_submit_messages(images, options), timeout=timeout or self.timeout))
+        "v1_5", a prompt and a per-frame camera path; `geometry` replaces DA3 (see image_submit_messages)."""
+        job = self._retry(lambda: self.stub.SubmitJob(image_submit_messages(images, options, geometry), timeout=timeout or self.timeout))
         return JobStatus.from_proto(job)
 
     def get(self, job_id: str) -> JobStatus:

@@ -126,12 +126,16 @@ class LocalStages:
             return run_depth(self.store, video.key, video.sha256, self.estimator, self.identities["depth"], force, _check(call),
                              model_version)  # fmt: skip
 
-    def render_images(self, images: tuple[VideoRef, ...], options: RenderOptions, force: bool,
-                      call: StageCall | None = None) -> ImagesRendered:  # fmt: skip
+    def render_images(self, images: tuple[VideoRef, ...], options: RenderOptions, force: bool, call: StageCall | None = None,
+                      geometry: VideoRef | None = None) -> ImagesRendered:  # fmt: skip
+        keys = [image.key for image in images]
+        if geometry is not None:  # the job's own depth and cameras: no model
+            output = run_image_render(self.store, keys, options.trajectory, options.trajectory_text, geometry_key=geometry.key,
+                                      device=self.device, force=force, should_stop=_check(call))  # fmt: skip
+            return ImagesRendered(output, "")
         with self._locks["depth"]:  # DA3 over the views, then the render: the depth model's lock
-            output = run_image_render(self.store, [image.key for image in images], options.trajectory, options.trajectory_text,
-                                      self.estimator, self.identities["depth"], device=self.device, force=force,
-                                      should_stop=_check(call))  # fmt: skip
+            output = run_image_render(self.store, keys, options.trajectory, options.trajectory_text, self.estimator,
+                                      self.identities["depth"], device=self.device, force=force, should_stop=_check(call))  # fmt: skip
         return ImagesRendered(output, self.identities["depth"].digest)
 
     def render(self, video: VideoRef, depth_key: str, options: RenderOptions, force: bool,

@@ -131,47 +131,61 @@ class JobManager:
 
     def add_images(self, images: Sequence[tuple[str, bytes | None]], tenant: Tenant = ANONYMOUS) -> tuple[VideoRef, ...]:
         """An image job's pictures, each (upload_name, its bytes) or (key of an object in the store, None):
-        names, keys and read rights are checked, then all the pictures together (media/image_inputs:
-        count 1 or 4, PNG/JPEG/WebP, sizes; ImageInputError naming images[i]), and only then are the
+        see `add_image_inputs`."""
+        return self.add_image_inputs(images, None, tenant)[0]
+
+    def add_image_inputs(self, images: Sequence[tuple[str, bytes | None]], geometry: tuple[str, bytes | None] | None,
+                         tenant: Tenant = ANONYMOUS) -> tuple[tuple[VideoRef, ...], VideoRef | None]:  # fmt: skip
+        """An image job's pictures and, optionally, its own geometry object, each (upload_name, its bytes)
+        or (key of an object in the store, None). Names, keys and read rights are checked, then all the
+        pictures together (media/image_inputs: count 1 or 4, PNG/JPEG/WebP, sizes) and the geometry
+        against them (media/image_geometry), ImageInputError naming the input, and only then are the
         uploads stored, under their content hash in the tenant's uploads. Objects are used where they are."""
+        from ..media.image_geometry import check_geometry
         from ..media.image_inputs import check_image_inputs
 
-        blobs, names = [], []
-        for index, (name, data) in enumerate(images):
-            if data is None:
-                validate_key(name, f"images[{index}]")
-                tenant.check_readable(self.store.bucket, name)
-                if self.store.stat(name) is None:
-                    raise ObjectNotFound(f"image {name!r} not found in bucket {self.store.bucket}")
-                data = self.store.get_bytes(name)
-            else:
-                name = upload_filename(name)
-            blobs.append(data)
-            names.append(name)
-        check_image_inputs(blobs)
-        refs = []
-        for (given, uploaded), data, name in zip(images, blobs, names):
-            digest = hashlib.sha256(data).hexdigest()
-            key = given if uploaded is None else upload_key(digest, name, tenant.name)
-            if uploaded is not None and not self.store.exists(key):
-                self.store.put_bytes(key, data, content_type="application/octet-stream")
-            refs.append(VideoRef(key, digest, len(data)))
-        return tuple(refs)
+        inputs = [self._input(name, data, f"images[{index}]", tenant) for index, (name, data) in enumerate(images)]
+        supplied = self._input(*geometry, "geometry", tenant) if geometry is not None else None
+        check_image_inputs([data for _, data, _ in inputs])
+        if supplied is not None:
+            check_geometry(supplied[1], len(inputs))
+        refs = tuple(self._stored(*item, tenant) for item in inputs)
+        return refs, (self._stored(*supplied, tenant) if supplied is not None else None)
+
+    def _input(self, name: str, data: bytes | None, field: str, tenant: Tenant) -> tuple[str, bytes, bool]:
+        """(key or upload name, bytes, whether it is an upload), the key and the tenant's right checked first."""
+        if data is not None:
+            return upload_filename(name), data, True
+        validate_key(name, field)
+        tenant.check_readable(self.store.bucket, name)
+        if self.store.stat(name) is None:
+            raise ObjectNotFound(f"{field} {name!r} not found in bucket {self.store.bucket}")
+        return name, self.store.get_bytes(name), False
+
+    def _stored(self, name: str, data: bytes, upload: bool, tenant: Tenant) -> VideoRef:
+        digest = hashlib.sha256(data).hexdigest()
+        key = upload_key(digest, name, tenant.name) if upload else name
+        if upload and not self.store.exists(key):
+            self.store.put_bytes(key, data, content_type="application/octet-stream")
+        return VideoRef(key, digest, len(data))
 
     # -- jobs ---------------------------------------------------------------------------------
 
     def submit(self, options: JobOptions, video: VideoRef | None, tenant: Tenant = ANONYMOUS,
-               images: tuple[VideoRef, ...] = ()) -> Manifest:  # fmt: skip
-        """Start a job on `video`, or (v1.5) on `images` (from `add_images`; `video` None)."""
+               images: tuple[VideoRef, ...] = (), geometry: VideoRef | None = None) -> Manifest:  # fmt: skip
+        """Start a job on `video`, or (v1.5) on `images` (from `add_images`; `video` None) with, optionally,
+        their own `geometry` (from `add_geometry`)."""
         if (video is None) == (not images):
             raise FieldError("video", "give a video or images (1 or 4), not both")
+        if geometry is not None and not images:
+            raise FieldError("images.geometry", "a geometry object goes with images, not with a video")
         options.validate()
         if images:
             options.validate_for_images(len(images))
         self.check_version(options)
         with self._submit_lock:  # one coordinator never lets a tenant past its limit; several may, briefly
             self.check_capacity(tenant)
-            job = manifests.save(self.store, Manifest.new(options, video or VideoRef("", ""), tenant.name, images))
+            job = manifests.save(self.store, Manifest.new(options, video or VideoRef("", ""), tenant.name, images, geometry))
         self._start(job)
         return job
 

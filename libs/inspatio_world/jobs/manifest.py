@@ -50,11 +50,13 @@ class Manifest:
     error: str | None = None
     tenant: str | None = None  # whose job it is (None: the open mode); part of its key
     images: tuple[VideoRef, ...] = ()  # an image job's pictures in view order (its `video` is empty)
+    geometry: VideoRef | None = None  # an image job's supplied depth/intrinsics/w2c object (None: DA3's)
 
     @classmethod
-    def new(cls, options: JobOptions, video: VideoRef, tenant: str | None = None, images: tuple[VideoRef, ...] = ()) -> "Manifest":
+    def new(cls, options: JobOptions, video: VideoRef, tenant: str | None = None, images: tuple[VideoRef, ...] = (),
+            geometry: VideoRef | None = None) -> "Manifest":  # fmt: skip
         now = time.time()
-        return cls(uuid.uuid4().hex[:16], QUEUED, options, video, now, now, tenant=tenant, images=tuple(images))
+        return cls(uuid.uuid4().hex[:16], QUEUED, options, video, now, now, tenant=tenant, images=tuple(images), geometry=geometry)
 
     def with_(self, **changes) -> "Manifest":
         return replace(self, updated=time.time(), **changes)
@@ -70,8 +72,9 @@ class Manifest:
         document = asdict(self)
         if document["tenant"] is None:
             del document["tenant"]  # open mode writes what it wrote before tenants: older coordinators still read it
-        if not document["images"]:
-            del document["images"]  # video jobs write what they wrote before image jobs
+        for name in ("images", "geometry"):
+            if not document[name]:
+                del document[name]  # video jobs write what they wrote before image jobs
         return json.dumps(document, indent=2, sort_keys=True)
 
     @classmethod
@@ -80,6 +83,7 @@ class Manifest:
         raw["options"] = JobOptions.from_dict(raw["options"])
         raw["video"] = VideoRef(**raw["video"])
         raw["images"] = tuple(VideoRef(**image) for image in raw.get("images", ()))
+        raw["geometry"] = VideoRef(**raw["geometry"]) if raw.get("geometry") else None
         raw["stages"] = {name: StageRecord(**record) for name, record in raw["stages"].items()}
         return cls(**raw)
 

@@ -169,10 +169,12 @@ class RemoteStages:
         response = self._call("render", lambda timeout: self._depthrender.Render.future(request, timeout=timeout, wait_for_ready=True), call)
         return render_output_from_proto(response)
 
-    def render_images(self, images: tuple[VideoRef, ...], options: RenderOptions, force: bool,
-                      call: StageCall | None = None) -> ImagesRendered:  # fmt: skip
+    def render_images(self, images: tuple[VideoRef, ...], options: RenderOptions, force: bool, call: StageCall | None = None,
+                      geometry: VideoRef | None = None) -> ImagesRendered:  # fmt: skip
         request = depthrender_pb2.RenderImagesRequest(images=[self._ref(image.key, image.sha256) for image in images],
                                                       options=render_options_to_proto(options, force))  # fmt: skip
+        if geometry is not None:
+            request.geometry.CopyFrom(self._ref(geometry.key, geometry.sha256))
         response = self._call("render", lambda timeout: self._depthrender.RenderImages.future(request, timeout=timeout, wait_for_ready=True), call)
         return images_rendered_from_proto(response)
 

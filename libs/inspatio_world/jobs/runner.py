@@ -63,8 +63,8 @@ class StageClient(Protocol):
 
     def generate(self, inputs: GenerateInputs, force: bool, call: StageCall | None = None) -> Iterator[BlockPublished | GenerateOutput]: ...
 
-    def render_images(self, images: tuple[VideoRef, ...], options: RenderOptions, force: bool,
-                      call: StageCall | None = None) -> "ImagesRendered": ...  # fmt: skip
+    def render_images(self, images: tuple[VideoRef, ...], options: RenderOptions, force: bool, call: StageCall | None = None,
+                      geometry: VideoRef | None = None) -> "ImagesRendered": ...  # fmt: skip
 
     # Optional: a client whose `streams_render` is true also offers `render_and_generate` (the render
     # made block by block inside the generate call, stages/render_feed.py), which full jobs then use.
@@ -75,7 +75,7 @@ class ImagesRendered:
     """An image job's conditioning (`StageClient.render_images`) and the DA3 weights that made it."""
 
     output: ImageRenderOutput
-    model: str  # the depth model identity's digest
+    model: str  # the depth model identity's digest ("": the job's own geometry, no model)
 
     @property
     def timing(self) -> Timing:
@@ -220,10 +220,10 @@ class JobRunner:
         render_options = options.render_options()
         frames = padded_frame_count(len(render_options.trajectory.w2c))
         images = self._stage(job, "image_render", lambda: self.stages.render_images(
-            job.images, render_options, options.force, budget("render", frames * len(job.images))))  # fmt: skip
+            job.images, render_options, options.force, budget("render", frames * len(job.images)), geometry=job.geometry))  # fmt: skip
         keys = {name.split(".")[0]: key for name, key in images.output.keys.items()}
-        job = save(job.with_stage("image_render", _record(images.timing, **keys), caption=options.prompt,
-                                  weights={**job.weights, "depth": images.model}))  # fmt: skip
+        weights = {**job.weights, "depth": images.model} if images.model else job.weights
+        job = save(job.with_stage("image_render", _record(images.timing, **keys), caption=options.prompt, weights=weights))
         self._check(cancel)
         inputs = GenerateInputs(keys["source"], object_digest(self.store, keys["source"]), keys["schedule"], keys["render"],
                                 keys["mask"], options.prompt, options.seed, options.autoencoder, options.model_version)  # fmt: skip

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from ..jobs.manifest import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, Manifest
+from ..jobs.manifest import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, Manifest, VideoRef
 from ..jobs.options import JobOptions
 from ..jobs.runner import ImagesRendered, JobEvent, JobFinished, StageFinished, StageStarted
 from ..stages.artifacts import Timing, object_digest
@@ -95,11 +95,16 @@ def render_output_from_proto(response: depthrender_pb2.RenderResponse) -> Render
 IMAGE_RENDER_NAMES = {"schedule": "schedule.json", "render": "render.mkv", "mask": "mask.mkv", "source": "source.mkv"}
 
 
-def images_rendered_to_proto(store: ObjectStore, rendered: ImagesRendered, identity: ModelIdentity) -> depthrender_pb2.RenderImagesResponse:
+def images_rendered_to_proto(store: ObjectStore, rendered: ImagesRendered,
+                             identity: ModelIdentity | None) -> depthrender_pb2.RenderImagesResponse:  # fmt: skip
+    """`identity` None: the job's own geometry made it (no model)."""
     output = rendered.output
     refs = {field: key_to_ref(store, output.keys[name]) for field, name in IMAGE_RENDER_NAMES.items()}
-    return depthrender_pb2.RenderImagesResponse(**refs, frames=output.frames, real_frames=output.real_frames,
-                                                timing=timing_to_proto(output.timing), model=identity_to_proto(identity))  # fmt: skip
+    response = depthrender_pb2.RenderImagesResponse(**refs, frames=output.frames, real_frames=output.real_frames,
+                                                    timing=timing_to_proto(output.timing))  # fmt: skip
+    if identity is not None:
+        response.model.CopyFrom(identity_to_proto(identity))
+    return response
 
 
 def images_rendered_from_proto(response: depthrender_pb2.RenderImagesResponse) -> ImagesRendered:
@@ -128,12 +133,17 @@ def job_to_proto(store: ObjectStore, job: Manifest) -> coordinator_pb2.Job:
                for name, record in job.stages.items()]  # fmt: skip
     return coordinator_pb2.Job(
         job_id=job.job_id, state=JOB_STATES[job.state], options=options_to_proto(job.options),
-        video=common_pb2.ObjectRef(bucket=store.bucket, key=job.video.key, size=job.video.size, sha256=job.video.sha256),
+        video=_input_ref(store, job.video),
         caption=job.caption or "", timings=timings, outputs=coordinator_pb2.JobOutputs(**outputs),
         error=job.error or "", created_unix=job.created, updated_unix=job.updated,
         blocks_done=job.blocks_done, blocks_total=job.blocks_total,
-        images=[common_pb2.ObjectRef(bucket=store.bucket, key=image.key, size=image.size, sha256=image.sha256) for image in job.images],
+        images=[_input_ref(store, image) for image in job.images],
+        geometry=_input_ref(store, job.geometry) if job.geometry is not None else None,
     )  # fmt: skip
+
+
+def _input_ref(store: ObjectStore, ref: VideoRef) -> common_pb2.ObjectRef:
+    return common_pb2.ObjectRef(bucket=store.bucket, key=ref.key, size=ref.size, sha256=ref.sha256)
 
 
 def render_options_from_proto(options: common_pb2.JobOptions) -> RenderOptions:

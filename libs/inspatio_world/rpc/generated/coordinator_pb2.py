@@ -26,45 +26,45 @@ _sym_db = _symbol_database.Default()
 from . import common_pb2 as inspatio_dot_world_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#inspatio/world/v1/coordinator.proto\x12\x11inspatio.world.v1\x1a\x1einspatio/world/v1/common.proto\"\x9e\x01\n\x07JobSpec\x12.\n\x07options\x18\x01 \x01(\x0b\x32\x1d.inspatio.world.v1.JobOptions\x12\x13\n\tvideo_uri\x18\x02 \x01(\tH\x00\x12\x15\n\x0bupload_name\x18\x03 \x01(\tH\x00\x12.\n\x06images\x18\x04 \x01(\x0b\x32\x1e.inspatio.world.v1.ImageInputsB\x07\n\x05video\"=\n\x0bImageInputs\x12.\n\x06images\x18\x01 \x03(\x0b\x32\x1e.inspatio.world.v1.ImageSource\"C\n\x0bImageSource\x12\x13\n\timage_uri\x18\x01 \x01(\tH\x00\x12\x15\n\x0bupload_name\x18\x02 \x01(\tH\x00\x42\x08\n\x06source\")\n\nImageChunk\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"\x8d\x01\n\x10SubmitJobRequest\x12*\n\x04spec\x18\x01 \x01(\x0b\x32\x1a.inspatio.world.v1.JobSpecH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x12\x34\n\x0bimage_chunk\x18\x03 \x01(\x0b\x32\x1d.inspatio.world.v1.ImageChunkH\x00\x42\x06\n\x04part\"\x9f\x02\n\nJobOutputs\x12*\n\x04pred\x18\x01 \x01(\x0b\x32\x1c.inspatio.world.v1.ObjectRef\x12,\n\x06render\x18\x02 \x01(\x0b\x32\x1c.inspatio.world.v1.ObjectRef\x12,\n\x06source\x18\x03 \x01(\x0b\x32\x1c.inspatio.world.v1.ObjectRef\x12-\n\x07\x63ompare\x18\x04 \x01(\x0b\x32\x1c.inspatio.world.v1.ObjectRef\x12.\n\x08manifest\x18\x05 \x01(\x0b\x32\x1c.inspatio.world.v1.ObjectRef\x12*\n\x04mask\x18\x06 \x01(\x0b\x32\x1c.inspatio.world.v1.ObjectRef\"\xa4\x03\n\x03Job\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12*\n\x05state\x18\x02 \x01(\x0e\x32\x1b.inspatio.world.v1.JobState\x12.\n\x07options\x18\x03 \x01(\x0b\x32\x1d.inspatio.world.v1.JobOptions\x12+\n\x05video\x18\x04 \x01(\x0b\x32\x1c.inspatio.world.v1.ObjectRef\x12\x0f\n\x07\x63\x61ption\x18\x05 \x01(\t\x12/\n\x07timings\x18\x06 \x03(\x0b\x32\x1e.inspatio.world.v1.StageTiming\x12.\n\x07outputs\x18\x07 \x01(\x0b\x32\x1d.inspatio.world.v1.JobOutputs\x12\r\n\x05\x65rror\x18\x08 \x01(\t\x12\x14\n\x0c\x63reated_unix\x18\t \x01(\x01\x12\x14\n\x0cupdated_unix\x18\n \x01(\x01\x12\x13\n\x0b\x62locks_done\x18\x0b \x01(\x05\x12\x14\n\x0c\x62locks_total\x18\x0c \x01(\x05\x12,\n\x06images\x18\r \x03(\x0b\x32\x1c.inspatio.world.v1.ObjectRef\"!\n\x0fWatchJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\"\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\" \n\x0fListJobsRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\"8\n\x10ListJobsResponse\x12$\n\x04jobs\x18\x01 \x03(\x0b\x32\x16.inspatio.world.v1.Job\"\x1d\n\x0cStageStarted\x12\r\n\x05stage\x18\x01 \x01(\t\"?\n\rStageFinished\x12.\n\x06timing\x18\x01 \x01(\x0b\x32\x1e.inspatio.world.v1.StageTiming\"\x8c\x02\n\x08JobEvent\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x11\n\tunix_time\x18\x02 \x01(\x01\x12\x38\n\rstage_started\x18\x03 \x01(\x0b\x32\x1f.inspatio.world.v1.StageStartedH\x00\x12:\n\x0estage_finished\x18\x04 \x01(\x0b\x32 .inspatio.world.v1.StageFinishedH\x00\x12\x32\n\x05\x62lock\x18\x05 \x01(\x0b\x32!.inspatio.world.v1.BlockGeneratedH\x00\x12*\n\x08\x66inished\x18\x06 \x01(\x0b\x32\x16.inspatio.world.v1.JobH\x00\x42\x07\n\x05\x65vent*\x9a\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x05\x32\x92\x03\n\x12\x43oordinatorService\x12J\n\tSubmitJob\x12#.inspatio.world.v1.SubmitJobRequest\x1a\x16.inspatio.world.v1.Job(\x01\x12M\n\x08WatchJob\x12\".inspatio.world.v1.WatchJobRequest\x1a\x1b.inspatio.world.v1.JobEvent0\x01\x12\x42\n\x06GetJob\x12 .inspatio.world.v1.GetJobRequest\x1a\x16.inspatio.world.v1.Job\x12S\n\x08ListJobs\x12\".inspatio.world.v1.ListJobsRequest\x1a#.inspatio.world.v1.ListJobsResponse\x12H\n\tCancelJob\x12#.inspatio.world.v1.CancelJobRequest\x1a\x16.inspatio.world.v1.Jobb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#inspatio/world/v1/coordinator.proto\x12\x11inspatio.world.v1\x1a\x1einspatio/world/v1/common.proto\"\x9e\x01\n\x07JobSpec\x12.\n\x07options\x18\x01 \x01(\x0b\x32\x1d.inspatio.world.v1.JobOptions\x12\x13\n\tvideo_uri\x18\x02 \x01(\tH\x00\x12\x15\n\x0bupload_name\x18\x03 \x01(\tH\x00\x12.\n\x06images\x18\x04 \x01(\x0b\x32\x1e.inspatio.world.v1.ImageInputsB\x07\n\x05video\"o\n\x0bImageInputs\x12.\n\x06images\x18\x01 \x03(\x0b\x32\x1e.inspatio.world.v1.ImageSource\x12\x30\n\x08geometry\x18\x02 \x01(\x0b\x32\x1e.inspatio.world.v1.ImageSource\"C\n\x0bImageSource\x12\x13\n\timage_uri\x18\x01 \x01(\tH\x00\x12\x15\n\x0bupload_name\x18\x02 \x01(\tH\x00\x42\x08\n\x06source\")\n\nImageChunk\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"\xa7\x01\n\x10SubmitJobRequest\x12*\n\x04spec\x18\x01 \x01(\x0b\x32\x1a.inspatio.world.v1.JobSpecH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x12\x34\n\x0bimage_chunk\x18\x03 \x01(\x0b\x32\x1d.inspatio.world.v1.ImageChunkH\x00\x12\x18\n\x0egeometry_chunk\x18\x04 \x01(\x0cH\x00\x42\x06\n\x04part\"\x9f\x02\n\nJobOutputs\x12*\n\x04pred\x18\x01 \x01(\x0b\x32\x1c.inspatio.world.v1.ObjectRef\x12,\n\x06render\x18\x02 \x01(\x0b\x32\x1c.inspatio.world.v1.ObjectRef\x12,\n\x06source\x18\x03 \x01(\x0b\x32\x1c.inspatio.world.v1.ObjectRef\x12-\n\x07\x63ompare\x18\x04 \x01(\x0b\x32\x1c.inspatio.world.v1.ObjectRef\x12.\n\x08manifest\x18\x05 \x01(\x0b\x32\x1c.inspatio.world.v1.ObjectRef\x12*\n\x04mask\x18\x06 \x01(\x0b\x32\x1c.inspatio.world.v1.ObjectRef\"\xd4\x03\n\x03Job\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12*\n\x05state\x18\x02 \x01(\x0e\x32\x1b.inspatio.world.v1.JobState\x12.\n\x07options\x18\x03 \x01(\x0b\x32\x1d.inspatio.world.v1.JobOptions\x12+\n\x05video\x18\x04 \x01(\x0b\x32\x1c.inspatio.world.v1.ObjectRef\x12\x0f\n\x07\x63\x61ption\x18\x05 \x01(\t\x12/\n\x07timings\x18\x06 \x03(\x0b\x32\x1e.inspatio.world.v1.StageTiming\x12.\n\x07outputs\x18\x07 \x01(\x0b\x32\x1d.inspatio.world.v1.JobOutputs\x12\r\n\x05\x65rror\x18\x08 \x01(\t\x12\x14\n\x0c\x63reated_unix\x18\t \x01(\x01\x12\x14\n\x0cupdated_unix\x18\n \x01(\x01\x12\x13\n\x0b\x62locks_done\x18\x0b \x01(\x05\x12\x14\n\x0c\x62locks_total\x18\x0c \x01(\x05\x12,\n\x06images\x18\r \x03(\x0b\x32\x1c.inspatio.world.v1.ObjectRef\x12.\n\x08geometry\x18\x0e \x01(\x0b\x32\x1c.inspatio.world.v1.ObjectRef\"!\n\x0fWatchJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\"\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\" \n\x0fListJobsRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\"8\n\x10ListJobsResponse\x12$\n\x04jobs\x18\x01 \x03(\x0b\x32\x16.inspatio.world.v1.Job\"\x1d\n\x0cStageStarted\x12\r\n\x05stage\x18\x01 \x01(\t\"?\n\rStageFinished\x12.\n\x06timing\x18\x01 \x01(\x0b\x32\x1e.inspatio.world.v1.StageTiming\"\x8c\x02\n\x08JobEvent\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x11\n\tunix_time\x18\x02 \x01(\x01\x12\x38\n\rstage_started\x18\x03 \x01(\x0b\x32\x1f.inspatio.world.v1.StageStartedH\x00\x12:\n\x0estage_finished\x18\x04 \x01(\x0b\x32 .inspatio.world.v1.StageFinishedH\x00\x12\x32\n\x05\x62lock\x18\x05 \x01(\x0b\x32!.inspatio.world.v1.BlockGeneratedH\x00\x12*\n\x08\x66inished\x18\x06 \x01(\x0b\x32\x16.inspatio.world.v1.JobH\x00\x42\x07\n\x05\x65vent*\x9a\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x05\x32\x92\x03\n\x12\x43oordinatorService\x12J\n\tSubmitJob\x12#.inspatio.world.v1.SubmitJobRequest\x1a\x16.inspatio.world.v1.Job(\x01\x12M\n\x08WatchJob\x12\".inspatio.world.v1.WatchJobRequest\x1a\x1b.inspatio.world.v1.JobEvent0\x01\x12\x42\n\x06GetJob\x12 .inspatio.world.v1.GetJobRequest\x1a\x16.inspatio.world.v1.Job\x12S\n\x08ListJobs\x12\".inspatio.world.v1.ListJobsRequest\x1a#.inspatio.world.v1.ListJobsResponse\x12H\n\tCancelJob\x12#.inspatio.world.v1.CancelJobRequest\x1a\x16.inspatio.world.v1.Jobb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'inspatio.world.v1.coordinator_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_JOBSTATE']._serialized_start=1847
-  _globals['_JOBSTATE']._serialized_end=2001
+  _globals['_JOBSTATE']._serialized_start=1971
+  _globals['_JOBSTATE']._serialized_end=2125
   _globals['_JOBSPEC']._serialized_start=91
   _globals['_JOBSPEC']._serialized_end=249
   _globals['_IMAGEINPUTS']._serialized_start=251
-  _globals['_IMAGEINPUTS']._serialized_end=312
-  _globals['_IMAGESOURCE']._serialized_start=314
-  _globals['_IMAGESOURCE']._serialized_end=381
-  _globals['_IMAGECHUNK']._serialized_start=383
-  _globals['_IMAGECHUNK']._serialized_end=424
-  _globals['_SUBMITJOBREQUEST']._serialized_start=427
-  _globals['_SUBMITJOBREQUEST']._serialized_end=568
-  _globals['_JOBOUTPUTS']._serialized_start=571
-  _globals['_JOBOUTPUTS']._serialized_end=858
-  _globals['_JOB']._serialized_start=861
-  _globals['_JOB']._serialized_end=1281
-  _globals['_WATCHJOBREQUEST']._serialized_start=1283
-  _globals['_WATCHJOBREQUEST']._serialized_end=1316
-  _globals['_GETJOBREQUEST']._serialized_start=1318
-  _globals['_GETJOBREQUEST']._serialized_end=1349
-  _globals['_CANCELJOBREQUEST']._serialized_start=1351
-  _globals['_CANCELJOBREQUEST']._serialized_end=1385
-  _globals['_LISTJOBSREQUEST']._serialized_start=1387
-  _globals['_LISTJOBSREQUEST']._serialized_end=1419
-  _globals['_LISTJOBSRESPONSE']._serialized_start=1421
-  _globals['_LISTJOBSRESPONSE']._serialized_end=1477
-  _globals['_STAGESTARTED']._serialized_start=1479
-  _globals['_STAGESTARTED']._serialized_end=1508
-  _globals['_STAGEFINISHED']._serialized_start=1510
-  _globals['_STAGEFINISHED']._serialized_end=1573
-  _globals['_JOBEVENT']._serialized_start=1576
-  _globals['_JOBEVENT']._serialized_end=1844
-  _globals['_COORDINATORSERVICE']._serialized_start=2004
-  _globals['_COORDINATORSERVICE']._serialized_end=2406
+  _globals['_IMAGEINPUTS']._serialized_end=362
+  _globals['_IMAGESOURCE']._serialized_start=364
+  _globals['_IMAGESOURCE']._serialized_end=431
+  _globals['_IMAGECHUNK']._serialized_start=433
+  _globals['_IMAGECHUNK']._serialized_end=474
+  _globals['_SUBMITJOBREQUEST']._serialized_start=477
+  _globals['_SUBMITJOBREQUEST']._serialized_end=644
+  _globals['_JOBOUTPUTS']._serialized_start=647
+  _globals['_JOBOUTPUTS']._serialized_end=934
+  _globals['_JOB']._serialized_start=937
+  _globals['_JOB']._serialized_end=1405
+  _globals['_WATCHJOBREQUEST']._serialized_start=1407
+  _globals['_WATCHJOBREQUEST']._serialized_end=1440
+  _globals['_GETJOBREQUEST']._serialized_start=1442
+  _globals['_GETJOBREQUEST']._serialized_end=1473
+  _globals['_CANCELJOBREQUEST']._serialized_start=1475
+  _globals['_CANCELJOBREQUEST']._serialized_end=1509
+  _globals['_LISTJOBSREQUEST']._serialized_start=1511
+  _globals['_LISTJOBSREQUEST']._serialized_end=1543
+  _globals['_LISTJOBSRESPONSE']._serialized_start=1545
+  _globals['_LISTJOBSRESPONSE']._serialized_end=1601
+  _globals['_STAGESTARTED']._serialized_start=1603
+  _globals['_STAGESTARTED']._serialized_end=1632
+  _globals['_STAGEFINISHED']._serialized_start=1634
+  _globals['_STAGEFINISHED']._serialized_end=1697
+  _globals['_JOBEVENT']._serialized_start=1700
+  _globals['_JOBEVENT']._serialized_end=1968
+  _globals['_COORDINATORSERVICE']._serialized_start=2128
+  _globals['_COORDINATORSERVICE']._serialized_end=2530
 # @@protoc_insertion_point(module_scope)

@@ -37,10 +37,12 @@ class JobSpec(_message.Message):
     def __init__(self, options: _Optional[_Union[_common_pb2.JobOptions, _Mapping]] = ..., video_uri: _Optional[str] = ..., upload_name: _Optional[str] = ..., images: _Optional[_Union[ImageInputs, _Mapping]] = ...) -> None: ...
 
 class ImageInputs(_message.Message):
-    __slots__ = ("images",)
+    __slots__ = ("images", "geometry")
     IMAGES_FIELD_NUMBER: _ClassVar[int]
+    GEOMETRY_FIELD_NUMBER: _ClassVar[int]
     images: _containers.RepeatedCompositeFieldContainer[ImageSource]
-    def __init__(self, images: _Optional[_Iterable[_Union[ImageSource, _Mapping]]] = ...) -> None: ...
+    geometry: ImageSource
+    def __init__(self, images: _Optional[_Iterable[_Union[ImageSource, _Mapping]]] = ..., geometry: _Optional[_Union[ImageSource, _Mapping]] = ...) -> None: ...
 
 class ImageSource(_message.Message):
     __slots__ = ("image_uri", "upload_name")
@@ -59,14 +61,16 @@ class ImageChunk(_message.Message):
     def __init__(self, index: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class SubmitJobRequest(_message.Message):
-    __slots__ = ("spec", "chunk", "image_chunk")
+    __slots__ = ("spec", "chunk", "image_chunk", "geometry_chunk")
     SPEC_FIELD_NUMBER: _ClassVar[int]
     CHUNK_FIELD_NUMBER: _ClassVar[int]
     IMAGE_CHUNK_FIELD_NUMBER: _ClassVar[int]
+    GEOMETRY_CHUNK_FIELD_NUMBER: _ClassVar[int]
     spec: JobSpec
     chunk: bytes
     image_chunk: ImageChunk
-    def __init__(self, spec: _Optional[_Union[JobSpec, _Mapping]] = ..., chunk: _Optional[bytes] = ..., image_chunk: _Optional[_Union[ImageChunk, _Mapping]] = ...) -> None: ...
+    geometry_chunk: bytes
+    def __init__(self, spec: _Optional[_Union[JobSpec, _Mapping]] = ..., chunk: _Optional[bytes] = ..., image_chunk: _Optional[_Union[ImageChunk, _Mapping]] = ..., geometry_chunk: _Optional[bytes] = ...) -> None: ...
 
 class JobOutputs(_message.Message):
     __slots__ = ("pred", "render", "source", "compare", "manifest", "mask")
@@ -85,7 +89,7 @@ class JobOutputs(_message.Message):
     def __init__(self, pred: _Optional[_Union[_common_pb2.ObjectRef, _Mapping]] = ..., render: _Optional[_Union[_common_pb2.ObjectRef, _Mapping]] = ..., source: _Optional[_Union[_common_pb2.ObjectRef, _Mapping]] = ..., compare: _Optional[_Union[_common_pb2.ObjectRef, _Mapping]] = ..., manifest: _Optional[_Union[_common_pb2.ObjectRef, _Mapping]] = ..., mask: _Optional[_Union[_common_pb2.ObjectRef, _Mapping]] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("job_id", "state", "options", "video", "caption", "timings", "outputs", "error", "created_unix", "updated_unix", "blocks_done", "blocks_total", "images")
+    __slots__ = ("job_id", "state", "options", "video", "caption", "timings", "outputs", "error", "created_unix", "updated_unix", "blocks_done", "blocks_total", "images", "geometry")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
@@ -99,6 +103,7 @@ class Job(_message.Message):
     BLOCKS_DONE_FIELD_NUMBER: _ClassVar[int]
     BLOCKS_TOTAL_FIELD_NUMBER: _ClassVar[int]
     IMAGES_FIELD_NUMBER: _ClassVar[int]
+    GEOMETRY_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     state: JobState
     options: _common_pb2.JobOptions
@@ -112,7 +117,8 @@ class Job(_message.Message):
     blocks_done: int
     blocks_total: int
     images: _containers.RepeatedCompositeFieldContainer[_common_pb2.ObjectRef]
-    def __init__(self, job_id: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., options: _Optional[_Union[_common_pb2.JobOptions, _Mapping]] = ..., video: _Optional[_Union[_common_pb2.ObjectRef, _Mapping]] = ..., caption: _Optional[str] = ..., timings: _Optional[_Iterable[_Union[_common_pb2.StageTiming, _Mapping]]] = ..., outputs: _Optional[_Union[JobOutputs, _Mapping]] = ..., error: _Optional[str] = ..., created_unix: _Optional[float] = ..., updated_unix: _Optional[float] = ..., blocks_done: _Optional[int] = ..., blocks_total: _Optional[int] = ..., images: _Optional[_Iterable[_Union[_common_pb2.ObjectRef, _Mapping]]] = ...) -> None: ...
+    geometry: _common_pb2.ObjectRef
+    def __init__(self, job_id: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., options: _Optional[_Union[_common_pb2.JobOptions, _Mapping]] = ..., video: _Optional[_Union[_common_pb2.ObjectRef, _Mapping]] = ..., caption: _Optional[str] = ..., timings: _Optional[_Iterable[_Union[_common_pb2.StageTiming, _Mapping]]] = ..., outputs: _Optional[_Union[JobOutputs, _Mapping]] = ..., error: _Optional[str] = ..., created_unix: _Optional[float] = ..., updated_unix: _Optional[float] = ..., blocks_done: _Optional[int] = ..., blocks_total: _Optional[int] = ..., images: _Optional[_Iterable[_Union[_common_pb2.ObjectRef, _Mapping]]] = ..., geometry: _Optional[_Union[_common_pb2.ObjectRef, _Mapping]] = ...) -> None: ...
 
 class WatchJobRequest(_message.Message):
     __slots__ = ("job_id",)

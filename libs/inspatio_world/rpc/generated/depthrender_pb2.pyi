@@ -55,12 +55,14 @@ class RenderResponse(_message.Message):
     def __init__(self, schedule: _Optional[_Union[_common_pb2.ObjectRef, _Mapping]] = ..., render: _Optional[_Union[_common_pb2.ObjectRef, _Mapping]] = ..., mask: _Optional[_Union[_common_pb2.ObjectRef, _Mapping]] = ..., frames: _Optional[int] = ..., timing: _Optional[_Union[_common_pb2.StageTiming, _Mapping]] = ...) -> None: ...
 
 class RenderImagesRequest(_message.Message):
-    __slots__ = ("images", "options")
+    __slots__ = ("images", "options", "geometry")
     IMAGES_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    GEOMETRY_FIELD_NUMBER: _ClassVar[int]
     images: _containers.RepeatedCompositeFieldContainer[_common_pb2.ObjectRef]
     options: _common_pb2.JobOptions
-    def __init__(self, images: _Optional[_Iterable[_Union[_common_pb2.ObjectRef, _Mapping]]] = ..., options: _Optional[_Union[_common_pb2.JobOptions, _Mapping]] = ...) -> None: ...
+    geometry: _common_pb2.ObjectRef
+    def __init__(self, images: _Optional[_Iterable[_Union[_common_pb2.ObjectRef, _Mapping]]] = ..., options: _Optional[_Union[_common_pb2.JobOptions, _Mapping]] = ..., geometry: _Optional[_Union[_common_pb2.ObjectRef, _Mapping]] = ...) -> None: ...
 
 class RenderImagesResponse(_message.Message):
     __slots__ = ("schedule", "render", "mask", "source", "frames", "real_frames", "timing", "model")
