@@ -21,7 +21,17 @@ class EnvVar:
 ATTENTION = EnvVar(
     "INSPATIO_ATTENTION",
     "auto",
-    "Attention kernel for the DiT: auto (flash-attn 3, then 2, then SDPA), sdpa, flash2, flash3.",
+    "DiT self-attention kernel: auto (flash-attn 4 on SM90/SM100, then flash-attn 3, then 2, then SDPA), sdpa, flash2, flash3, flash4.",
+)
+CROSS_ATTENTION = EnvVar(
+    "INSPATIO_CROSS_ATTENTION",
+    "auto",
+    "DiT cross-attention (to the 512 text tokens) kernel: auto (SDPA: cuDNN is fastest at 512 keys), sdpa, flash2, flash3, flash4.",
+)
+ROPE_PRECISION = EnvVar(
+    "INSPATIO_ROPE_PRECISION",
+    "auto",
+    "DiT rotary embedding arithmetic: auto (float32 on GPUs, float64 on the CPU), float64 (upstream's numbers) or float32 (README Performance gives the error).",
 )
 PARITY_PACK = EnvVar(
     "INSPATIO_PARITY_PACK",
@@ -187,7 +197,7 @@ SESSION_START_GRACE_SECONDS = EnvVar(
     "sent right after `ready` apply to block 0).")
 
 ALL: tuple[EnvVar, ...] = (
-    ATTENTION, PARITY_PACK, WEIGHTS, COMPILE_CACHE, CACHE_DIR, STORE, STORE_RETRY_SECONDS, S3_ACCESS_KEY, S3_SECRET_KEY, GRPC_ADDRESS,
+    ATTENTION, CROSS_ATTENTION, ROPE_PRECISION, PARITY_PACK, WEIGHTS, COMPILE_CACHE, CACHE_DIR, STORE, STORE_RETRY_SECONDS, S3_ACCESS_KEY, S3_SECRET_KEY, GRPC_ADDRESS,
     METRICS_ADDRESS, DEVICE, MAX_IN_FLIGHT, MAX_QUEUE, MAX_STREAMS, CAPTION_ADDRESS, DEPTHRENDER_ADDRESS, GENERATOR_ADDRESS,
     JOB_LEASE_SECONDS, MAX_PARALLEL_JOBS, DRAIN_SECONDS, FP8, STAGE_WAIT_SECONDS, STREAM_RENDER, COMPILE,
     DIT_CHECKPOINT, DA3_DIR, FLORENCE_DIR, TAEHV_CHECKPOINT, MAX_INPUT_PIXELS, MAX_INPUT_FRAMES, MAX_OUTPUT_FRAMES,

@@ -16,9 +16,9 @@ from dataclasses import dataclass, fields
 import torch
 from torch import nn
 
-from .attention import attention, selected_backend
+from .attention import attention, selected_backends
 from .kv_cache import LayerCache
-from .rope import RopeGrid, RopeTable, apply_rope
+from .rope import RopeGrid, RopeTable, apply_rope, configured_precision
 
 RENDER_CHANNELS = 20  # 4 mask + 16 render-latent channels appended to the 16 noisy ones
 
@@ -120,7 +120,7 @@ class CrossAttention(_Projections):
         q = self.heads(self.norm_q(self.q(x)))
         k = self.heads(self.norm_k(self.k(context)))
         v = self.heads(self.v(context))
-        return self.o(attention(q, k, v).flatten(2))
+        return self.o(attention(q, k, v, kind="cross").flatten(2))
 
 
 class Block(nn.Module):
@@ -178,11 +178,19 @@ class CausalDiT(nn.Module):
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.num_layers))
         self.head = Head(config)
         self._rope: dict[torch.device, RopeTable] = {}
+        self.rope_precision: torch.dtype | None = None  # None: $INSPATIO_ROPE_PRECISION for the device
 
     def rope_table(self, device: torch.device) -> RopeTable:
         if device not in self._rope:
-            self._rope[device] = RopeTable(self.config.head_dim, device)
+            precision = self.rope_precision or configured_precision(device)
+            self._rope[device] = RopeTable(self.config.head_dim, device, precision)
         return self._rope[device]
+
+    def use_rope_precision(self, precision: torch.dtype | None) -> None:
+        """Rotate in `precision` from now on (float64 is upstream's; None: the configured one);
+        before `compile_blocks`."""
+        self.rope_precision = precision
+        self._rope.clear()
 
     def compile_blocks(self) -> None:
         """Compile each transformer block (regional torch.compile, one graph per pass shape).
@@ -203,7 +211,7 @@ class CausalDiT(nn.Module):
         torch._inductor.config.fx_graph_cache = True
         torch._inductor.config.emulate_precision_casts = True
         torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
-        selected_backend()  # resolve outside the graph
+        selected_backends()  # resolve outside the graph
         for block in self.blocks:
             block.compile(dynamic=False)
 
