@@ -64,3 +64,4 @@ def test_override_restores_the_process_choice():
     with attention.backends_overridden(self="sdpa"):
         assert attention.selected_backends() == {"self": "sdpa", "cross": "sdpa"}
     assert attention.selected_backends() == {"self": "flash4", "cross": "sdpa"}
+

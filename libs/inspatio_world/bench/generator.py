@@ -17,6 +17,7 @@ from typing import Callable
 
 import torch
 
+from .. import envvars
 from ..models.attention import backends_overridden, selected_backends
 from ..models.checkpoints import build_dit, init_random_
 from ..models.dit import DiTConfig
@@ -97,6 +98,7 @@ def bench_dit(config: GeneratorBenchConfig, progress: Callable[[str], None]) -> 
     dit_config = DiTConfig(num_layers=config.layers)
     progress(f"building the DiT ({config.layers} layers) with random weights on {torch.cuda.get_device_name()}")
     dit = init_random_(build_dit(dit_config, torch.bfloat16, device))
+    dit.use_fused_gelu(envvars.get_flag(envvars.FUSED_GELU))
     h, w = config.height // SPATIAL, config.width // SPATIAL
     option_errors = _option_errors(dit, dit_config, h, w, device, config.fp8)
     if config.compile:
@@ -118,6 +120,7 @@ def bench_dit(config: GeneratorBenchConfig, progress: Callable[[str], None]) -> 
         "cuda_graphs": config.cuda_graphs,
         "linear_dtype": "float8_e4m3fn" if config.fp8 else "bfloat16",
         "rope_precision": str(dit.rope_table(device).precision).removeprefix("torch."),
+        "fused_gelu": dit.blocks[0].fused_gelu,
         **option_errors,
         "warmup_s": round(warmup_s, 2),
         "block_ms": round(1000 * block_s, 2),
@@ -147,11 +150,18 @@ def _option_errors(dit, dit_config: DiTConfig, h: int, w: int, device, fp8: bool
         return {"block_rel_l2": [round(float((b - r).norm() / r.norm()), 5) for b, r in zip(blocks, reference)]}
 
     chosen, precision = dict(selected_backends()), dit.rope_table(device).precision
+    fused_gelu = dit.blocks[0].fused_gelu
     errors = {}
     with torch.no_grad():
         dit.use_rope_precision(torch.float64)
+        dit.use_fused_gelu(False)
         with backends_overridden(self="sdpa", cross="sdpa"):
             reference = sample()
+        if fused_gelu:
+            dit.use_fused_gelu(True)
+            with backends_overridden(self="sdpa", cross="sdpa"):
+                errors["fused_gelu_vs_separate"] = distance(sample())
+            dit.use_fused_gelu(False)
         for kind, backend in chosen.items():
             if backend != "sdpa":
                 with backends_overridden(**{kind: backend}, **{other: "sdpa" for other in chosen if other != kind}):
@@ -167,8 +177,10 @@ def _option_errors(dit, dit_config: DiTConfig, h: int, w: int, device, fp8: bool
                 errors["fp8_vs_bf16"] = distance(sample())
         if errors:
             dit.use_rope_precision(None)
+            dit.use_fused_gelu(fused_gelu)
             errors["all_options_vs_plain"] = distance(sample())
     dit.use_rope_precision(None)
+    dit.use_fused_gelu(fused_gelu)
     torch.cuda.empty_cache()
     return errors
 

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from .attention import attention, selected_backends
+from .fused_gelu import feed_forward
 from .kv_cache import LayerCache
 from .rope import RopeGrid, RopeTable, apply_rope, configured_precision
 
@@ -134,12 +135,13 @@ class Block(nn.Module):
         self.norm2 = LayerNorm(dim, eps=config.eps, elementwise_affine=False)
         self.ffn = nn.Sequential(nn.Linear(dim, config.ffn_dim), nn.GELU(approximate="tanh"), nn.Linear(config.ffn_dim, dim))
         self.modulation = nn.Parameter(torch.zeros(1, 6, dim))
+        self.fused_gelu = False  # the FFN's GELU in its first GEMM (models/fused_gelu.py)
 
     def forward(self, x, time_mod, rope, context, cache: LayerCache | None) -> torch.Tensor:
         shift1, scale1, gate1, shift2, scale2, gate2 = (self.modulation + time_mod).chunk(6, dim=1)
         x = x + self.self_attn(self.norm1(x) * (1 + scale1) + shift1, rope, cache) * gate1
         x = x + self.cross_attn(self.norm3(x), context)
-        return x + self.ffn(self.norm2(x) * (1 + scale2) + shift2) * gate2
+        return x + feed_forward(self.ffn, self.norm2(x) * (1 + scale2) + shift2, self.fused_gelu) * gate2
 
 
 class Head(nn.Module):
@@ -214,6 +216,12 @@ class CausalDiT(nn.Module):
         selected_backends()  # resolve outside the graph
         for block in self.blocks:
             block.compile(dynamic=False)
+
+    def use_fused_gelu(self, fused: bool = True) -> None:
+        """Compute the feed-forward's GELU in its first GEMM on CUDA (models/fused_gelu.py); before
+        `compile_blocks`. FP8 linears keep the separate GELU."""
+        for block in self.blocks:
+            block.fused_gelu = fused
 
     def use_fp8_linears(self) -> None:
         """Quantize the blocks' linear layers to FP8 (models/fp8_linear.py); before `compile_blocks`."""
