@@ -12,7 +12,8 @@ A warm-up session runs first (it compiles and captures). Then, as JSON:
   A block echoes the stamp of the latest command its cameras reflect (SessionBlock.command_sent_unix_ns;
   the SDK's stamps are strictly increasing), so the first block using command c is the first whose
   echo is c's stamp or a later one (client/session.py `reflects`). Commands no block used before the
-  session ended are counted, not timed. Sustained fps: frames after the first block over the time
+  session ended are counted, not timed; the first command (block 0 waits for it) is the session's
+  start, `first_block_s`, and stays out of the latency percentiles. Sustained fps: frames after the first block over the time
   from the first block's arrival to the last one's.
 * `concurrent`: N = 1, 2, ... sessions at once, each steered the same way, all opened first and
   then started together; per N each session's fps, the command latency percentiles over all of them,
@@ -91,8 +92,10 @@ class SessionRun:
         return out
 
     def summary(self) -> dict:
+        """`latency_s`: over the steering commands (the first command, which block 0 waits for, is
+        the session's start: `first_block_s`)."""
         commands = self.latencies()
-        timed = [c["latency_s"] for c in commands if c["latency_s"] is not None]
+        timed = steering_latencies(commands)
         later = self.blocks[1:]
         span = (self.blocks[-1][2] - self.blocks[0][2]) / 1e9 if len(self.blocks) > 1 else 0.0
         frames = sum(b[1] for b in later)
@@ -102,8 +105,13 @@ class SessionRun:
             "fps": round(frames / span, 2) if span > 0 else None,
             "block_seconds_mean": round(sum(b[5] for b in later) / len(later), 4) if later else None,
             "dropped_blocks": sum(b[4] for b in self.blocks),
-            "latency_s": percentiles(timed), "unused_commands": len(commands) - len(timed), "commands": commands,
+            "latency_s": percentiles(timed), "unused_commands": sum(c["block"] is None for c in commands), "commands": commands,
         }  # fmt: skip
+
+
+def steering_latencies(commands: list[dict]) -> list[float]:
+    """The latencies of the commands after the first that a block used."""
+    return [c["latency_s"] for c in commands[1:] if c["latency_s"] is not None]
 
 
 def percentiles(values: list[float]) -> dict:
@@ -193,7 +201,7 @@ def run_together(address: str, video: Path, config: SessionBenchConfig, n: int) 
 def concurrent_summary(runs: list[SessionRun], target_fps: float) -> dict:
     summaries = [run.summary() for run in runs]
     fps = [s["fps"] for s in summaries]
-    latencies = [c["latency_s"] for s in summaries for c in s["commands"] if c["latency_s"] is not None]
+    latencies = [latency for s in summaries for latency in steering_latencies(s["commands"])]
     start = min(run.blocks[0][2] for run in runs if run.blocks)
     end = max(run.blocks[-1][2] for run in runs if run.blocks)
     frames = sum(sum(b[1] for b in run.blocks[1:]) for run in runs)
