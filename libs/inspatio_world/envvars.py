@@ -196,6 +196,10 @@ TAEHV_CHECKPOINT = EnvVar("INSPATIO_TAEHV_CHECKPOINT", "", "The TAEHV checkpoint
 MAX_SESSIONS = EnvVar("INSPATIO_MAX_SESSIONS", "1", "Live sessions a generator replica holds at once; one more gets RESOURCE_EXHAUSTED with RetryInfo.")
 SESSION_IDLE_SECONDS = EnvVar("INSPATIO_SESSION_IDLE_SECONDS", "60", "A live session with no command and nothing read for this long ends (reason idle).")
 SESSION_MAX_BLOCKS = EnvVar("INSPATIO_SESSION_MAX_BLOCKS", "100", "Blocks a live session generates (per generation) before it ends (reason max_blocks).")
+TENANT_MAX_SESSIONS = EnvVar(
+    "INSPATIO_TENANT_MAX_SESSIONS", "4",
+    "Coordinator: live sessions one tenant (the open mode's anonymous one too) holds open at once, unless its "
+    "tenants-file entry sets max_concurrent_sessions; one more gets RESOURCE_EXHAUSTED with RetryInfo.")
 SESSION_START_GRACE_SECONDS = EnvVar(
     "INSPATIO_SESSION_START_GRACE_SECONDS", "1",
     "A live session's block 0 starts at the client's first command, or after this long without one (so cameras "
@@ -210,7 +214,7 @@ ALL: tuple[EnvVar, ...] = (
     TOKEN, TOKEN_FILE, TENANTS_FILE, SERVICE_TOKEN_FILE,
     STAGE_BUDGET_BASE_SECONDS, CAPTION_SECONDS_PER_FRAME, DEPTH_SECONDS_PER_FRAME, RENDER_SECONDS_PER_FRAME,
     GENERATE_SECONDS_PER_BLOCK, SHARED_GPU, CAPTION_MAX_NEW_TOKENS,
-    MAX_SESSIONS, SESSION_IDLE_SECONDS, SESSION_MAX_BLOCKS, SESSION_START_GRACE_SECONDS,
+    MAX_SESSIONS, SESSION_IDLE_SECONDS, SESSION_MAX_BLOCKS, SESSION_START_GRACE_SECONDS, TENANT_MAX_SESSIONS,
 )  # fmt: skip
 
 
