@@ -21,7 +21,22 @@ class EnvVar:
 ATTENTION = EnvVar(
     "INSPATIO_ATTENTION",
     "auto",
-    "Attention kernel for the DiT: auto (flash-attn 3, then 2, then SDPA), sdpa, flash2, flash3.",
+    "DiT self-attention kernel: auto (flash-attn 4 on SM90/SM100, then flash-attn 3, then 2, then SDPA), sdpa, flash2, flash3, flash4.",
+)
+CROSS_ATTENTION = EnvVar(
+    "INSPATIO_CROSS_ATTENTION",
+    "auto",
+    "DiT cross-attention (to the 512 text tokens) kernel: auto (SDPA: cuDNN is fastest at 512 keys), sdpa, flash2, flash3, flash4.",
+)
+FUSED_GELU = EnvVar(
+    "INSPATIO_FUSED_GELU",
+    "1",
+    "Generator: 1 computes the DiT feed-forward's GELU in the first GEMM's epilogue on CUDA (cuBLASLt; faster, changes rounding; README Performance); 0 keeps it separate. The CPU always keeps it separate.",
+)
+ROPE_PRECISION = EnvVar(
+    "INSPATIO_ROPE_PRECISION",
+    "auto",
+    "DiT rotary embedding arithmetic: auto (float32 on GPUs, float64 on the CPU), float64 (upstream's numbers) or float32 (README Performance gives the error).",
 )
 PARITY_PACK = EnvVar(
     "INSPATIO_PARITY_PACK",
@@ -192,13 +207,17 @@ TAEHV_CHECKPOINT = EnvVar("INSPATIO_TAEHV_CHECKPOINT", "", "The TAEHV checkpoint
 MAX_SESSIONS = EnvVar("INSPATIO_MAX_SESSIONS", "1", "Live sessions a generator replica holds at once; one more gets RESOURCE_EXHAUSTED with RetryInfo.")
 SESSION_IDLE_SECONDS = EnvVar("INSPATIO_SESSION_IDLE_SECONDS", "60", "A live session with no command and nothing read for this long ends (reason idle).")
 SESSION_MAX_BLOCKS = EnvVar("INSPATIO_SESSION_MAX_BLOCKS", "100", "Blocks a live session generates (per generation) before it ends (reason max_blocks).")
+TENANT_MAX_SESSIONS = EnvVar(
+    "INSPATIO_TENANT_MAX_SESSIONS", "4",
+    "Coordinator: live sessions one tenant (the open mode's anonymous one too) holds open at once, unless its "
+    "tenants-file entry sets max_concurrent_sessions; one more gets RESOURCE_EXHAUSTED with RetryInfo.")
 SESSION_START_GRACE_SECONDS = EnvVar(
     "INSPATIO_SESSION_START_GRACE_SECONDS", "1",
     "A live session's block 0 starts at the client's first command, or after this long without one (so cameras "
     "sent right after `ready` apply to block 0).")
 
 ALL: tuple[EnvVar, ...] = (
-    ATTENTION, PARITY_PACK, WEIGHTS, COMPILE_CACHE, CACHE_DIR, STORE, STORE_RETRY_SECONDS, S3_ACCESS_KEY, S3_SECRET_KEY, GRPC_ADDRESS,
+    ATTENTION, CROSS_ATTENTION, ROPE_PRECISION, FUSED_GELU, PARITY_PACK, WEIGHTS, COMPILE_CACHE, CACHE_DIR, STORE, STORE_RETRY_SECONDS, S3_ACCESS_KEY, S3_SECRET_KEY, GRPC_ADDRESS,
     METRICS_ADDRESS, DEVICE, MAX_IN_FLIGHT, MAX_QUEUE, MAX_STREAMS, CAPTION_ADDRESS, DEPTHRENDER_ADDRESS, GENERATOR_ADDRESS,
     GENERATOR_V1_5_ADDRESS, MODEL_VERSION,
     JOB_LEASE_SECONDS, MAX_PARALLEL_JOBS, DRAIN_SECONDS, FP8, STAGE_WAIT_SECONDS, STREAM_RENDER, COMPILE,
@@ -207,7 +226,7 @@ ALL: tuple[EnvVar, ...] = (
     TOKEN, TOKEN_FILE, TENANTS_FILE, SERVICE_TOKEN_FILE,
     STAGE_BUDGET_BASE_SECONDS, CAPTION_SECONDS_PER_FRAME, DEPTH_SECONDS_PER_FRAME, RENDER_SECONDS_PER_FRAME,
     GENERATE_SECONDS_PER_BLOCK, SHARED_GPU, CAPTION_MAX_NEW_TOKENS,
-    MAX_SESSIONS, SESSION_IDLE_SECONDS, SESSION_MAX_BLOCKS, SESSION_START_GRACE_SECONDS,
+    MAX_SESSIONS, SESSION_IDLE_SECONDS, SESSION_MAX_BLOCKS, SESSION_START_GRACE_SECONDS, TENANT_MAX_SESSIONS,
 )  # fmt: skip
 
 

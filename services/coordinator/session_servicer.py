@@ -9,6 +9,10 @@ timing as it finishes. Then the coordinator opens GeneratorSessionService.RunSes
 relays: the client's commands to the generator as they arrive, the generator's events to the client.
 The coordinator holds nothing heavy: the session's state lives on the replica.
 
+Each tenant holds at most its limit of sessions open at once (jobs/session_quota.py): one more is
+refused with RESOURCE_EXHAUSTED and RetryInfo before the upload; the place is free again however the
+session ends (closed, idle, max_blocks, shutting_down, an error, the client leaving).
+
 Ends: the client going away (or its deadline) cancels the generator stream; the generator ending
 ends the client's stream with the generator's status, rich details (RetryInfo of a full replica)
 included. A message out of place (a second `start`, a chunk after the upload, a camera that is not 16
@@ -31,6 +35,7 @@ from inspatio_world.jobs.admission import Limits, admit_video
 from inspatio_world.jobs.manager import JobManager
 from inspatio_world.jobs.manifest import VideoRef
 from inspatio_world.jobs.remote_stages import StageCallFailed
+from inspatio_world.jobs.session_quota import TenantSessions
 from inspatio_world.jobs.tenants import Tenant, Tenants
 from inspatio_world.media.dataset_inputs import SOURCE_MAX_FRAMES
 from inspatio_world.refusals import FieldError, fields_under
@@ -46,11 +51,14 @@ AUTOENCODERS = {common_pb2.AUTOENCODER_UNSPECIFIED, common_pb2.AUTOENCODER_WAN_V
 
 
 class SessionServicer(session_pb2_grpc.SessionServiceServicer):
-    def __init__(self, manager: JobManager, tenants: Tenants = Tenants(), metrics: ServiceMetrics | None = None) -> None:
+    def __init__(self, manager: JobManager, tenants: Tenants = Tenants(), metrics: ServiceMetrics | None = None,
+                 quota: TenantSessions | None = None) -> None:  # fmt: skip
         """`manager`: its store and stage client (`manager.runner.stages`, which must offer
         `open_session`) serve the sessions; `tenants` as CoordinatorServicer's; `metrics`: the server's
-        (inspatio_sessions_active), or None."""
+        (inspatio_sessions_active), or None; `quota`: each tenant's open sessions (None: a new one with
+        INSPATIO_TENANT_MAX_SESSIONS as the default limit)."""
         self.manager, self.store, self.tenants, self.metrics = manager, manager.store, tenants, metrics
+        self.quota = quota if quota is not None else TenantSessions()
 
     @property
     def stages(self):
@@ -64,6 +72,8 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
                                       f"got {first.WhichOneof('part') if first is not None else 'none'}")  # fmt: skip
         start = first.start
         _check_start(start)
+        release = self.quota.acquire(tenant)  # before the upload: a tenant at its limit is refused cheaply
+        _on_termination(context, release)  # however the call ends (cancelled too), its place is free again
         stopped = threading.Event()  # the client went away: stage calls stop, the generator stream ends
         _on_termination(context, stopped.set)
         active = self.metrics.sessions_active() if self.metrics is not None else None
@@ -81,6 +91,7 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
             )  # fmt: skip
             yield from self._relay(setup, request_iterator, context, stopped)
         finally:
+            release()
             if active is not None:
                 active.dec()
 

@@ -11,11 +11,15 @@ takes; requests for the other are refused with FAILED_PRECONDITION.
 
 from __future__ import annotations
 
+import logging
+
 import torch
 
 from inspatio_world import envvars
 from inspatio_world.jobs.local_stages import generator_identity
 from inspatio_world.jobs.options import MODEL_VERSIONS
+from inspatio_world.models.attention import selected_backends
+from inspatio_world.models.rope import configured_precision
 from inspatio_world.pipeline.generator import VideoGenerator
 from inspatio_world.pipeline.models import GeneratorModels
 from inspatio_world.rpc.bootstrap import ServiceSettings, run_service
@@ -23,6 +27,8 @@ from inspatio_world.rpc.generated import generator_pb2_grpc, session_pb2_grpc
 
 from .servicer import GeneratorServicer
 from .session_servicer import GeneratorSessionServicer
+
+log = logging.getLogger("inspatio.generator")
 
 
 def load(settings, store, server):
@@ -43,6 +49,9 @@ def load(settings, store, server):
     models = GeneratorModels.load(weights, device, autoencoders, compile_dit=compile_dit, fp8=fp8,
                                   offload_text_encoder=settings.shared_gpu)  # fmt: skip
     generator = VideoGenerator(models)
+    kernels = selected_backends()
+    log.info("DiT kernels on %s: self-attention %s, cross-attention %s, RoPE in %s", device, kernels["self"], kernels["cross"],
+             configured_precision(device))  # fmt: skip
     sessions = GeneratorSessionServicer(store, generator, identity, server.metrics)  # live sessions
     server.drain_hooks.append(sessions.drain)  # SIGTERM: sessions end with "shutting_down", then the streams end OK
     return [GeneratorServicer(store, generator, identity, server.metrics, device, version), sessions]  # renders on its device too

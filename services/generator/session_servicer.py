@@ -143,13 +143,15 @@ class GeneratorSessionServicer(session_pb2_grpc.GeneratorSessionServiceServicer)
             if released:
                 return
             released = True
-            if session is not None:
-                session.end(CLOSED)
-                session.join(timeout=30)  # its worker stops at the next denoising step
-                with self._lock:
-                    self._sessions.discard(session)
-            self.metrics.active.dec()
-            self.slots.release()
+            try:
+                if session is not None:
+                    session.end(CLOSED)
+                    session.join(timeout=30)  # its worker stops at the next denoising step
+                    with self._lock:
+                        self._sessions.discard(session)
+            finally:  # whatever happened above, the place is free again
+                self.metrics.active.dec()
+                self.slots.release()
 
         try:
             commands = _Commands(requests)

@@ -193,8 +193,8 @@ def test_base_works_without_a_python_command(dockerfile):
 def test_flash_attn_stage_switch_names_existing_stages(dockerfile):
     global_args, stages = dockerfile
     assert stages["flash-attn"].base == "flash-attn-${FLASH_ATTN}"
-    assert global_args["FLASH_ATTN"] in ("skip", "build")
-    assert {"flash-attn-skip", "flash-attn-build"} <= set(stages)
+    assert global_args["FLASH_ATTN"] in ("fa4", "skip", "build")
+    assert {"flash-attn-fa4", "flash-attn-skip", "flash-attn-build"} <= set(stages)
 
 
 SECRET_NAME = re.compile(r"(SECRET|PASSWORD|TOKEN|ACCESS_KEY|CREDENTIAL|PRIVATE)", re.IGNORECASE)

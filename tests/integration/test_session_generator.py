@@ -8,6 +8,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from types import SimpleNamespace
 
 import grpc
 import numpy as np
@@ -276,6 +277,19 @@ def test_a_draining_server_ends_its_sessions(offline, server):
         event = call.next()
     assert event.ended.reason == "shutting_down"
     assert call.next() == "end"
+
+
+def test_a_session_left_right_after_ready_frees_its_place(offline):
+    """The call ends while `ready` is being sent (GeneratorExit at that yield), before block 0 started:
+    the place is free again (it once stayed taken: joining the never-started worker raised)."""
+    store, manifest = offline[0], offline[1]
+    metrics = ServiceMetrics()
+    servicer = GeneratorSessionServicer(store, offline[2].generator, offline[2].identities["generator"], metrics,
+                                        max_sessions=1, idle_seconds=60.0, max_blocks=6, start_grace=60.0)  # fmt: skip
+    events = servicer.RunSession(iter([_setup(store, manifest)]), SimpleNamespace(is_active=lambda: True))
+    assert next(events).WhichOneof("event") == "ready" and servicer.slots.open == 1
+    events.close()
+    assert servicer.slots.open == 0 and metrics.registry.get_sample_value("inspatio_sessions_active") == 0
 
 
 def test_the_generator_service_loads_with_its_session_servicer_on_the_servers_own_metrics(weights, tmp_path, monkeypatch):

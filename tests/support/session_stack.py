@@ -44,15 +44,19 @@ class SessionStack:
 
 
 @contextmanager
-def session_stack(folder: Path, weights_folder: Path | None = None, **generator_env: str) -> Iterator[SessionStack]:
+def session_stack(folder: Path, weights_folder: Path | None = None, *, tenant_limits: dict[str, dict] | None = None,
+                  coordinator_env: dict[str, str] | None = None, **generator_env: str) -> Iterator[SessionStack]:  # fmt: skip
     """Start the stack in `folder` (store, logs, tenants file); `generator_env`: INSPATIO_* of the
-    generator replica (INSPATIO_SESSION_MAX_BLOCKS, INSPATIO_MAX_SESSIONS, ...)."""
+    generator replica (INSPATIO_SESSION_MAX_BLOCKS, INSPATIO_MAX_SESSIONS, ...); `tenant_limits`:
+    tenant -> limits of its tenants-file entry; `coordinator_env`: more INSPATIO_* of the coordinator."""
     weights = write_tiny_weights(weights_folder or folder / "weights")
     tokens = {name: f"{name}-{secrets.token_urlsafe(16)}" for name in ("acme", "bravo")}
     tenants = folder / "tenants.json"
+    limits = tenant_limits or {}
     tenants.write_text(json.dumps({"tenants": [
-        {"name": "acme", "token_sha256": [token_digest(tokens["acme"])], "input_prefixes": [f"s3://{BUCKET}/datasets/acme/"]},
-        {"name": "bravo", "token_sha256": [token_digest(tokens["bravo"])]},
+        {"name": "acme", "token_sha256": [token_digest(tokens["acme"])], "input_prefixes": [f"s3://{BUCKET}/datasets/acme/"],
+         **limits.get("acme", {})},
+        {"name": "bravo", "token_sha256": [token_digest(tokens["bravo"])], **limits.get("bravo", {})},
     ]}))  # fmt: skip
     store = LocalStore(folder / "store", BUCKET)
     video = write_sample_video(folder / "clip.mp4", CLIP_FRAMES, HEIGHT, WIDTH)
@@ -61,6 +65,7 @@ def session_stack(folder: Path, weights_folder: Path | None = None, **generator_
     logs.mkdir(exist_ok=True)
     stack = LocalStack(f"file://{folder / 'store'}?bucket={BUCKET}", weights.root, default_ports=False, log_dir=logs,
                        extra_env={"INSPATIO_DEVICE": "cpu"},
-                       service_env={"coordinator": {"INSPATIO_TENANTS_FILE": str(tenants)}, "generator": dict(generator_env)})  # fmt: skip
+                       service_env={"coordinator": {"INSPATIO_TENANTS_FILE": str(tenants), **(coordinator_env or {})},
+                                    "generator": dict(generator_env)})  # fmt: skip
     with stack:
         yield SessionStack(stack, store, video, tokens, logs)

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from inspatio_world.bench import gpu_monitor
-from inspatio_world.bench.stack import StackBenchConfig, _check_inputs, _service_env, caption_tokens, service_memory
+from inspatio_world.bench.local_stack import caption_tokens, check_inputs, service_env, service_memory
+from inspatio_world.bench.stack import StackBenchConfig
 
 
 def _fake_smi(monkeypatch, gpus: list[list[str]], apps: list[list[str]]) -> None:
@@ -55,23 +56,23 @@ def test_service_memory_maps_pids_to_services(monkeypatch):
 
 
 def test_conditioning_and_generator_on_different_gpus(tmp_path):
-    env = _service_env(StackBenchConfig(tmp_path, conditioning_gpu="0", generator_gpu="1"))
+    env = service_env(StackBenchConfig(tmp_path, conditioning_gpu="0", generator_gpu="1"))
     assert env == {"caption": {"CUDA_VISIBLE_DEVICES": "0"}, "depthrender": {"CUDA_VISIBLE_DEVICES": "0"},
                    "generator": {"CUDA_VISIBLE_DEVICES": "1"}}  # fmt: skip
-    assert _service_env(StackBenchConfig(tmp_path)) == {}  # default: every service sees what the caller sees
+    assert service_env(StackBenchConfig(tmp_path)) == {}  # default: every service sees what the caller sees
 
 
 def test_random_weights_cap_the_caption_real_ones_do_not(tmp_path):
     assert caption_tokens(StackBenchConfig(tmp_path), random_weights=True) == 128
     assert caption_tokens(StackBenchConfig(tmp_path), random_weights=False) is None
     assert caption_tokens(StackBenchConfig(tmp_path, caption_max_new_tokens=40), random_weights=False) == 40
-    assert _service_env(StackBenchConfig(tmp_path), 128) == {"caption": {"INSPATIO_CAPTION_MAX_NEW_TOKENS": "128"}}
+    assert service_env(StackBenchConfig(tmp_path), 128) == {"caption": {"INSPATIO_CAPTION_MAX_NEW_TOKENS": "128"}}
 
 
 def test_incomplete_weights_fail_before_anything_starts(tmp_path):
     pytest.importorskip("av")
     with pytest.raises(SystemExit, match="random-full"):
-        _check_inputs(StackBenchConfig(tmp_path))
+        check_inputs(StackBenchConfig(tmp_path))
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")

@@ -83,3 +83,16 @@ def test_a_path_holds_the_source_cameras_then_the_last_camera_given():
     np.testing.assert_array_equal(path.w2c(slice(20, 21))[0], path.cameras[16])  # held at the last one given
     assert path.latest_sent(5) == 0 and path.latest_sent(6) == 9
     assert [m.position for m in path.take_marks(6)] == [5] and path.take_marks(100) == []
+
+
+def test_moves_from_a_non_rigid_camera_stay_rigid_through_many_orbits():
+    """Untrained depth weights give source cameras that are not rotations; moves must not drift into
+    a singular matrix (the H200 bench with random weights once did)."""
+    start = np.eye(4)
+    start[:3, :3] = [[0.3, 0.0, 0.0], [0.0, 0.0, 0.0], [0.1, 0.0, 2.0]]  # rank 2: not invertible
+    camera = start
+    for _ in range(50):
+        camera = move_cameras(camera, CameraMove(orbit=5.0, forward=0.05, yaw=3.0), centre=np.array([0.0, 0.0, 2.0]))[-1]
+    rotation = camera[:3, :3]
+    assert np.allclose(rotation @ rotation.T, np.eye(3), atol=1e-9) and np.isclose(np.linalg.det(rotation), 1.0)
+    assert np.allclose(camera[3], (0, 0, 0, 1))

@@ -25,14 +25,15 @@ def test_a_good_file_loads_with_its_limits(tmp_path, monkeypatch):
     path = tmp_path / "tenants.json"
     path.write_text(json.dumps({"tenants": [
         tenant(input_prefixes=[f"s3://{BUCKET}/datasets/acme/"], max_concurrent_jobs=4, max_upload_bytes=1 << 30,
-               max_output_frames=500),
+               max_output_frames=500, max_concurrent_sessions=2),
         {"name": "bravo", "token_sha256": ["b" * 64, "c" * 64]},
     ]}))  # fmt: skip
     monkeypatch.setenv("INSPATIO_TENANTS_FILE", str(path))
     tenants = Tenants.from_env()
     acme, bravo = tenants.tenants
     assert (acme.max_concurrent_jobs, acme.max_upload_bytes, acme.max_output_frames) == (4, 1 << 30, 500)
-    assert (bravo.max_concurrent_jobs, bravo.input_prefixes) == (None, ())
+    assert acme.max_concurrent_sessions == 2
+    assert (bravo.max_concurrent_jobs, bravo.max_concurrent_sessions, bravo.input_prefixes) == (None, None, ())
     assert not tenants.open
     TokenVerifier(tenants.token_digests())  # every digest is a valid verifier entry
     assert [t.name for _, t in tenants.token_digests()] == ["acme", "bravo", "bravo"]
@@ -61,6 +62,7 @@ def test_no_file_is_the_open_mode(monkeypatch):
     ({"tenants": [tenant(max_concurrent_jobs=0)]}, "tenants[0].max_concurrent_jobs"),
     ({"tenants": [tenant(max_upload_bytes=True)]}, "tenants[0].max_upload_bytes"),
     ({"tenants": [tenant(max_output_frames=1.5)]}, "tenants[0].max_output_frames"),
+    ({"tenants": [tenant(max_concurrent_sessions=0)]}, "tenants[0].max_concurrent_sessions"),
     ({"tenants": [tenant(), tenant(token_sha256=["b" * 64])]}, "'acme' appears twice"),
     ({"tenants": [tenant(), tenant(name="bravo")]}, "share a token digest"),
 ])  # fmt: skip

@@ -51,7 +51,7 @@ ca_bundle=${HOST_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
 build_start=$SECONDS
 ENGINE=podman ROLES="${ROLES[*]}" BUILD_OPTS="--runtime=$RUNTIME --network=host $ulimit_opts \
 --volume=$TORCH_WHEELS:/tmp/torch-wheels:ro --volume=$ca_bundle:/etc/ssl/certs/ca-certificates.crt:ro \
---build-arg=PYTHON_IMAGE=$BASE_IMAGE --build-arg=GPU_TORCH=cpu --build-arg=TORCH_CPU_PIP=--find-links=/tmp/torch-wheels" \
+--build-arg=PYTHON_IMAGE=$BASE_IMAGE --build-arg=GPU_TORCH=cpu --build-arg=FLASH_ATTN=skip --build-arg=TORCH_CPU_PIP=--find-links=/tmp/torch-wheels" \
   deploy/docker/build.sh "$TAG"
 build_s=$((SECONDS - build_start))
 

@@ -2,7 +2,10 @@
 
 Reports, as JSON: ms per steady-state 12-frame block (blocks after the first, which read a
 6-frame context), fps, time to the first block with warm models, VAE/TAEHV encode and decode
-seconds for the benchmark video, peak GPU memory, attention kernel, GPU name and MFU.
+seconds for the benchmark video, peak GPU memory, attention kernels, RoPE precision, GPU name and
+MFU; with --profile the kernel time of one block per part (attention, GEMM, fused elementwise);
+for each fast option in use (a flash kernel, float32 RoPE, FP8 linears) its error per sampled
+block against the plain path (SDPA, float64 RoPE, bf16 linears).
 Random weights give the same speed as real ones: no step depends on the values.
 """
 
@@ -14,7 +17,8 @@ from typing import Callable
 
 import torch
 
-from ..models.attention import resolve_backend
+from .. import envvars
+from ..models.attention import backends_overridden, selected_backends
 from ..models.checkpoints import build_dit, init_random_
 from ..models.dit import DiTConfig
 from ..models.sampler import BlockSampler, Conditioning, GeneratorNoise
@@ -94,8 +98,9 @@ def bench_dit(config: GeneratorBenchConfig, progress: Callable[[str], None]) -> 
     dit_config = DiTConfig(num_layers=config.layers)
     progress(f"building the DiT ({config.layers} layers) with random weights on {torch.cuda.get_device_name()}")
     dit = init_random_(build_dit(dit_config, torch.bfloat16, device))
+    dit.use_fused_gelu(envvars.get_flag(envvars.FUSED_GELU))
     h, w = config.height // SPATIAL, config.width // SPATIAL
-    fp8_error = _fp8_error(dit, dit_config, h, w, device) if config.fp8 else None
+    option_errors = _option_errors(dit, dit_config, h, w, device, config.fp8)
     if config.compile:
         dit.compile_blocks()
     sampler = BlockSampler(dit, cuda_graphs=config.cuda_graphs)
@@ -114,7 +119,9 @@ def bench_dit(config: GeneratorBenchConfig, progress: Callable[[str], None]) -> 
         "compiled": config.compile,
         "cuda_graphs": config.cuda_graphs,
         "linear_dtype": "float8_e4m3fn" if config.fp8 else "bfloat16",
-        **({"fp8_vs_bf16": fp8_error} if fp8_error is not None else {}),
+        "rope_precision": str(dit.rope_table(device).precision).removeprefix("torch."),
+        "fused_gelu": dit.blocks[0].fused_gelu,
+        **option_errors,
         "warmup_s": round(warmup_s, 2),
         "block_ms": round(1000 * block_s, 2),
         "block_ms_min": round(1000 * min(steady), 2),
@@ -126,30 +133,81 @@ def bench_dit(config: GeneratorBenchConfig, progress: Callable[[str], None]) -> 
         "mfu": round(flops / block_s / peak, 3) if peak else None,
         "kv_cache_gib": round(sampler.kv_cache_bytes / 2**30, 3),
         "dit_peak_gpu_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
-        **({"profile_top_kernels": kernels} if kernels is not None else {}),
+        **({"profile_parts_ms": kernel_parts(kernels), "profile_top_kernels": kernels[:26]} if kernels is not None else {}),
     }
 
 
-def _fp8_error(dit, dit_config: DiTConfig, h: int, w: int, device) -> dict:
-    """Quantizes `dit` in place, measuring what that changes: relative L2 distance of each of two
-    sampled blocks (4 steps each, eager, same noise), FP8 against the same weights in bf16."""
+def _option_errors(dit, dit_config: DiTConfig, h: int, w: int, device, fp8: bool) -> dict:
+    """For each fast option in use, the relative L2 distance of each of two sampled blocks (4 steps
+    each, eager, same noise) from the plain path on the same weights. FP8 quantizes `dit` in place."""
     cond = _random_conditioning(dit_config, 6, h, w, device)
 
     def sample() -> list[torch.Tensor]:
         noise = GeneratorNoise(torch.Generator(device).manual_seed(7))
         return [block.float() for block in BlockSampler(dit).blocks(cond, noise)]
 
+    def distance(blocks: list[torch.Tensor]) -> dict:
+        return {"block_rel_l2": [round(float((b - r).norm() / r.norm()), 5) for b, r in zip(blocks, reference)]}
+
+    chosen, precision = dict(selected_backends()), dit.rope_table(device).precision
+    fused_gelu = dit.blocks[0].fused_gelu
+    errors = {}
     with torch.no_grad():
-        reference = sample()
-        dit.use_fp8_linears()
-        quantized = sample()
+        dit.use_rope_precision(torch.float64)
+        dit.use_fused_gelu(False)
+        with backends_overridden(self="sdpa", cross="sdpa"):
+            reference = sample()
+        if fused_gelu:
+            dit.use_fused_gelu(True)
+            with backends_overridden(self="sdpa", cross="sdpa"):
+                errors["fused_gelu_vs_separate"] = distance(sample())
+            dit.use_fused_gelu(False)
+        for kind, backend in chosen.items():
+            if backend != "sdpa":
+                with backends_overridden(**{kind: backend}, **{other: "sdpa" for other in chosen if other != kind}):
+                    errors[f"{kind}_attention_{backend}_vs_sdpa"] = distance(sample())
+        if precision != torch.float64:
+            dit.use_rope_precision(precision)
+            with backends_overridden(self="sdpa", cross="sdpa"):
+                errors["rope_float32_vs_float64"] = distance(sample())
+        if fp8:
+            dit.use_rope_precision(torch.float64)
+            dit.use_fp8_linears()
+            with backends_overridden(self="sdpa", cross="sdpa"):
+                errors["fp8_vs_bf16"] = distance(sample())
+        if errors:
+            dit.use_rope_precision(None)
+            dit.use_fused_gelu(fused_gelu)
+            errors["all_options_vs_plain"] = distance(sample())
+    dit.use_rope_precision(None)
+    dit.use_fused_gelu(fused_gelu)
     torch.cuda.empty_cache()
-    errors = [float((q - r).norm() / r.norm()) for q, r in zip(quantized, reference)]
-    return {"block_rel_l2": [round(e, 5) for e in errors]}
+    return errors
 
 
-def _profile_block(sampler: BlockSampler, dit_config: DiTConfig, h: int, w: int, device, top: int = 25) -> list[dict]:
-    """CUDA time per kernel over the second block of a 2-block run (the steady-state shape)."""
+# Kernel-name fragments of each part of a block (CUDA kernel names as the profiler lists them).
+KERNEL_PARTS = (
+    ("attention", ("flash", "fmha", "attention", "sdpa", "cudnn")),
+    ("gemm", ("gemm", "nvjet", "cutlass", "xmma", "sm90_", "gemv", "matmul")),
+    ("fused elementwise (compiled)", ("triton",)),
+    ("copies", ("copy", "memcpy", "memset", "cat")),
+)
+
+
+def kernel_parts(kernels: list[dict]) -> dict:
+    """Sum the profile rows per part of a block; TOTAL is kept, unmatched kernels go to "other"."""
+    parts = {name: 0.0 for name, _ in KERNEL_PARTS} | {"other": 0.0}
+    for row in kernels:
+        if row["kernel"] == "TOTAL":
+            continue
+        name = row["kernel"].lower()
+        part = next((part for part, fragments in KERNEL_PARTS if any(f in name for f in fragments)), "other")
+        parts[part] += row["ms"]
+    return {"total": next(row["ms"] for row in kernels if row["kernel"] == "TOTAL")} | {k: round(v, 2) for k, v in parts.items()}
+
+
+def _profile_block(sampler: BlockSampler, dit_config: DiTConfig, h: int, w: int, device) -> list[dict]:
+    """CUDA time per kernel over the second block of a 2-block run (the steady-state shape), largest first."""
     from torch.profiler import ProfilerActivity, profile
 
     cond = _random_conditioning(dit_config, 6, h, w, device)
@@ -161,7 +219,7 @@ def _profile_block(sampler: BlockSampler, dit_config: DiTConfig, h: int, w: int,
         torch.cuda.synchronize()
     events = sorted(prof.key_averages(), key=lambda e: e.device_time_total, reverse=True)
     total = sum(e.device_time_total for e in events)
-    rows = [{"kernel": e.key[:90], "calls": e.count, "ms": round(e.device_time_total / 1000, 2)} for e in events[:top]]
+    rows = [{"kernel": e.key[:90], "calls": e.count, "ms": round(e.device_time_total / 1000, 3)} for e in events if e.device_time_total]
     return [{"kernel": "TOTAL", "calls": 0, "ms": round(total / 1000, 2)}] + rows
 
 
@@ -172,7 +230,7 @@ def run_generator_bench(config: GeneratorBenchConfig, progress: Callable[[str], 
     report = {
         "gpu": torch.cuda.get_device_name(),
         "torch": torch.__version__,
-        "attention_backend": resolve_backend(),
+        "attention_backends": selected_backends(),
         "dtype": "bfloat16",
         "config": asdict(config),
         "dit": bench_dit(config, progress),

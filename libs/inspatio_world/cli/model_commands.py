@@ -1,5 +1,6 @@
 """The model commands of `inspatio`: parity, generate, bench, weights. They run the library in process
-and import no gRPC, store or service code (except `bench stack`, which starts the services)."""
+and import no gRPC, store or service code (except `bench stack` and `bench session`, which start the
+services)."""
 
 from __future__ import annotations
 
@@ -31,12 +32,14 @@ def add_model_commands(commands: argparse._SubParsersAction) -> None:
     generate.set_defaults(func=_generate)
 
     bench = commands.add_parser("bench", help="measure speed on CUDA with random weights at real shapes; prints JSON")
-    bench.add_argument("target", choices=["generator", "conditioning", "stack"],
+    bench.add_argument("target", choices=["generator", "conditioning", "stack", "session"],
                        help="generator: DiT, autoencoders, step 3; conditioning: DA3 depth/poses and the render; "
-                            "stack: the four services on a weights folder, jobs through the SDK")
+                            "stack: the four services on a weights folder, jobs through the SDK; "
+                            "session: live sessions on the four services (command latency, fps, sessions per GPU)")
     bench.add_argument("--frames", type=int, default=81, help="pixel frames of the benchmark video (default 81)")
     bench.add_argument("--blocks", type=int, default=6, help="steady-state blocks to time (default 6)")
-    bench.add_argument("--warmup-blocks", type=int, default=2, help="untimed blocks first (default 2)")
+    bench.add_argument("--warmup-blocks", type=int,
+                       help="untimed blocks first (default 2; session: blocks of the warm-up session, default 4)")
     bench.add_argument("--layers", type=int, default=30, help="DiT layers (default 30, the real model)")
     bench.add_argument("--skip-vae", action="store_true", help="time the DiT only")
     bench.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
@@ -51,6 +54,7 @@ def add_model_commands(commands: argparse._SubParsersAction) -> None:
     bench.add_argument("--json-out", help="also write the JSON report to this file")
     bench.set_defaults(func=_bench)
     add_bench_stack_options(bench)
+    add_bench_session_options(bench)
 
     weights = commands.add_parser("weights", help="write random weights in the released layout (tiny or real shapes)")
     weights.add_argument("profile", choices=["random-full", "tiny"],
@@ -88,6 +92,19 @@ def add_bench_stack_options(bench: argparse.ArgumentParser) -> None:
     group.add_argument("--allow-cpu", action="store_true", help=argparse.SUPPRESS)  # CI smoke test on tiny weights
 
 
+def add_bench_session_options(bench: argparse.ArgumentParser) -> None:
+    """Options of `inspatio bench session` (it also takes the stack options: --weights, --video,
+    --frames, --height, --width, --work-dir, the GPU placement, --caption-max-new-tokens)."""
+    group = bench.add_argument_group("bench session")
+    group.add_argument("--session-blocks", type=int, default=16,
+                       help="session: blocks of each measured session (default 16; the first has 9 frames, then 12)")
+    group.add_argument("--max-sessions", type=int, default=4,
+                       help="session: most sessions at once tried (default 4; it stops earlier at the first N below --target-fps)")
+    group.add_argument("--target-fps", type=float, default=24.0, help="session: per-session frames/s to sustain (default 24)")
+    group.add_argument("--autoencoder", choices=["taehv", "wan_vae"], default="taehv", help="session: autoencoder (default taehv)")
+    group.add_argument("--backpressure", choices=["latest", "wait"], default="latest", help="session: backpressure (default latest)")
+
+
 def _parity(args: argparse.Namespace) -> int:
     import torch
 
@@ -110,23 +127,27 @@ def _bench(args: argparse.Namespace) -> int:
     from ..bench.conditioning import run_conditioning_bench
     from ..bench.generator import GeneratorBenchConfig, run_generator_bench
 
-    if not torch.cuda.is_available() and not (args.target == "stack" and args.allow_cpu):
+    if not torch.cuda.is_available() and not (args.target in ("stack", "session") and args.allow_cpu):
         print("error: the benchmarks time real-size models and need a CUDA GPU; none is visible", file=sys.stderr)
         return 2
     progress = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+    # the report so far is written after each measurement: a run cut short keeps what it measured
+    partial = (lambda report: Path(args.json_out).write_text(json.dumps(report, indent=2) + "\n")) if args.json_out else (lambda _: None)
     if args.target == "stack":
         from ..bench.stack import run_stack_bench, stack_bench_config
 
-        # the report so far is written after each measurement: a run cut short keeps what it measured
-        partial = (lambda report: Path(args.json_out).write_text(json.dumps(report, indent=2) + "\n")) if args.json_out else (lambda _: None)
         return _print_report(run_stack_bench(stack_bench_config(args), progress, partial), args.json_out)
+    if args.target == "session":
+        from ..bench.session import run_session_bench, session_bench_config
+
+        return _print_report(run_session_bench(session_bench_config(args), progress, partial), args.json_out)
     if args.target == "conditioning":
         return _print_report(run_conditioning_bench(args.frames, progress), args.json_out)
 
     config = GeneratorBenchConfig(
         num_frames=args.frames,
         blocks=args.blocks,
-        warmup_blocks=args.warmup_blocks,
+        warmup_blocks=args.warmup_blocks if args.warmup_blocks is not None else 2,
         layers=args.layers,
         skip_vae=args.skip_vae,
         profile=args.profile,

@@ -73,13 +73,14 @@ class AsyncSession(SessionCommands):
             raise EOFError("the session's stream ended")
         return event
 
-    async def _send(self, request: session_pb2.SessionRequest) -> None:
+    async def _send(self, request: session_pb2.SessionRequest) -> int:
         if self._call is None:
             raise RuntimeError("the session is not open yet: use it inside `async with client.session(...)`")
         if self._closed:
             raise RuntimeError("the session was closed: no more commands")
         async with self._write_lock:
             await self._call.write(request)
+        return request.command.sent_unix_ns
 
     async def close(self) -> None:
         """Ask the generator to end the session; the iteration then ends (`ended.reason` "closed")."""

@@ -3,9 +3,9 @@
     with Client("127.0.0.1:50051") as client:
         with client.session("clip.mp4", seed=0) as session:    # or video_uri="s3://bucket/key"
             print(session.ready)                               # SessionInfo, once caption and depth are ready
-            session.move(forward=0.2, yaw=5)                   # for the blocks after this one
+            sent = session.move(forward=0.2, yaw=5)            # for the blocks after this one
             for block in session:                              # SessionBlock, in order
-                print(block.index, len(block.jpeg), block.latency_s)
+                print(block.index, len(block.jpeg), block.latency_s, block.reflects(sent))
                 if block.index == 4:
                     session.close()
         print(session.ended)                                   # SessionEnded("closed", 5)
@@ -17,8 +17,12 @@ retry delay: RESOURCE_EXHAUSTED with a retry delay means every generator replica
 ends with the session (`session.ended`: closed, idle, max_blocks, shutting_down); any other end of
 the stream raises its grpc.RpcError. Leaving the `with` cancels a session that has not ended.
 
-Commands may be sent from any thread, while another iterates. The asyncio twin is
-`async_session.AsyncSession` (`AsyncClient.session`). numpy loads only when a block arrives or a
+Commands may be sent from any thread, while another iterates. Each command returns its stamp: the
+client's clock when it was made (`sent_unix_ns`, nanoseconds), strictly increasing within this
+process, so it also names the command. A block echoes the stamp of the latest command its cameras
+reflect (`command_sent_unix_ns`); with commands sent from one thread, the first block that used
+command `sent` is the first with `block.reflects(sent)` (`inspatio bench session` measures so).
+The asyncio twin is `async_session.AsyncSession` (`AsyncClient.session`). numpy loads only when a block arrives or a
 numpy array of cameras is given, so importing the SDK stays light.
 """
 
@@ -70,7 +74,8 @@ class SessionBlock:
     seconds: float  # the generator's time for this block
     latency_s: float | None  # this client's clock now minus the sent time of the latest command it reflects
     dropped_before: int  # blocks dropped (backpressure latest) since the previous one
-    command_sent_unix_ns: int = 0
+    command_sent_unix_ns: int = 0  # the stamp of the latest command these cameras reflect (0: none)
+    received_unix_ns: int = 0  # this client's clock when the block arrived
 
     @classmethod
     def from_proto(cls, block: session_pb2.SessionBlock, received_ns: int | None = None) -> "SessionBlock":
@@ -78,9 +83,15 @@ class SessionBlock:
 
         cameras = np.array([list(c.w2c) for c in block.cameras], dtype=np.float64).reshape(-1, 4, 4)
         sent = block.command_sent_unix_ns
-        latency = ((received_ns or time.time_ns()) - sent) / 1e9 if sent else None
+        received = received_ns or time.time_ns()
+        latency = (received - sent) / 1e9 if sent else None
         return cls(block.generation, block.index, block.first_frame, list(block.jpeg), cameras, list(block.source_frames),
-                   block.seconds, latency, block.dropped_before, sent)  # fmt: skip
+                   block.seconds, latency, block.dropped_before, sent, received)  # fmt: skip
+
+    def reflects(self, sent_unix_ns: int) -> bool:
+        """Whether this block's cameras reflect the command stamped `sent_unix_ns` (a command's return
+        value), or a later one of the same sender (so, moves being appended in order, that one too)."""
+        return self.command_sent_unix_ns >= sent_unix_ns > 0
 
 
 @dataclass(frozen=True)
@@ -160,12 +171,25 @@ def flag_command(name: str) -> session_pb2.SessionRequest:
     return _command(**{name: True})
 
 
+_stamp_lock = threading.Lock()
+_last_stamp = 0
+
+
+def command_stamp() -> int:
+    """time.time_ns(), made strictly increasing within the process: a command's stamp names it."""
+    global _last_stamp
+    with _stamp_lock:
+        _last_stamp = max(_last_stamp + 1, time.time_ns())
+        return _last_stamp
+
+
 def _command(**command: Any) -> session_pb2.SessionRequest:
-    return session_pb2.SessionRequest(command=session_pb2.SessionCommand(sent_unix_ns=time.time_ns(), **command))
+    return session_pb2.SessionRequest(command=session_pb2.SessionCommand(sent_unix_ns=command_stamp(), **command))
 
 
 class SessionCommands:
-    """The commands of a session; `_send` is the transport's (sync here, awaited in the async twin)."""
+    """The commands of a session; `_send` is the transport's (sync here, awaited in the async twin).
+    Each returns the command's stamp (`sent_unix_ns`; awaited in the async twin)."""
 
     def _send(self, request: session_pb2.SessionRequest):
         raise NotImplementedError
@@ -261,13 +285,14 @@ class Session(SessionCommands):
         while (request := commands.get()) is not _END:
             yield request
 
-    def _send(self, request: session_pb2.SessionRequest) -> None:
+    def _send(self, request: session_pb2.SessionRequest) -> int:
         with self._lock:
             if self._queue is None:
                 raise RuntimeError("the session is not open yet: use it inside `with client.session(...)`")
             if self._closed:
                 raise RuntimeError("the session was closed: no more commands")
             self._queue.put(request)
+        return request.command.sent_unix_ns
 
     def close(self) -> None:
         """Ask the generator to end the session; the iteration then ends (`ended.reason` "closed")."""

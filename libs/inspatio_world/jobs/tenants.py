@@ -8,7 +8,8 @@ it can live in a ConfigMap:
                   "input_prefixes": ["s3://<bucket>/datasets/acme/"],    # optional: readable video_uri prefixes
                   "max_concurrent_jobs": 4,                               # optional limits, whole numbers >= 1
                   "max_upload_bytes": 1073741824,
-                  "max_output_frames": 1000}]}
+                  "max_output_frames": 1000,
+                  "max_concurrent_sessions": 2}]}                         # else INSPATIO_TENANT_MAX_SESSIONS
 
 It is checked strictly at start-up: unknown keys, a name that is not one plain key part, a digest
 that is not 64 lower-case hex digits or is given to two tenants, a prefix not ending in '/' all stop
@@ -31,7 +32,7 @@ from ..refusals import PermissionDenied
 from ..store.base import InvalidKey
 from ..store.keys import TENANTS_PREFIX, uploads_prefix, validate_bucket, validate_key, validate_tenant_name
 
-LIMIT_FIELDS = ("max_concurrent_jobs", "max_upload_bytes", "max_output_frames")
+LIMIT_FIELDS = ("max_concurrent_jobs", "max_upload_bytes", "max_output_frames", "max_concurrent_sessions")
 TENANT_FIELDS = frozenset({"name", "token_sha256", "input_prefixes", *LIMIT_FIELDS})
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
 
@@ -43,7 +44,7 @@ class TenantsFileError(ValueError):
 @dataclass(frozen=True)
 class Tenant:
     """One tenant. `name` None is the anonymous tenant of the open mode. A limit of None: only the
-    deployment's own limits apply."""
+    deployment's own limits apply (for sessions: its default per tenant, jobs/session_quota.py)."""
 
     name: str | None
     token_sha256: tuple[str, ...] = ()
@@ -51,6 +52,7 @@ class Tenant:
     max_concurrent_jobs: int | None = None
     max_upload_bytes: int | None = None
     max_output_frames: int | None = None
+    max_concurrent_sessions: int | None = None  # None: the deployment's INSPATIO_TENANT_MAX_SESSIONS
 
     @property
     def subject(self) -> str:

@@ -16,9 +16,10 @@ from dataclasses import dataclass, fields
 import torch
 from torch import nn
 
-from .attention import attention, selected_backend
+from .attention import attention, selected_backends
+from .fused_gelu import feed_forward
 from .kv_cache import LayerCache
-from .rope import RopeGrid, RopeTable, apply_rope
+from .rope import RopeGrid, RopeTable, apply_rope, configured_precision
 
 RENDER_CHANNELS = 20  # 4 mask + 16 render-latent channels appended to the 16 noisy ones
 
@@ -120,7 +121,7 @@ class CrossAttention(_Projections):
         q = self.heads(self.norm_q(self.q(x)))
         k = self.heads(self.norm_k(self.k(context)))
         v = self.heads(self.v(context))
-        return self.o(attention(q, k, v).flatten(2))
+        return self.o(attention(q, k, v, kind="cross").flatten(2))
 
 
 class Block(nn.Module):
@@ -134,12 +135,13 @@ class Block(nn.Module):
         self.norm2 = LayerNorm(dim, eps=config.eps, elementwise_affine=False)
         self.ffn = nn.Sequential(nn.Linear(dim, config.ffn_dim), nn.GELU(approximate="tanh"), nn.Linear(config.ffn_dim, dim))
         self.modulation = nn.Parameter(torch.zeros(1, 6, dim))
+        self.fused_gelu = False  # the FFN's GELU in its first GEMM (models/fused_gelu.py)
 
     def forward(self, x, time_mod, rope, context, cache: LayerCache | None) -> torch.Tensor:
         shift1, scale1, gate1, shift2, scale2, gate2 = (self.modulation + time_mod).chunk(6, dim=1)
         x = x + self.self_attn(self.norm1(x) * (1 + scale1) + shift1, rope, cache) * gate1
         x = x + self.cross_attn(self.norm3(x), context)
-        return x + self.ffn(self.norm2(x) * (1 + scale2) + shift2) * gate2
+        return x + feed_forward(self.ffn, self.norm2(x) * (1 + scale2) + shift2, self.fused_gelu) * gate2
 
 
 class Head(nn.Module):
@@ -178,11 +180,19 @@ class CausalDiT(nn.Module):
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.num_layers))
         self.head = Head(config)
         self._rope: dict[torch.device, RopeTable] = {}
+        self.rope_precision: torch.dtype | None = None  # None: $INSPATIO_ROPE_PRECISION for the device
 
     def rope_table(self, device: torch.device) -> RopeTable:
         if device not in self._rope:
-            self._rope[device] = RopeTable(self.config.head_dim, device)
+            precision = self.rope_precision or configured_precision(device)
+            self._rope[device] = RopeTable(self.config.head_dim, device, precision)
         return self._rope[device]
+
+    def use_rope_precision(self, precision: torch.dtype | None) -> None:
+        """Rotate in `precision` from now on (float64 is upstream's; None: the configured one);
+        before `compile_blocks`."""
+        self.rope_precision = precision
+        self._rope.clear()
 
     def compile_blocks(self) -> None:
         """Compile each transformer block (regional torch.compile, one graph per pass shape).
@@ -203,9 +213,15 @@ class CausalDiT(nn.Module):
         torch._inductor.config.fx_graph_cache = True
         torch._inductor.config.emulate_precision_casts = True
         torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
-        selected_backend()  # resolve outside the graph
+        selected_backends()  # resolve outside the graph
         for block in self.blocks:
             block.compile(dynamic=False)
+
+    def use_fused_gelu(self, fused: bool = True) -> None:
+        """Compute the feed-forward's GELU in its first GEMM on CUDA (models/fused_gelu.py); before
+        `compile_blocks`. FP8 linears keep the separate GELU."""
+        for block in self.blocks:
+            block.fused_gelu = fused
 
     def use_fp8_linears(self) -> None:
         """Quantize the blocks' linear layers to FP8 (models/fp8_linear.py); before `compile_blocks`."""

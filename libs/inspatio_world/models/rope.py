@@ -7,12 +7,20 @@ by `time_offset` (context passes use 0, denoising passes 6).
 Eager code multiplies complex128 numbers as upstream does (fewest kernels). Under torch.compile,
 which cannot fuse complex arithmetic, the same product is written with real float64 cos/sin
 ((a+ib)(c+is) = (ac-bs) + i(as+bc)); both round identically once cast back to bf16/fp32 (tested).
+
+On GPUs by default (INSPATIO_ROPE_PRECISION=auto; float32 anywhere) the rotation runs in float32
+with cos/sin rounded once per grid: half the table traffic and no float64 arithmetic; it moves bf16
+outputs by an ulp here and there (its error per block is measured by `inspatio bench generator`
+and in the README). The CPU keeps float64, upstream's numbers, which the parity tests hold.
 """
 
 from __future__ import annotations
 
 import torch
 
+from .. import envvars
+
+PRECISIONS = {"float64": torch.float64, "float32": torch.float32}
 MAX_POSITIONS = 1024
 THETA = 10000.0
 
@@ -30,10 +38,24 @@ def axis_pair_counts(head_dim: int) -> tuple[int, int, int]:
     return c - 2 * (c // 3), c // 3, c // 3
 
 
-class RopeTable:
-    """Per-axis angle tables for one head size on one device; grids cached per shape."""
+def configured_precision(device: torch.device) -> torch.dtype:
+    """$INSPATIO_ROPE_PRECISION as a dtype for tensors on `device`."""
+    name = envvars.get(envvars.ROPE_PRECISION)
+    if name == "auto":
+        return torch.float64 if device.type == "cpu" else torch.float32
+    if name not in PRECISIONS:
+        raise ValueError(f"{envvars.ROPE_PRECISION.name}={name!r}: expected auto or one of {sorted(PRECISIONS)}")
+    return PRECISIONS[name]
 
-    def __init__(self, head_dim: int, device) -> None:
+
+class RopeTable:
+    """Per-axis angle tables for one head size on one device; grids cached per shape.
+
+    Angles are always float64 (upstream's); `precision` is the dtype the rotation runs in.
+    """
+
+    def __init__(self, head_dim: int, device, precision: torch.dtype = torch.float64) -> None:
+        self.precision = precision
         t_pairs, h_pairs, w_pairs = axis_pair_counts(head_dim)
         self.time = _axis_angles(MAX_POSITIONS, 2 * t_pairs, device)
         self.height = _axis_angles(MAX_POSITIONS, 2 * h_pairs, device)
@@ -53,22 +75,24 @@ class RopeTable:
                 ],
                 dim=-1,
             ).reshape(frames * height * width, 1, -1)
-            self._grids[key] = RopeGrid(angles)
+            self._grids[key] = RopeGrid(angles, self.precision)
         return self._grids[key]
 
 
 class RopeGrid:
-    """Per-token rotations [L, 1, D/2] as complex128 (upstream's polar(1, angle)) and as float64 cos/sin."""
+    """Per-token rotations [L, 1, D/2] as complex128 (upstream's polar(1, angle)) and as cos/sin in
+    the rotation's precision (rounded from the float64 values)."""
 
-    def __init__(self, angles: torch.Tensor) -> None:
+    def __init__(self, angles: torch.Tensor, precision: torch.dtype = torch.float64) -> None:
         self.complex = torch.polar(torch.ones_like(angles), angles)
-        self.cos, self.sin = self.complex.real.contiguous(), self.complex.imag.contiguous()
+        self.cos = self.complex.real.to(precision).contiguous()
+        self.sin = self.complex.imag.to(precision).contiguous()
 
 
 def apply_rope(x: torch.Tensor, grid: RopeGrid) -> torch.Tensor:
-    """Rotate each interleaved (real, imag) pair of [B, L, H, D] in float64; returns x's dtype."""
-    pairs = x.to(torch.float64).unflatten(-1, (-1, 2))
-    if torch.compiler.is_compiling():
+    """Rotate each interleaved (real, imag) pair of [B, L, H, D] in the grid's precision; returns x's dtype."""
+    pairs = x.to(grid.cos.dtype).unflatten(-1, (-1, 2))
+    if torch.compiler.is_compiling() or grid.cos.dtype != torch.float64:
         real, imag = pairs[..., 0], pairs[..., 1]
         rotated = torch.stack([real * grid.cos - imag * grid.sin, real * grid.sin + imag * grid.cos], dim=-1)
     else:

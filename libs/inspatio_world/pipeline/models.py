@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from .. import envvars
 from ..models.checkpoints import build_dit, init_random_, load_dit, read_json
 from ..models.dit import CausalDiT, DiTConfig
 from ..models.taehv import TAEHV, TAEHVConfig, load_taehv
@@ -33,7 +34,9 @@ def taehv_dtype(device: torch.device) -> torch.dtype:
 
 def _prepare_dit(dit: CausalDiT, compile_dit: bool | None, fp8: bool, device: torch.device) -> None:
     """`compile_dit` None means: compile on CUDA (the fast path); eager stays the plain reference
-    path. `fp8` quantizes the blocks' linear layers first (changes the numbers; off by default)."""
+    path. `fp8` quantizes the blocks' linear layers first (changes the numbers; off by default);
+    INSPATIO_FUSED_GELU moves the feed-forward's GELU into its GEMM."""
+    dit.use_fused_gelu(envvars.get_flag(envvars.FUSED_GELU))
     if fp8:
         dit.use_fp8_linears()
     if compile_dit if compile_dit is not None else device.type == "cuda":

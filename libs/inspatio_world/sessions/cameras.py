@@ -76,6 +76,22 @@ def _rotation_y(degrees: float) -> np.ndarray:
     return np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
 
 
+def _rigid_c2w(w2c: np.ndarray) -> np.ndarray:
+    """The camera-to-world transform of `w2c` with its rotation made the nearest proper rotation.
+
+    A move is a rigid motion; a held source camera can be slightly (or, from untrained depth
+    weights, wholly) non-rigid, and composing orbits of such a matrix drifts towards a singular one.
+    Rigid transforms are inverted in closed form, so this never fails."""
+    u, _, vt = np.linalg.svd(np.asarray(w2c, dtype=np.float64)[:3, :3])
+    rotation = u @ vt
+    if np.linalg.det(rotation) < 0:
+        rotation = u @ np.diag([1.0, 1.0, -1.0]) @ vt
+    c2w = np.eye(4)
+    c2w[:3, :3] = rotation.T
+    c2w[:3, 3] = -rotation.T @ np.asarray(w2c, dtype=np.float64)[:3, 3]
+    return c2w
+
+
 def move_cameras(start_w2c: np.ndarray, move: CameraMove, centre: np.ndarray, frames: int = FRAMES_PER_MOVE) -> np.ndarray:
     """w2c [frames, 4, 4]: each frame 1/frames of `move` on from the one before, the first from `start_w2c`.
 
@@ -86,7 +102,7 @@ def move_cameras(start_w2c: np.ndarray, move: CameraMove, centre: np.ndarray, fr
     step = np.eye(4)
     step[:3, :3] = _rotation_y(move.yaw / frames) @ _rotation_x(move.pitch / frames)
     step[:3, 3] = np.array([move.right, -move.up, move.forward]) / frames
-    c2w = np.linalg.inv(start_w2c)
+    c2w = _rigid_c2w(start_w2c)
     out = np.empty((frames, 4, 4))
     for i in range(frames):
         c2w = c2w @ step
@@ -97,7 +113,9 @@ def move_cameras(start_w2c: np.ndarray, move: CameraMove, centre: np.ndarray, fr
             orbited[:3, :3] = turn @ c2w[:3, :3]
             orbited[:3, 3] = centre + turn @ (c2w[:3, 3] - centre)
             c2w = orbited
-        out[i] = np.linalg.inv(c2w)
+        out[i, :3, :3] = c2w[:3, :3].T
+        out[i, :3, 3] = -c2w[:3, :3].T @ c2w[:3, 3]
+        out[i, 3] = (0, 0, 0, 1)
     return out
 
 

@@ -262,7 +262,10 @@ class GenerationSession:
         return self._ended
 
     def join(self, timeout: float | None = None) -> None:
-        self._worker.join(timeout)
+        """Wait for the worker to stop; nothing to wait for when it never started (a session ended
+        between `ready` and block 0)."""
+        if self._worker.ident is not None:
+            self._worker.join(timeout)
 
     # --- state (under the lock) ---------------------------------------------------------------------
     def _new_path(self) -> CameraPath:
