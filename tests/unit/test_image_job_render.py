@@ -97,7 +97,7 @@ def test_supplied_geometry_replaces_da3(tmp_path):
     render, mask = load_render_and_mask(store.download(out.keys["render.mkv"], tmp_path / "r.mkv"),
                                         store.download(out.keys["mask.mkv"], tmp_path / "m.mkv"))  # fmt: skip
     assert source.shape == render.shape == mask.shape == (9, 3, H, W)
-    assert torch.equal(source[0], torch.from_numpy(np.asarray(picture)[1:33]).permute(2, 0, 1) / 127.5 - 1)
+    assert torch.equal(source[0], torch.from_numpy(np.array(picture)[1:33]).permute(2, 0, 1) / 127.5 - 1)
     assert set(mask.unique().tolist()) == {1.0} and render.min() >= -1 and render.max() <= 1
     store.put_bytes("uploads/bad.safetensors", save_safetensors({"depth": np.ones((1, H, W), np.float32)}))
     with pytest.raises(ImageInputError, match="lacks intrinsics, w2c"):
