@@ -3,15 +3,36 @@ Helpers shared by every template. The four services are rendered by looping over
 "inspatio.roles"; everything that differs between them lives in values.yaml, not in templates.
 */}}
 
-{{/* The four services, in pipeline order. */}}
-{{- define "inspatio.roles" -}}coordinator caption depthrender generator{{- end -}}
-{{/* The three GPU stages (everything but the coordinator): weights, GPUs, autoscaling. */}}
-{{- define "inspatio.stages" -}}caption depthrender generator{{- end -}}
+{{/* The four services, in pipeline order, plus the optional v1.5 generator pool (generatorV15). */}}
+{{- define "inspatio.roles" -}}coordinator {{ include "inspatio.stages" . }}{{- end -}}
+{{/* The GPU stages (everything but the coordinator): weights, GPUs, autoscaling. */}}
+{{- define "inspatio.stages" -}}
+caption depthrender generator{{ if .Values.generatorV15.enabled }} generator-v1-5{{ end }}
+{{- end -}}
+
+{{/*
+Key of a role's block in values.yaml: the role itself, except the v1.5 generator pool
+(role generator-v1-5, a DNS-safe name) whose block is generatorV15.
+*/}}
+{{- define "inspatio.valuesKey" -}}
+{{- ternary "generatorV15" . (eq . "generator-v1-5") -}}
+{{- end -}}
+
+{{/* The program a role runs (services.<program>.main) and whose image it uses. */}}
+{{- define "inspatio.program" -}}
+{{- ternary "generator" . (eq . "generator-v1-5") -}}
+{{- end -}}
+
+{{/* INSPATIO_MODEL_VERSION of a generator role. */}}
+{{- define "inspatio.modelVersion" -}}
+{{- ternary "v1_5" "v1" (eq . "generator-v1-5") -}}
+{{- end -}}
 
 {{/* gRPC service names: the `service` label of the inspatio_* metrics. */}}
 {{- define "inspatio.grpcService" -}}
 {{- get (dict "coordinator" "inspatio.world.v1.CoordinatorService" "caption" "inspatio.world.v1.CaptionService"
-              "depthrender" "inspatio.world.v1.DepthRenderService" "generator" "inspatio.world.v1.GeneratorService") . -}}
+              "depthrender" "inspatio.world.v1.DepthRenderService" "generator" "inspatio.world.v1.GeneratorService"
+              "generator-v1-5" "inspatio.world.v1.GeneratorService") . -}}
 {{- end -}}
 
 {{- define "inspatio.name" -}}
@@ -70,8 +91,13 @@ app.kubernetes.io/component: {{ .role }}
 {{/* Image of a role: (dict "ctx" $ "role" "generator") -> [registry/]inspatio-world/generator:tag */}}
 {{- define "inspatio.image" -}}
 {{- $v := .ctx.Values -}}
-{{- $own := (index $v .role).image -}}
-{{- $repository := $own.repository | default (printf "%s/%s" $v.image.repositoryPrefix .role) -}}
+{{- $program := include "inspatio.program" .role -}}
+{{- $own := (index $v (include "inspatio.valuesKey" .role)).image -}}
+{{- if ne $program .role -}}
+{{- /* the v1.5 pool runs the generator's image unless generatorV15.image names another */ -}}
+{{- $own = dict "repository" ($own.repository | default $v.generator.image.repository) "tag" ($own.tag | default $v.generator.image.tag) -}}
+{{- end -}}
+{{- $repository := $own.repository | default (printf "%s/%s" $v.image.repositoryPrefix $program) -}}
 {{- if $v.image.registry -}}
 {{- $repository = printf "%s/%s" (trimSuffix "/" $v.image.registry) $repository -}}
 {{- end -}}
@@ -185,11 +211,18 @@ so changing the list downloads again (a new Job) and stage pods wait for the new
 
 {{/* Demand PromQL of a stage for KEDA: in-flight RPCs (running + queued) of all its replicas. */}}
 {{- define "inspatio.demandQuery" -}}
-{{- $svc := index .ctx.Values .role -}}
+{{- $svc := index .ctx.Values (include "inspatio.valuesKey" .role) -}}
 {{- if $svc.autoscaling.query -}}
 {{- tpl $svc.autoscaling.query .ctx -}}
 {{- else -}}
-{{- printf "sum(inspatio_rpc_in_flight{namespace=%q,service=%q}) or vector(0)" .ctx.Release.Namespace (include "inspatio.grpcService" .role) -}}
+{{- $pods := "" -}}
+{{- if .ctx.Values.generatorV15.enabled -}}
+{{- /* both generator pools export service="...GeneratorService": tell them apart by pod name */ -}}
+{{- $v15pods := printf "%s-.*" (include "inspatio.componentName" (dict "ctx" .ctx "role" "generator-v1-5")) -}}
+{{- if eq .role "generator" }}{{ $pods = printf ",pod!~%q" $v15pods }}{{ end -}}
+{{- if eq .role "generator-v1-5" }}{{ $pods = printf ",pod=~%q" $v15pods }}{{ end -}}
+{{- end -}}
+{{- printf "sum(inspatio_rpc_in_flight{namespace=%q,service=%q%s}) or vector(0)" .ctx.Release.Namespace (include "inspatio.grpcService" .role) $pods -}}
 {{- end -}}
 {{- end -}}
 
@@ -261,7 +294,7 @@ verifies the name the coordinator verifies, and presents the pod's own certifica
 mutual TLS require one). Costs one short Python process per probe (~0.2 s of CPU: grpcio only, never torch).
 */}}
 {{- define "inspatio.tlsHealthProbe" -}}
-{{- $svc := index .ctx.Values .role -}}
+{{- $svc := index .ctx.Values (include "inspatio.valuesKey" .role) -}}
 {{- $script := `import sys, grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 folder, address, name, timeout = sys.argv[1:]

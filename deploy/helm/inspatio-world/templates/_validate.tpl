@@ -4,20 +4,22 @@ Each failure says what to change.
 */}}
 {{- define "inspatio.validate" -}}
 {{- range $role := splitList " " (include "inspatio.roles" .) -}}
-{{- $svc := index $.Values $role -}}
+{{- $key := include "inspatio.valuesKey" $role -}}
+{{- $svc := index $.Values $key -}}
 {{- $needed := add (int $svc.drainSeconds) (int $svc.preStopSleepSeconds) -}}
 {{- if le (int $svc.terminationGracePeriodSeconds) $needed -}}
-{{- fail (printf "%s.terminationGracePeriodSeconds (%d) must exceed preStopSleepSeconds (%d) + drainSeconds (%d): set it to at least %d" $role (int $svc.terminationGracePeriodSeconds) (int $svc.preStopSleepSeconds) (int $svc.drainSeconds) (add1 $needed)) -}}
+{{- fail (printf "%s.terminationGracePeriodSeconds (%d) must exceed preStopSleepSeconds (%d) + drainSeconds (%d): set it to at least %d" $key (int $svc.terminationGracePeriodSeconds) (int $svc.preStopSleepSeconds) (int $svc.drainSeconds) (add1 $needed)) -}}
 {{- end -}}
 {{- end -}}
 {{- if .Values.autoscaling.enabled -}}
 {{- range $role := splitList " " (include "inspatio.stages" .) -}}
-{{- $a := (index $.Values $role).autoscaling -}}
+{{- $key := include "inspatio.valuesKey" $role -}}
+{{- $a := (index $.Values $key).autoscaling -}}
 {{- if gt (int $a.minReplicas) (int $a.maxReplicas) -}}
-{{- fail (printf "%s.autoscaling: minReplicas (%d) is above maxReplicas (%d)" $role (int $a.minReplicas) (int $a.maxReplicas)) -}}
+{{- fail (printf "%s.autoscaling: minReplicas (%d) is above maxReplicas (%d)" $key (int $a.minReplicas) (int $a.maxReplicas)) -}}
 {{- end -}}
 {{- if and (eq $.Values.autoscaling.engine "hpa") (lt (int $a.minReplicas) 1) -}}
-{{- fail (printf "%s.autoscaling.minReplicas is 0, but a HorizontalPodAutoscaler cannot scale to zero: use autoscaling.engine=keda, or minReplicas >= 1" $role) -}}
+{{- fail (printf "%s.autoscaling.minReplicas is 0, but a HorizontalPodAutoscaler cannot scale to zero: use autoscaling.engine=keda, or minReplicas >= 1" $key) -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
