@@ -963,3 +963,200 @@ def test_helm_test_with_auth_runs_only_with_a_tenant_token(helm: Helm) -> None:
     assert env["INSPATIO_TOKEN_FILE"] == f"{mounts['token']['mountPath']}/token" and mounts["token"]["readOnly"]
     assert volumes["token"]["secret"] == {"secretName": "acme-token", "defaultMode": MOUNT_MODE, "items": [{"key": "token", "path": "token"}]}
     assert "INSPATIO_TOKEN_FILE" not in {e["name"] for e in helm.template(None).kind("Pod")[0]["spec"]["containers"][0]["env"]}
+
+
+# ----------------------------------------------------------------------------------- v1.5 generator pool
+
+V15_VALUES = CHART / "ci" / "generator-v1-5-values.yaml"
+V15 = "generator-v1-5"  # the pool's role: object names <fullname>-generator-v1-5, component label
+V15_NAME = f"{PREFIX}-{V15}"
+
+
+@pytest.fixture(scope="module")
+def v15(helm: Helm) -> dict[str, Rendered]:
+    """Both generator pools, autoscaled by KEDA (the ci file) or by HPAs, and with TLS and tenants."""
+    return {"v15-keda": helm.template(V15_VALUES),
+            "v15-hpa": helm.template(V15_VALUES, ("autoscaling.engine=hpa",)),
+            "v15-tls-auth": helm.template(TLS_AUTH_VALUES, ("generatorV15.enabled=true",))}  # fmt: skip
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_no_v1_5_pool_unless_enabled(rendered: dict[str, Rendered], scenario: str) -> None:
+    result = rendered[scenario]
+    assert V15 not in result.text
+    assert not [o for o in result.objects if "v1-5" in o["metadata"]["name"]]
+    coordinator = env_of(result.deployment("coordinator"))
+    assert envvars.GENERATOR_V1_5_ADDRESS.name not in coordinator  # unset: the coordinator refuses v1_5 jobs
+    assert env_value(result.deployment("generator"), envvars.MODEL_VERSION.name) == "v1"
+
+
+def test_v1_5_values_pass_lint(helm: Helm) -> None:
+    out = helm.run("lint", "--strict", str(CHART), "-f", str(V15_VALUES)).stdout
+    assert "1 chart(s) linted, 0 chart(s) failed" in out
+
+
+def test_v1_5_objects_pass_kubernetes_schemas_strictly(v15: dict[str, Rendered], tmp_path: Path) -> None:
+    validate_strictly(v15, tmp_path)
+
+
+@pytest.mark.parametrize("scenario", ["v15-keda", "v15-hpa", "v15-tls-auth"])
+def test_v1_5_pool_runs_the_generator_with_model_version_v1_5(v15: dict[str, Rendered], scenario: str) -> None:
+    result = v15[scenario]
+    pool, v1 = result.deployment(V15), result.deployment("generator")
+    env, env_v1 = env_of(pool), env_of(v1)
+    assert env[envvars.MODEL_VERSION.name]["value"] == "v1_5"
+    assert env_v1[envvars.MODEL_VERSION.name]["value"] == "v1"
+    known = {v.name for v in envvars.ALL} | {"HOME"}
+    assert set(env) <= known | SECURITY_VARS, set(env) - known - SECURITY_VARS
+    # the generator's program, image, ports, weights and compile cache; only the version differs
+    assert container(pool)["args"] == ["python", "-m", "services.generator.main"]
+    assert container(pool)["image"] == container(v1)["image"]
+    assert container(pool)["image"].endswith("inspatio-world/generator:0.1.0")
+    assert set(env) == set(env_v1)
+    assert {k: e for k, e in env.items() if k != envvars.MODEL_VERSION.name} == {
+        k: e for k, e in env_v1.items() if k != envvars.MODEL_VERSION.name}
+    assert container(pool)["ports"] == container(v1)["ports"]
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        # the same probes; with TLS the pool's verifies its own Service's name
+        expected = yaml.safe_dump(container(v1)[probe]).replace(f"{PREFIX}-generator.", f"{V15_NAME}.")
+        assert yaml.safe_dump(container(pool)[probe]) == expected, probe
+    if scenario == "v15-tls-auth":
+        assert f"{V15_NAME}.{NAMESPACE}.svc.cluster.local" in container(pool)["startupProbe"]["exec"]["command"]
+    assert container(pool)["volumeMounts"] == container(v1)["volumeMounts"]
+    weights = next(m for m in container(pool)["volumeMounts"] if m["name"] == "weights")
+    assert weights["readOnly"] is True and env[envvars.WEIGHTS.name]["value"] == weights["mountPath"]
+    claim = next(v for v in pod_spec(pool)["volumes"] if v["name"] == "weights")["persistentVolumeClaim"]
+    assert claim == next(v for v in pod_spec(v1)["volumes"] if v["name"] == "weights")["persistentVolumeClaim"]
+    assert container(pool)["resources"]["limits"][GPU] == container(pool)["resources"]["requests"][GPU] == 1
+    # its own pods: neither pool's selector picks the other's pods
+    assert not selects(pool["spec"]["selector"], pod_labels(v1))
+    assert not selects(v1["spec"]["selector"], pod_labels(pool))
+
+
+def test_v1_5_pool_scheduling_is_its_own(v15: dict[str, Rendered], helm: Helm) -> None:
+    pool, v1 = (pod_spec(v15["v15-keda"].deployment(r)) for r in (V15, "generator"))
+    assert pool["nodeSelector"] == {"inspatio.io/pool": "generator-v1-5"} != v1["nodeSelector"]
+    assert {"key": "inspatio.io/pool", "operator": "Equal", "value": "generator-v1-5", "effect": "NoSchedule"} in pool["tolerations"]
+    # without overrides: the generator's defaults; resources and replicas overridable
+    result = helm.template(sets=("generatorV15.enabled=true", "generatorV15.replicas=3",
+                                 "generatorV15.resources.limits.memory=64Gi"))  # fmt: skip
+    pool, v1 = result.deployment(V15), result.deployment("generator")
+    assert pod_spec(pool)["nodeSelector"] == pod_spec(v1)["nodeSelector"]
+    assert pod_spec(pool)["tolerations"] == pod_spec(v1)["tolerations"]
+    assert pool["spec"]["replicas"] == 3 and v1["spec"]["replicas"] == 1
+    assert container(pool)["resources"]["limits"]["memory"] == "64Gi"
+    assert container(v1)["resources"]["limits"]["memory"] == "48Gi"
+
+
+@pytest.mark.parametrize("scenario", ["v15-keda", "v15-hpa", "v15-tls-auth"])
+def test_coordinator_sends_v1_5_jobs_to_the_v1_5_service(v15: dict[str, Rendered], scenario: str) -> None:
+    result = v15[scenario]
+    service = result.get("Service", V15_NAME)
+    pool = result.deployment(V15)
+    assert service["spec"]["clusterIP"] == "None"  # headless, like the other stages: round_robin over replicas
+    assert selects({"matchLabels": service["spec"]["selector"]}, pod_labels(pool))
+    others = [d for d in result.kind("Deployment") if d is not pool]
+    assert not any(selects({"matchLabels": service["spec"]["selector"]}, pod_labels(d)) for d in others)
+    grpc = next(p for p in service["spec"]["ports"] if p["name"] == "grpc")
+    assert grpc["targetPort"] == "grpc" and grpc["port"] == named_port(pool, "grpc")
+    coordinator = result.deployment("coordinator")
+    host = f"{V15_NAME}.{NAMESPACE}.svc.cluster.local"
+    assert env_value(coordinator, envvars.GENERATOR_V1_5_ADDRESS.name) == f"{host}:{grpc['port']}"
+    assert env_value(coordinator, envvars.GENERATOR_ADDRESS.name) == (
+        f"{PREFIX}-generator.{NAMESPACE}.svc.cluster.local:{DEFAULT_PORTS['generator'][0]}")
+
+
+@pytest.mark.parametrize("scenario", ["v15-keda", "v15-tls-auth"])
+def test_v1_5_pool_has_a_disruption_budget_and_a_network_policy(v15: dict[str, Rendered], scenario: str) -> None:
+    result = v15[scenario]
+    pool = result.deployment(V15)
+    pdbs = [p for p in result.kind("PodDisruptionBudget") if selects(p["spec"]["selector"], pod_labels(pool))]
+    assert [p["metadata"]["name"] for p in pdbs] == [V15_NAME]
+    assert pdbs[0]["spec"]["maxUnavailable"] == 1
+    covering = [p for p in result.kind("NetworkPolicy") if selects(p["spec"]["podSelector"], pod_labels(pool))]
+    assert [p["metadata"]["name"] for p in covering] == [V15_NAME]
+    (grpc_rule,) = _rules_for_port(covering[0], "grpc")
+    (peer,) = grpc_rule["from"]
+    assert selects(peer["podSelector"], pod_labels(result.deployment("coordinator")))
+    assert not selects(peer["podSelector"], pod_labels(result.deployment("generator")))
+    assert not selects(peer["podSelector"], pod_labels(pool))
+
+
+def test_v1_5_pool_is_autoscaled_on_its_own_demand(v15: dict[str, Rendered]) -> None:
+    keda = v15["v15-keda"]
+    assert "replicas" not in keda.deployment(V15)["spec"]  # the autoscaler owns the count
+    obj = keda.get("ScaledObject", V15_NAME)
+    assert obj["spec"]["scaleTargetRef"]["name"] == V15_NAME
+    assert (obj["spec"]["minReplicaCount"], obj["spec"]["maxReplicaCount"]) == (1, 3)
+    (trigger,) = obj["spec"]["triggers"]
+    assert trigger["metadata"]["threshold"] == "1"
+    query = trigger["metadata"]["query"]
+    assert f'service="{GRPC_SERVICE["generator"]}"' in query and f'pod=~"{V15_NAME}-.*"' in query
+    (v1_trigger,) = keda.get("ScaledObject", f"{PREFIX}-generator")["spec"]["triggers"]
+    assert f'pod!~"{V15_NAME}-.*"' in v1_trigger["metadata"]["query"]
+    hpa = v15["v15-hpa"].get("HorizontalPodAutoscaler", V15_NAME)
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": V15_NAME}
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (1, 3)
+    (metric,) = hpa["spec"]["metrics"]
+    assert metric["external"]["metric"]["name"] == "inspatio_rpc_in_flight"
+    assert metric["external"]["target"] == {"type": "AverageValue", "averageValue": "1"}
+
+
+def test_v1_5_keda_queries_split_demand_between_the_pools(v15: dict[str, Rendered], tmp_path: Path) -> None:
+    """promtool: each pool's demand query counts its own replicas' in-flight requests, not the other's."""
+    promtool = shutil.which("promtool")
+    if promtool is None:  # a skipped check would look like a passing one
+        pytest.fail("promtool not found: install Debian's prometheus (.ci/run does: apt-get install prometheus)")
+    keda = v15["v15-keda"]
+    (q15,) = (t["metadata"]["query"] for t in keda.get("ScaledObject", V15_NAME)["spec"]["triggers"])
+    (q1,) = (t["metadata"]["query"] for t in keda.get("ScaledObject", f"{PREFIX}-generator")["spec"]["triggers"])
+    in_flight = "inspatio_rpc_in_flight{{namespace={ns!r},service={svc!r},pod={pod!r}}}"
+    svc = GRPC_SERVICE["generator"]
+    series = [{"series": in_flight.format(ns=NAMESPACE, svc=svc, pod=f"{PREFIX}-generator-5d9c-abcde"), "values": "3x5"},
+              {"series": in_flight.format(ns=NAMESPACE, svc=svc, pod=f"{PREFIX}-generator-5d9c-fghij"), "values": "1x5"},
+              {"series": in_flight.format(ns=NAMESPACE, svc=svc, pod=f"{V15_NAME}-7f8b-klmno"), "values": "5x5"},
+              {"series": in_flight.format(ns="elsewhere", svc=svc, pod=f"{V15_NAME}-7f8b-pqrst"), "values": "9x5"}]  # fmt: skip
+    cases = [(q1, 4), (q15, 5)]
+    tests = {"rule_files": [], "evaluation_interval": "1m", "tests": [{
+        "interval": "1m", "input_series": series,
+        "promql_expr_test": [{"expr": expr, "eval_time": "2m", "exp_samples": [{"labels": "{}", "value": value}]}
+                             for expr, value in cases]}]}  # fmt: skip
+    path = tmp_path / "v15_queries_test.yml"
+    path.write_text(yaml.safe_dump(tests, sort_keys=False))
+    done = subprocess.run([promtool, "test", "rules", str(path)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_v1_5_pool_is_scraped_by_the_service_monitor(v15: dict[str, Rendered]) -> None:
+    result = v15["v15-keda"]
+    (monitor,) = result.kind("ServiceMonitor")
+    service = result.get("Service", V15_NAME)
+    assert selects(monitor["spec"]["selector"], service["metadata"]["labels"])
+    assert any(p["name"] == "metrics" for p in service["spec"]["ports"])
+
+
+def test_v1_5_names_fit_kubernetes_limits_for_the_longest_release_name(helm: Helm) -> None:
+    args = helm.template_args(V15_VALUES, ("autoscaling.engine=hpa",))
+    args[1] = "r" * 53
+    result = Rendered.parse(helm.run(*args).stdout)
+    assert [o for o in result.objects if o["metadata"]["name"].endswith("-generator-v1-5")]
+    for obj in result.objects:
+        assert len(obj["metadata"]["name"]) <= 63, obj["metadata"]["name"]
+        assert all(len(str(v)) <= 63 for v in obj["metadata"]["labels"].values()), obj["metadata"]["labels"]
+
+
+@pytest.mark.parametrize(
+    ("sets", "message"),
+    [
+        (("generatorV15.enabled=yes",), "at '/generatorV15/enabled': got string, want boolean"),
+        (("generatorV15.gpus=2",), "at '/generatorV15/gpus': maximum: got 2, want 1"),
+        (("generatorV15.replica=1",), "at '/generatorV15': additional properties 'replica' not allowed"),
+        (("generatorV15.enabled=true", "generatorV15.terminationGracePeriodSeconds=60"),
+         "generatorV15.terminationGracePeriodSeconds (60) must exceed"),
+        (("generatorV15.enabled=true", "autoscaling.enabled=true", "autoscaling.engine=hpa",
+          "generatorV15.autoscaling.minReplicas=0"), "generatorV15.autoscaling.minReplicas is 0"),
+    ],
+)
+def test_bad_v1_5_values_are_refused(helm: Helm, sets: tuple[str, ...], message: str) -> None:
+    done = helm.run(*helm.template_args(sets=sets), check=False)
+    assert done.returncode != 0 and message in done.stderr, done.stderr
