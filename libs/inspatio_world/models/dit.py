@@ -20,6 +20,7 @@ from .attention import attention, selected_backends
 from .fused_gelu import feed_forward
 from .kv_cache import LayerCache
 from .rope import RopeGrid, RopeTable, apply_rope, configured_precision
+from .sequence_parallel import SequenceShards
 
 RENDER_CHANNELS = 20  # 4 mask + 16 render-latent channels appended to the 16 noisy ones
 
@@ -105,13 +106,21 @@ class _Projections(nn.Module):
 
 
 class SelfAttention(_Projections):
+    shards: SequenceShards | None = None  # set by CausalDiT.use_sequence_parallel
+
     def forward(self, x: torch.Tensor, rope: RopeGrid, cache: LayerCache | None) -> torch.Tensor:
         q = apply_rope(self.heads(self.norm_q(self.q(x))), rope)
         k = apply_rope(self.heads(self.norm_k(self.k(x))), rope)
         v = self.heads(self.v(x))
+        if self.shards is not None:  # one exchange for q, k and v: to all tokens, this rank's heads
+            batch = q.shape[0]
+            q, k, v = self.shards.tokens_to_heads(torch.cat([q, k, v])).split(batch)
         if cache is not None:
             k, v = cache.attend_keys(k, v)
-        return self.o(attention(q, k, v).flatten(2))
+        out = attention(q, k, v)
+        if self.shards is not None:
+            out = self.shards.heads_to_tokens(out)
+        return self.o(out.flatten(2))
 
 
 class CrossAttention(_Projections):
@@ -181,6 +190,7 @@ class CausalDiT(nn.Module):
         self.head = Head(config)
         self._rope: dict[torch.device, RopeTable] = {}
         self.rope_precision: torch.dtype | None = None  # None: $INSPATIO_ROPE_PRECISION for the device
+        self.shards: SequenceShards | None = None  # sequence-parallel group (models/sequence_parallel.py)
 
     def rope_table(self, device: torch.device) -> RopeTable:
         if device not in self._rope:
@@ -216,6 +226,20 @@ class CausalDiT(nn.Module):
         selected_backends()  # resolve outside the graph
         for block in self.blocks:
             block.compile(dynamic=False)
+
+    def use_sequence_parallel(self, shards: SequenceShards | None) -> None:
+        """Spread each pass over the ranks of `shards` (None: this process alone); before
+        `compile_blocks`. The KV cache then holds `cached_heads` heads per rank."""
+        if shards is not None and self.config.num_heads % shards.size:
+            raise ValueError(f"{self.config.num_heads} heads do not split over {shards.size} sequence-parallel ranks")
+        self.shards = shards
+        for block in self.blocks:
+            block.self_attn.shards = shards
+
+    @property
+    def cached_heads(self) -> int:
+        """Heads of the KV cache in this process (all, or this rank's share)."""
+        return self.config.num_heads // (self.shards.size if self.shards is not None else 1)
 
     def use_fused_gelu(self, fused: bool = True) -> None:
         """Compute the feed-forward's GELU in its first GEMM on CUDA (models/fused_gelu.py); before
@@ -259,7 +283,9 @@ class CausalDiT(nn.Module):
         pt, ph, pw = self.config.patch_size
         frames, height, width = x.shape[2] // pt, x.shape[3] // ph, x.shape[4] // pw
         tokens = self.patch_embedding(x).flatten(2).transpose(1, 2)
-        rope = self.rope_table(x.device).grid(frames, height, width, time_offset)
+        rows = self.shards.span(tokens.shape[1]) if self.shards is not None else slice(None)
+        tokens = tokens[:, rows]
+        rope = self.rope_table(x.device).grid(frames, height, width, time_offset, rows)
 
         t = timestep[:, 0] if timestep.dim() == 2 else timestep
         time_emb = self.time_embedding(timestep_sinusoid(t, self.config.freq_dim).type_as(tokens))
@@ -268,7 +294,10 @@ class CausalDiT(nn.Module):
         for index, block in enumerate(self.blocks):
             layer_cache = cache.layer(index, cache_mode, cache_length) if cache_mode != "none" else None
             tokens = block(tokens, time_mod, rope, text, layer_cache)
-        return self._unpatchify(self.head(tokens, time_emb), frames, height, width)
+        out = self.head(tokens, time_emb)
+        if self.shards is not None:
+            out = self.shards.gather_tokens(out)
+        return self._unpatchify(out, frames, height, width)
 
     def _assemble_input(self, x: torch.Tensor, render: torch.Tensor | None) -> torch.Tensor:
         in_dim = self.config.in_dim

@@ -60,11 +60,12 @@ class RopeTable:
         self.time = _axis_angles(MAX_POSITIONS, 2 * t_pairs, device)
         self.height = _axis_angles(MAX_POSITIONS, 2 * h_pairs, device)
         self.width = _axis_angles(MAX_POSITIONS, 2 * w_pairs, device)
-        self._grids: dict[tuple[int, int, int, int], "RopeGrid"] = {}
+        self._grids: dict[tuple, "RopeGrid"] = {}
 
-    def grid(self, frames: int, height: int, width: int, time_offset: int) -> "RopeGrid":
-        """Rotations of the tokens of a (frames, height, width) grid, ordered (f, i, j) row-major."""
-        key = (frames, height, width, time_offset)
+    def grid(self, frames: int, height: int, width: int, time_offset: int, rows: slice = slice(None)) -> "RopeGrid":
+        """Rotations of the tokens of a (frames, height, width) grid, ordered (f, i, j) row-major;
+        only the token `rows` (a sequence-parallel rank's share)."""
+        key = (frames, height, width, time_offset, rows.start, rows.stop)
         if key not in self._grids:
             shape = (frames, height, width, -1)
             angles = torch.cat(
@@ -75,7 +76,7 @@ class RopeTable:
                 ],
                 dim=-1,
             ).reshape(frames * height * width, 1, -1)
-            self._grids[key] = RopeGrid(angles, self.precision)
+            self._grids[key] = RopeGrid(angles[rows], self.precision)
         return self._grids[key]
 
 

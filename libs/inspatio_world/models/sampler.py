@@ -142,8 +142,8 @@ class BlockSampler:
         blocks = self.config.context_blocks + 1  # context frames + the scratch rows of a denoising pass
         capacity = blocks * self.config.frames_per_block * tokens_per_frame
         cache = self._cache
-        if cache is None or cache.k.shape[1:3] != (batch, capacity) or cache.k.dtype != dtype or cache.k.device != torch.device(device):
-            cache = KVCache(cfg.num_layers, batch, capacity, cfg.num_heads, cfg.head_dim, dtype, device)
+        if cache is None or cache.k.shape[1:4] != (batch, capacity, self.dit.cached_heads) or cache.k.dtype != dtype or cache.k.device != torch.device(device):
+            cache = KVCache(cfg.num_layers, batch, capacity, self.dit.cached_heads, cfg.head_dim, dtype, device)
             self._cache = cache
             if self._graphed is not None:
                 self._graphed.reset()  # captured graphs point at the old cache
