@@ -5,7 +5,8 @@ Reports, as JSON: ms per steady-state 12-frame block (blocks after the first, wh
 seconds for the benchmark video, peak GPU memory, attention kernels, RoPE precision, GPU name and
 MFU; with --profile the kernel time of one block per part (attention, GEMM, fused elementwise);
 for each fast option in use (a flash kernel, float32 RoPE, FP8 linears) its error per sampled
-block against the plain path (SDPA, float64 RoPE, bf16 linears).
+block against the plain path (SDPA, float64 RoPE, bf16 linears). With --sequence-parallel N the DiT
+runs each pass over N GPUs (bench/sequence_parallel.py) and reports its error against one GPU.
 Random weights give the same speed as real ones: no step depends on the values.
 """
 
@@ -22,6 +23,7 @@ from ..models.attention import backends_overridden, selected_backends
 from ..models.checkpoints import build_dit, init_random_
 from ..models.dit import DiTConfig
 from ..models.sampler import BlockSampler, Conditioning, GeneratorNoise
+from ..models.sequence_parallel import SequenceShards
 
 LATENT_CHANNELS = 16
 SPATIAL = 8  # pixels per latent cell
@@ -45,6 +47,7 @@ class GeneratorBenchConfig:
     compile: bool = True  # regional torch.compile of the DiT blocks (the product's GPU path)
     cuda_graphs: bool = True  # replay each pass shape from a captured CUDA graph
     fp8: bool = False  # FP8 linear layers in the DiT blocks; adds their error against bf16
+    sequence_parallel: int = 1  # GPUs (processes) each DiT pass is spread over
 
 
 def pass_flops(config: DiTConfig, query_tokens: int, key_tokens: int) -> float:
@@ -93,14 +96,18 @@ def _time_blocks(sampler: BlockSampler, cond: Conditioning, seed: int) -> list[f
     return marks
 
 
-def bench_dit(config: GeneratorBenchConfig, progress: Callable[[str], None]) -> dict:
-    device = torch.device("cuda")
+def bench_dit(config: GeneratorBenchConfig, progress: Callable[[str], None], shards: SequenceShards | None = None) -> dict:
+    """The DiT figures; with `shards`, this rank's of a sequence-parallel run (every rank calls it)."""
+    device = torch.device("cuda", torch.cuda.current_device())
     dit_config = DiTConfig(num_layers=config.layers)
     progress(f"building the DiT ({config.layers} layers) with random weights on {torch.cuda.get_device_name()}")
     dit = init_random_(build_dit(dit_config, torch.bfloat16, device))
     dit.use_fused_gelu(envvars.get_flag(envvars.FUSED_GELU))
+    dit.use_sequence_parallel(shards)
     h, w = config.height // SPATIAL, config.width // SPATIAL
     option_errors = _option_errors(dit, dit_config, h, w, device, config.fp8)
+    if shards is not None:
+        option_errors["sequence_parallel_vs_single"] = _sequence_parallel_error(dit, dit_config, h, w, device)
     if config.compile:
         dit.compile_blocks()
     sampler = BlockSampler(dit, cuda_graphs=config.cuda_graphs)
@@ -116,6 +123,7 @@ def bench_dit(config: GeneratorBenchConfig, progress: Callable[[str], None]) -> 
     flops = steady_block_flops(dit_config, (h // 2) * (w // 2))
     peak = next((v for k, v in PEAK_BF16_FLOPS.items() if k in torch.cuda.get_device_name()), None)
     return {
+        "sequence_parallel": shards.size if shards is not None else 1,
         "compiled": config.compile,
         "cuda_graphs": config.cuda_graphs,
         "linear_dtype": "float8_e4m3fn" if config.fp8 else "bfloat16",
@@ -137,17 +145,43 @@ def bench_dit(config: GeneratorBenchConfig, progress: Callable[[str], None]) -> 
     }
 
 
+def _sampled_blocks(dit, cond: Conditioning, device) -> list[torch.Tensor]:
+    """The two blocks (4 steps each, eager) of a fixed noise seed, in float32."""
+    noise = GeneratorNoise(torch.Generator(device).manual_seed(7))
+    return [block.float() for block in BlockSampler(dit).blocks(cond, noise)]
+
+
+def _block_errors(blocks: list[torch.Tensor], reference: list[torch.Tensor]) -> dict:
+    return {"block_rel_l2": [round(float((b - r).norm() / r.norm()), 5) for b, r in zip(blocks, reference)]}
+
+
+def _sequence_parallel_error(dit, dit_config: DiTConfig, h: int, w: int, device) -> dict:
+    """Each of two sampled blocks' relative L2 distance between the sequence-parallel run and rank 0's
+    GPU alone (same weights, noise and options, eager); every rank calls it, rank 0 gets the figures."""
+    cond = _random_conditioning(dit_config, 6, h, w, device)
+    shards = dit.shards
+    errors = {}
+    with torch.no_grad():
+        parallel = _sampled_blocks(dit, cond, device)
+        if shards.rank == 0:
+            dit.use_sequence_parallel(None)
+            errors = _block_errors(parallel, _sampled_blocks(dit, cond, device))
+            dit.use_sequence_parallel(shards)
+    torch.distributed.barrier()  # the other ranks wait here while rank 0 runs alone
+    torch.cuda.empty_cache()
+    return errors
+
+
 def _option_errors(dit, dit_config: DiTConfig, h: int, w: int, device, fp8: bool) -> dict:
     """For each fast option in use, the relative L2 distance of each of two sampled blocks (4 steps
     each, eager, same noise) from the plain path on the same weights. FP8 quantizes `dit` in place."""
     cond = _random_conditioning(dit_config, 6, h, w, device)
 
     def sample() -> list[torch.Tensor]:
-        noise = GeneratorNoise(torch.Generator(device).manual_seed(7))
-        return [block.float() for block in BlockSampler(dit).blocks(cond, noise)]
+        return _sampled_blocks(dit, cond, device)
 
     def distance(blocks: list[torch.Tensor]) -> dict:
-        return {"block_rel_l2": [round(float((b - r).norm() / r.norm()), 5) for b, r in zip(blocks, reference)]}
+        return _block_errors(blocks, reference)
 
     chosen, precision = dict(selected_backends()), dit.rope_table(device).precision
     fused_gelu = dit.blocks[0].fused_gelu
@@ -187,6 +221,7 @@ def _option_errors(dit, dit_config: DiTConfig, h: int, w: int, device, fp8: bool
 
 # Kernel-name fragments of each part of a block (CUDA kernel names as the profiler lists them).
 KERNEL_PARTS = (
+    ("communication", ("nccl",)),
     ("attention", ("flash", "fmha", "attention", "sdpa", "cudnn")),
     ("gemm", ("gemm", "nvjet", "cutlass", "xmma", "sm90_", "gemv", "matmul")),
     ("fused elementwise (compiled)", ("triton",)),
@@ -227,13 +262,19 @@ def run_generator_bench(config: GeneratorBenchConfig, progress: Callable[[str], 
     if not torch.cuda.is_available():
         raise SystemExit("inspatio bench generator needs a CUDA GPU (none is visible to torch)")
     torch.backends.cuda.matmul.allow_tf32 = True
+    if config.sequence_parallel > 1:
+        from .sequence_parallel import bench_dit_sequence_parallel
+
+        dit = bench_dit_sequence_parallel(config, progress)
+    else:
+        dit = bench_dit(config, progress)
     report = {
         "gpu": torch.cuda.get_device_name(),
         "torch": torch.__version__,
         "attention_backends": selected_backends(),
         "dtype": "bfloat16",
         "config": asdict(config),
-        "dit": bench_dit(config, progress),
+        "dit": dit,
     }
     torch.cuda.empty_cache()
     if not config.skip_vae:

@@ -51,6 +51,8 @@ def add_model_commands(commands: argparse._SubParsersAction) -> None:
     bench.add_argument("--profile", action="store_true", help="add a per-kernel CUDA time breakdown of one block")
     bench.add_argument("--fp8", action="store_true",
                        help="FP8 linear layers in the DiT blocks (Hopper+); also reports their error against bf16")
+    bench.add_argument("--sequence-parallel", type=int, default=1, metavar="N",
+                       help="generator: spread each DiT pass over N GPUs of this host (sequence-parallel attention; default 1)")
     bench.add_argument("--json-out", help="also write the JSON report to this file")
     bench.set_defaults(func=_bench)
     add_bench_stack_options(bench)
@@ -155,6 +157,7 @@ def _bench(args: argparse.Namespace) -> int:
         cuda_graphs=args.cuda_graphs,
         pipeline=args.pipeline,
         fp8=args.fp8,
+        sequence_parallel=args.sequence_parallel,
     )
     return _print_report(run_generator_bench(config, progress=progress), args.json_out)
 
