@@ -1,6 +1,6 @@
 """Per-layer key/value cache of the block-causal DiT, preallocated once and reused in place.
 
-Layout: [layers, B, tokens, N, D]; keys are stored after RoPE. A context ("write") pass stores its
+Layout: [layers, B, tokens, N, D] (N: this rank's heads in a sequence-parallel run); keys are stored after RoPE. A context ("write") pass stores its
 keys at rows [0, L). A denoising ("read") pass attends over rows [0, n) plus its own keys; it puts
 its own keys in the scratch rows [n, n+L) so attention reads one contiguous slice instead of a
 concatenated copy (same values, same order as upstream's torch.cat).
