@@ -28,14 +28,14 @@ _GROUPS: dict[str, dist.ProcessGroup] = {}  # custom ops take strings, not proce
 
 @torch.library.custom_op("inspatio::all_to_all", mutates_args=())
 def _all_to_all(x: torch.Tensor, group: str) -> torch.Tensor:
-    out = torch.empty_like(x)
+    out = x.new_empty(x.shape)  # contiguous, whatever x's strides
     dist.all_to_all_single(out, x.contiguous(), group=_GROUPS[group])
     return out
 
 
 @_all_to_all.register_fake
 def _(x, group):
-    return torch.empty_like(x)
+    return x.new_empty(x.shape)
 
 
 @dataclass(frozen=True)
