@@ -15,7 +15,9 @@ NCCL both implement `all_to_all_single`.
 
 from __future__ import annotations
 
+import os
 import socket
+import tempfile
 from dataclasses import dataclass
 from typing import Callable
 
@@ -87,17 +89,20 @@ class SequenceShards:
         return received.transpose(0, 1).flatten(1, 2)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _loopback_interface() -> str | None:
+    names = {name for _, name in socket.if_nameindex()}
+    return next((name for name in ("lo", "lo0") if name in names), None)  # Linux, macOS
 
 
-def _worker(rank: int, size: int, backend: str, port: int, fn: Callable, args: tuple) -> None:
+def _worker(rank: int, size: int, backend: str, rendezvous: str, fn: Callable, args: tuple) -> None:
+    # The transport's own sockets on the loopback interface too: nothing listens beyond this host.
+    interface = _loopback_interface()
+    if interface is not None:
+        os.environ.setdefault("NCCL_SOCKET_IFNAME" if backend == "nccl" else "GLOO_SOCKET_IFNAME", interface)
     if backend == "nccl":
         torch.cuda.set_device(rank)
     device = torch.device("cuda", rank) if backend == "nccl" else None
-    dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=size, device_id=device)
+    dist.init_process_group(backend, init_method=f"file://{rendezvous}", rank=rank, world_size=size, device_id=device)
     try:
         fn(SequenceShards.of_group(), *args)
     finally:
@@ -105,6 +110,8 @@ def _worker(rank: int, size: int, backend: str, port: int, fn: Callable, args: t
 
 
 def run_in_processes(fn: Callable, size: int, backend: str, *args) -> None:
-    """Run `fn(shards, *args)` in `size` fresh processes forming one group on 127.0.0.1; with
-    NCCL, rank r on cuda:r. `fn` must be a module-level function (it is pickled); raises if any rank fails."""
-    mp.spawn(_worker, args=(size, backend, _free_port(), fn, args), nprocs=size, join=True)
+    """Run `fn(shards, *args)` in `size` fresh processes forming one group on this host (they meet
+    through a file, not a TCP server); with NCCL, rank r on cuda:r. `fn` must be a module-level
+    function (it is pickled); raises if any rank fails."""
+    with tempfile.TemporaryDirectory(prefix="inspatio-sp-") as folder:
+        mp.spawn(_worker, args=(size, backend, os.path.join(folder, "rendezvous"), fn, args), nprocs=size, join=True)
