@@ -65,7 +65,10 @@ class GraphedDiT:
         if self._pool is None:
             self._pool = torch.cuda.graph_pool_handle()  # passes never overlap, so they share memory
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self._pool):
+        # A sequence-parallel pass captures NCCL calls; NCCL's watchdog thread may meanwhile query the
+        # warm-up's events, which the default ("global") mode forbids to every thread.
+        mode = "thread_local" if self.dit.shards is not None else "global"
+        with torch.cuda.graph(graph, pool=self._pool, capture_error_mode=mode):
             output = self.dit(**inputs, **options)
         return _Captured(graph, inputs, output)
 
