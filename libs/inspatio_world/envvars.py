@@ -21,7 +21,8 @@ class EnvVar:
 ATTENTION = EnvVar(
     "INSPATIO_ATTENTION",
     "auto",
-    "DiT self-attention kernel: auto (flash-attn 4 on SM90/SM100, then flash-attn 3, then 2, then SDPA), sdpa, flash2, flash3, flash4.",
+    "DiT self-attention kernel: auto (flash-attn 4 on SM90/SM100, then flash-attn 3, then 2, then SDPA), sdpa, flash2, flash3, flash4, "
+    "or fp8 (our Triton FP8 kernel with per-token scales, sm89+: changes the numbers, its own model identity; README Performance).",
 )
 CROSS_ATTENTION = EnvVar(
     "INSPATIO_CROSS_ATTENTION",

@@ -8,7 +8,7 @@ from torch import nn
 
 from inspatio_world.models.checkpoints import build_dit, init_random_
 from inspatio_world.models.dit import DiTConfig
-from inspatio_world.models.fp8_linear import FP8, FP8_MAX, Fp8Linear, _rowwise
+from inspatio_world.models.fp8_linear import FP8, FP8_MAX, Fp8Linear, quantize_rowwise
 
 TINY = DiTConfig(dim=64, ffn_dim=128, num_heads=2, num_layers=2, text_dim=32, freq_dim=32, text_len=8)
 
@@ -20,7 +20,7 @@ def _linear(seed: int, k: int = 96, n: int = 80) -> nn.Linear:
 
 def test_rowwise_quantization_uses_the_whole_e4m3_range_per_row():
     x = torch.randn(5, 64) * torch.tensor([1e-3, 1.0, 30.0, 1e3, 0.0]).unsqueeze(1)
-    q, scale = _rowwise(x)
+    q, scale = quantize_rowwise(x)
     assert q.dtype == FP8 and scale.shape == (5, 1)
     amax = q.float().abs().amax(dim=1)
     assert torch.allclose(amax[:4], torch.full((4,), FP8_MAX))  # each row's largest value maps to 448
@@ -33,7 +33,7 @@ def test_layer_equals_the_product_of_its_dequantized_operands():
     linear = _linear(0)
     layer = Fp8Linear(linear)
     x = torch.randn(2, 7, 96, dtype=torch.bfloat16)
-    qx, sx = _rowwise(x.reshape(-1, 96))
+    qx, sx = quantize_rowwise(x.reshape(-1, 96))
     expected = (qx.float() * sx) @ (layer.weight_t.float() * layer.weight_scale) + linear.bias.float()
     got = layer(x)
     assert got.shape == (2, 7, 80) and got.dtype == torch.bfloat16

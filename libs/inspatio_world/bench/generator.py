@@ -4,7 +4,7 @@ Reports, as JSON: ms per steady-state 12-frame block (blocks after the first, wh
 6-frame context), fps, time to the first block with warm models, VAE/TAEHV encode and decode
 seconds for the benchmark video, peak GPU memory, attention kernels, RoPE precision, GPU name and
 MFU; with --profile the kernel time of one block per part (attention, GEMM, fused elementwise);
-for each fast option in use (a flash kernel, float32 RoPE, FP8 linears) its error per sampled
+for each fast option in use (a flash kernel, float32 RoPE, FP8 linears, FP8 attention) its error per sampled
 block against the plain path (SDPA, float64 RoPE, bf16 linears). With --sequence-parallel N the DiT
 runs each pass over N GPUs (bench/sequence_parallel.py) and reports its error against one GPU.
 Random weights give the same speed as real ones: no step depends on the values.
@@ -13,13 +13,14 @@ Random weights give the same speed as real ones: no step depends on the values.
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from typing import Callable
 
 import torch
 
 from .. import envvars
-from ..models.attention import backends_overridden, selected_backends
+from ..models.attention import backends_overridden, resolve_backend, selected_backends
 from ..models.checkpoints import build_dit, init_random_
 from ..models.dit import DiTConfig
 from ..models.sampler import BlockSampler, Conditioning, GeneratorNoise
@@ -48,6 +49,7 @@ class GeneratorBenchConfig:
     cuda_graphs: bool = True  # replay each pass shape from a captured CUDA graph
     fp8: bool = False  # FP8 linear layers in the DiT blocks; adds their error against bf16
     sequence_parallel: int = 1  # GPUs (processes) each DiT pass is spread over
+    fp8_attention: bool = False  # FP8 self-attention (INSPATIO_ATTENTION=fp8); adds its error against bf16
 
 
 def pass_flops(config: DiTConfig, query_tokens: int, key_tokens: int) -> float:
@@ -199,7 +201,8 @@ def _option_errors(dit, dit_config: DiTConfig, h: int, w: int, device, fp8: bool
         for kind, backend in chosen.items():
             if backend != "sdpa":
                 with backends_overridden(**{kind: backend}, **{other: "sdpa" for other in chosen if other != kind}):
-                    errors[f"{kind}_attention_{backend}_vs_sdpa"] = distance(sample())
+                    name = "fp8_attention_vs_bf16" if backend == "fp8" else f"{kind}_attention_{backend}_vs_sdpa"
+                    errors[name] = distance(sample())
         if precision != torch.float64:
             dit.use_rope_precision(precision)
             with backends_overridden(self="sdpa", cross="sdpa"):
@@ -262,6 +265,14 @@ def run_generator_bench(config: GeneratorBenchConfig, progress: Callable[[str], 
     if not torch.cuda.is_available():
         raise SystemExit("inspatio bench generator needs a CUDA GPU (none is visible to torch)")
     torch.backends.cuda.matmul.allow_tf32 = True
+    if config.fp8_attention and config.sequence_parallel > 1:
+        raise SystemExit("--fp8-attention applies to one process; with --sequence-parallel set INSPATIO_ATTENTION=fp8 instead")
+    # FP8 attention for the whole run (compiled graphs fold the choice in); resolving checks it runs here.
+    with backends_overridden(self=resolve_backend("fp8")) if config.fp8_attention else nullcontext():
+        return _run(config, progress)
+
+
+def _run(config: GeneratorBenchConfig, progress: Callable[[str], None]) -> dict:
     if config.sequence_parallel > 1:
         from .sequence_parallel import bench_dit_sequence_parallel
 
@@ -271,7 +282,7 @@ def run_generator_bench(config: GeneratorBenchConfig, progress: Callable[[str], 
     report = {
         "gpu": torch.cuda.get_device_name(),
         "torch": torch.__version__,
-        "attention_backends": selected_backends(),
+        "attention_backends": dict(selected_backends()),
         "dtype": "bfloat16",
         "config": asdict(config),
         "dit": dit,

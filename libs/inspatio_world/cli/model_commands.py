@@ -32,8 +32,9 @@ def add_model_commands(commands: argparse._SubParsersAction) -> None:
     generate.set_defaults(func=_generate)
 
     bench = commands.add_parser("bench", help="measure speed on CUDA with random weights at real shapes; prints JSON")
-    bench.add_argument("target", choices=["generator", "conditioning", "stack", "session"],
+    bench.add_argument("target", choices=["generator", "conditioning", "stack", "session", "attention"],
                        help="generator: DiT, autoencoders, step 3; conditioning: DA3 depth/poses and the render; "
+                            "attention: the self-attention kernels alone (SDPA, flash, FP8) at the model's two shapes; "
                             "stack: the four services on a weights folder, jobs through the SDK; "
                             "session: live sessions on the four services (command latency, fps, sessions per GPU)")
     bench.add_argument("--frames", type=int, default=81, help="pixel frames of the benchmark video (default 81)")
@@ -53,6 +54,8 @@ def add_model_commands(commands: argparse._SubParsersAction) -> None:
                        help="FP8 linear layers in the DiT blocks (Hopper+); also reports their error against bf16")
     bench.add_argument("--sequence-parallel", type=int, default=1, metavar="N",
                        help="generator: spread each DiT pass over N GPUs of this host (sequence-parallel attention; default 1)")
+    bench.add_argument("--fp8-attention", action="store_true",
+                       help="FP8 self-attention in the DiT (INSPATIO_ATTENTION=fp8; Triton, sm89+); also reports its error against bf16")
     bench.add_argument("--json-out", help="also write the JSON report to this file")
     bench.set_defaults(func=_bench)
     add_bench_stack_options(bench)
@@ -143,6 +146,10 @@ def _bench(args: argparse.Namespace) -> int:
         from ..bench.session import run_session_bench, session_bench_config
 
         return _print_report(run_session_bench(session_bench_config(args), progress, partial), args.json_out)
+    if args.target == "attention":
+        from ..bench.attention import run_attention_bench
+
+        return _print_report(run_attention_bench(progress), args.json_out)
     if args.target == "conditioning":
         return _print_report(run_conditioning_bench(args.frames, progress), args.json_out)
 
@@ -158,6 +165,7 @@ def _bench(args: argparse.Namespace) -> int:
         pipeline=args.pipeline,
         fp8=args.fp8,
         sequence_parallel=args.sequence_parallel,
+        fp8_attention=args.fp8_attention,
     )
     return _print_report(run_generator_bench(config, progress=progress), args.json_out)
 

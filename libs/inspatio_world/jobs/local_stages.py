@@ -13,6 +13,7 @@ from typing import Iterator
 
 import torch
 
+from .. import envvars
 from ..models.captioner import Captioner
 from ..models.depth import DepthEstimator, DepthSettings
 from ..pipeline.generator import VideoGenerator
@@ -42,11 +43,13 @@ def depth_identity(weights: WeightsFolder) -> ModelIdentity:
 
 
 def generator_identity(weights: WeightsFolder, autoencoders: tuple[str, ...], fp8: bool = False) -> ModelIdentity:
-    """FP8 gives other numbers from the same files: a separate identity, so cached outputs never mix."""
+    """FP8 gives other numbers from the same files: a separate identity, so cached outputs never mix.
+    Likewise FP8 self-attention ($INSPATIO_ATTENTION=fp8); the other kernels differ only by rounding."""
     files = [weights.dit_file, weights.dit_config_file, weights.text_encoder_file, weights.tokenizer_dir]
     files += [weights.vae_file] if "wan_vae" in autoencoders else []
     files += [weights.taehv_file] if "taehv" in autoencoders else []
-    return weights_identity("generator-fp8" if fp8 else "generator", files, weights.is_random)
+    name = "generator" + ("-fp8" if fp8 else "") + ("-fp8-attention" if envvars.get(envvars.ATTENTION) == "fp8" else "")
+    return weights_identity(name, files, weights.is_random)
 
 
 def check_caption_weights(weights: WeightsFolder) -> None:

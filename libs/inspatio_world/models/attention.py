@@ -20,8 +20,9 @@ import torch
 import torch.nn.functional as F
 
 from .. import envvars
+from .fp8_attention import fp8_attention, fp8_attention_supported
 
-BACKENDS = ("sdpa", "flash2", "flash3", "flash4")
+BACKENDS = ("sdpa", "flash2", "flash3", "flash4", "fp8")
 _MODULES = {"flash4": "flash_attn.cute", "flash3": "flash_attn_interface", "flash2": "flash_attn"}
 # Compute capabilities (major) each flash kernel has code for.
 _CAPABILITIES = {"flash4": (9, 10), "flash3": (9,), "flash2": (8, 9, 10, 12)}
@@ -50,6 +51,10 @@ def resolve_backend(requested: str | None = None, variable: envvars.EnvVar = env
         return next((backend for backend in _AUTO_ORDER if _runs_here(backend)), "sdpa")
     if requested not in BACKENDS:
         raise ValueError(f"{variable.name}={requested!r}: expected auto or one of {BACKENDS}")
+    if requested == "fp8":
+        if not fp8_attention_supported():
+            raise RuntimeError(f"{variable.name}=fp8 needs Triton and a CUDA GPU with FP8 tensor cores (sm89+)")
+        return requested
     if requested != "sdpa" and _flash_function(requested) is None:
         raise RuntimeError(f"attention backend {requested!r} requested but its package is not importable")
     return requested
@@ -101,6 +106,8 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, kind: str = "se
     kind: "self" or "cross", which kernel choice applies.
     """
     backend = selected_backends()[kind]
+    if backend == "fp8":
+        return fp8_attention(q, k, v)
     if backend != "sdpa" and q.is_cuda and q.dtype in (torch.bfloat16, torch.float16):
         return _flash_attention(q, k, v, backend)
     out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))

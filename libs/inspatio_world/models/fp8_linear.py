@@ -24,9 +24,9 @@ def fp8_supported(device: torch.device) -> bool:
     return device.type == "cuda" and torch.cuda.get_device_capability(device) >= (8, 9)
 
 
-def _rowwise(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """[M, K] -> (FP8 [M, K], float32 scale [M, 1]) with x ~= q * scale."""
-    amax = x.abs().amax(dim=1, keepdim=True).float().clamp(min=MIN_AMAX)
+def quantize_rowwise(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """[..., K] -> (FP8 [..., K], float32 scale [..., 1]) with x ~= q * scale: one scale per row of the last dim."""
+    amax = x.abs().amax(dim=-1, keepdim=True).float().clamp(min=MIN_AMAX)
     scale = amax / FP8_MAX
     return (x.float() / scale).clamp(-FP8_MAX, FP8_MAX).to(FP8), scale
 
@@ -36,7 +36,7 @@ class Fp8Linear(nn.Module):
 
     def __init__(self, linear: nn.Linear) -> None:
         super().__init__()
-        weight, scale = _rowwise(linear.weight.detach())
+        weight, scale = quantize_rowwise(linear.weight.detach())
         # _scaled_mm wants its second operand column-major: W^T as a transposed view of row-major W.
         self.register_buffer("weight_t", weight.t(), persistent=False)
         self.register_buffer("weight_scale", scale.t().contiguous(), persistent=False)  # [1, N]
@@ -46,7 +46,7 @@ class Fp8Linear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, self.in_features)
-        q, scale = _rowwise(rows)
+        q, scale = quantize_rowwise(rows)
         y = torch._scaled_mm(q, self.weight_t, scale_a=scale, scale_b=self.weight_scale, out_dtype=self.out_dtype)
         if self.bias is not None:
             y = y + self.bias
