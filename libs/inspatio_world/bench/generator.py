@@ -45,6 +45,7 @@ class GeneratorBenchConfig:
     compile: bool = True  # regional torch.compile of the DiT blocks (the product's GPU path)
     cuda_graphs: bool = True  # replay each pass shape from a captured CUDA graph
     fp8: bool = False  # FP8 linear layers in the DiT blocks; adds their error against bf16
+    compile_autoencoders: tuple[str, ...] = ()  # also time the autoencoders' steps compiled in these modes
 
 
 def pass_flops(config: DiTConfig, query_tokens: int, key_tokens: int) -> float:
@@ -239,7 +240,9 @@ def run_generator_bench(config: GeneratorBenchConfig, progress: Callable[[str], 
     if not config.skip_vae:
         from .autoencoders import bench_autoencoders
 
-        report["autoencoders"] = bench_autoencoders(config.num_frames, config.height, config.width, progress)
+        report["autoencoders"] = bench_autoencoders(config.num_frames, config.height, config.width, progress, config.compile_autoencoders)
+        if "compiled" in report["autoencoders"]:
+            report["autoencoders_compiled"] = report["autoencoders"].pop("compiled")
     if config.pipeline:
         from .pipeline import bench_pipeline
 

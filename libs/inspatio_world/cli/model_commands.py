@@ -51,6 +51,10 @@ def add_model_commands(commands: argparse._SubParsersAction) -> None:
     bench.add_argument("--profile", action="store_true", help="add a per-kernel CUDA time breakdown of one block")
     bench.add_argument("--fp8", action="store_true",
                        help="FP8 linear layers in the DiT blocks (Hopper+); also reports their error against bf16")
+    bench.add_argument("--compile-autoencoders", type=_compile_modes, default=(), metavar="MODES",
+                       help="generator: also time the Wan VAE's and TAEHV's per-chunk steps torch.compiled in each of these "
+                            "comma-separated modes (default, max-autotune-no-cudagraphs; TAEHV also channels-last), "
+                            "against eager: section autoencoders_compiled")
     bench.add_argument("--json-out", help="also write the JSON report to this file")
     bench.set_defaults(func=_bench)
     add_bench_stack_options(bench)
@@ -105,6 +109,16 @@ def add_bench_session_options(bench: argparse.ArgumentParser) -> None:
     group.add_argument("--backpressure", choices=["latest", "wait"], default="latest", help="session: backpressure (default latest)")
 
 
+def _compile_modes(text: str) -> tuple[str, ...]:
+    from ..models.autoencoder_compile import MODES
+
+    modes = tuple(mode.strip() for mode in text.split(",") if mode.strip())
+    unknown = [mode for mode in modes if mode not in MODES]
+    if unknown or not modes:
+        raise argparse.ArgumentTypeError(f"{text!r}: a comma-separated list of {', '.join(MODES)}")
+    return modes
+
+
 def _parity(args: argparse.Namespace) -> int:
     import torch
 
@@ -155,6 +169,7 @@ def _bench(args: argparse.Namespace) -> int:
         cuda_graphs=args.cuda_graphs,
         pipeline=args.pipeline,
         fp8=args.fp8,
+        compile_autoencoders=args.compile_autoencoders,
     )
     return _print_report(run_generator_bench(config, progress=progress), args.json_out)
 
