@@ -50,6 +50,7 @@ class GeneratorBenchConfig:
     fp8: bool = False  # FP8 linear layers in the DiT blocks; adds their error against bf16
     sequence_parallel: int = 1  # GPUs (processes) each DiT pass is spread over
     fp8_attention: bool = False  # FP8 self-attention (INSPATIO_ATTENTION=fp8); adds its error against bf16
+    compile_autoencoders: tuple[str, ...] = ()  # also time the autoencoders' steps compiled in these modes
 
 
 def pass_flops(config: DiTConfig, query_tokens: int, key_tokens: int) -> float:
@@ -291,7 +292,9 @@ def _run(config: GeneratorBenchConfig, progress: Callable[[str], None]) -> dict:
     if not config.skip_vae:
         from .autoencoders import bench_autoencoders
 
-        report["autoencoders"] = bench_autoencoders(config.num_frames, config.height, config.width, progress)
+        report["autoencoders"] = bench_autoencoders(config.num_frames, config.height, config.width, progress, config.compile_autoencoders)
+        if "compiled" in report["autoencoders"]:
+            report["autoencoders_compiled"] = report["autoencoders"].pop("compiled")
     if config.pipeline:
         from .pipeline import bench_pipeline
 

@@ -56,6 +56,10 @@ def add_model_commands(commands: argparse._SubParsersAction) -> None:
                        help="generator: spread each DiT pass over N GPUs of this host (sequence-parallel attention; default 1)")
     bench.add_argument("--fp8-attention", action="store_true",
                        help="FP8 self-attention in the DiT (INSPATIO_ATTENTION=fp8; Triton, sm89+); also reports its error against bf16")
+    bench.add_argument("--compile-autoencoders", type=_compile_modes, default=(), metavar="MODES",
+                       help="generator: also time the Wan VAE's and TAEHV's per-chunk steps torch.compiled in each of these "
+                            "comma-separated modes (default, max-autotune-no-cudagraphs; TAEHV also channels-last), "
+                            "against eager: section autoencoders_compiled")
     bench.add_argument("--json-out", help="also write the JSON report to this file")
     bench.set_defaults(func=_bench)
     add_bench_stack_options(bench)
@@ -108,6 +112,16 @@ def add_bench_session_options(bench: argparse.ArgumentParser) -> None:
     group.add_argument("--target-fps", type=float, default=24.0, help="session: per-session frames/s to sustain (default 24)")
     group.add_argument("--autoencoder", choices=["taehv", "wan_vae"], default="taehv", help="session: autoencoder (default taehv)")
     group.add_argument("--backpressure", choices=["latest", "wait"], default="latest", help="session: backpressure (default latest)")
+
+
+def _compile_modes(text: str) -> tuple[str, ...]:
+    from ..models.autoencoder_compile import MODES
+
+    modes = tuple(mode.strip() for mode in text.split(",") if mode.strip())
+    unknown = [mode for mode in modes if mode not in MODES]
+    if unknown or not modes:
+        raise argparse.ArgumentTypeError(f"{text!r}: a comma-separated list of {', '.join(MODES)}")
+    return modes
 
 
 def _parity(args: argparse.Namespace) -> int:
@@ -166,6 +180,7 @@ def _bench(args: argparse.Namespace) -> int:
         fp8=args.fp8,
         sequence_parallel=args.sequence_parallel,
         fp8_attention=args.fp8_attention,
+        compile_autoencoders=args.compile_autoencoders,
     )
     return _print_report(run_generator_bench(config, progress=progress), args.json_out)
 

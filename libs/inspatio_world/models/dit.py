@@ -211,18 +211,9 @@ class CausalDiT(nn.Module):
         the parameter dtype after every op, so results stay those of the plain path up to
         reduction-order effects (measured by the GPU tests and `inspatio bench`).
         """
-        import os
+        from .compile_settings import configure_compile
 
-        import torch._dynamo
-        import torch._inductor.config
-
-        from .. import envvars
-
-        # A persistent kernel cache: a restarted process skips most of the compilation.
-        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", os.path.expanduser(envvars.get(envvars.COMPILE_CACHE)))
-        torch._inductor.config.fx_graph_cache = True
-        torch._inductor.config.emulate_precision_casts = True
-        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
+        configure_compile()
         selected_backends()  # resolve outside the graph
         for block in self.blocks:
             block.compile(dynamic=False)

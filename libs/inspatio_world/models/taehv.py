@@ -21,6 +21,7 @@ MemBlock's last input frame and each TPool's not-yet-pooled frames (`EncoderStre
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Mapping
@@ -29,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .autoencoder_compile import compile_step
 from .checkpoints import load_into, read_state_dict
 
 IMAGE_CHANNELS = 3
@@ -168,6 +170,9 @@ class CarriedState:
     # TPool index -> trailing frames that did not fill a group of `stride` yet [N, t < stride, C, H, W]
     unpooled: dict[int, torch.Tensor] = field(default_factory=dict)
 
+    def is_empty(self) -> bool:
+        return not self.past and not self.unpooled
+
 
 def _as_frames(flat: torch.Tensor, n: int) -> torch.Tensor:
     # explicit T because view(n, -1, ...) is ambiguous for a chunk with no frames
@@ -214,6 +219,13 @@ class TAEHV(nn.Module):
         self.config = config
         self.encoder = build_encoder(config)
         self.decoder = build_decoder(config)
+        self.use_compiled_steps(None)
+
+    def use_compiled_steps(self, mode: str | None, backend: str = "inductor") -> None:
+        """Run the streams' chunks through torch.compile in `mode` (autoencoder_compile.py), or eager (None)."""
+        self.compile_mode = mode
+        self.encode_chunk = compile_step(functools.partial(apply_chunk, self.encoder), mode, CarriedState.is_empty, backend)
+        self.decode_chunk = compile_step(functools.partial(apply_chunk, self.decoder), mode, CarriedState.is_empty, backend)
 
     def encode_video(self, frames: torch.Tensor, parallel: bool = True) -> torch.Tensor:
         """frames [N, T, 3, H, W] in [0, 1] -> latents [N, ceil(T/4), C, H/8, W/8].
@@ -274,7 +286,7 @@ class EncoderStream:
             n_pad = -self._frames_seen % self.model.config.t_downscale
             if n_pad:
                 frames = torch.cat([frames, self._last_frame.expand(-1, n_pad, -1, -1, -1)], 1)
-        return apply_chunk(self.model.encoder, self.model.to_encoder_input(frames), self._state)
+        return self.model.encode_chunk(self.model.to_encoder_input(frames), self._state)
 
 
 class DecoderStream:
@@ -291,7 +303,7 @@ class DecoderStream:
         self._frames_to_trim = model.config.frames_to_trim
 
     def push(self, latents: torch.Tensor) -> torch.Tensor:
-        frames = self.model.from_decoder_output(apply_chunk(self.model.decoder, latents, self._state))
+        frames = self.model.from_decoder_output(self.model.decode_chunk(latents, self._state))
         trim = min(self._frames_to_trim, frames.shape[1])
         self._frames_to_trim -= trim
         return frames[:, trim:]

@@ -21,14 +21,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import nn
 
+from .autoencoder_compile import compile_step
 from .checkpoints import load_into, read_state_dict
-from .wan_vae_blocks import CausalCache, CausalConv3d, Decoder3d, Encoder3d
+from .wan_vae_blocks import CausalConv3d, Decoder3d, Encoder3d
 
 FRAMES_PER_LATENT = 4  # after the first frame, which has a latent of its own
+
+# The causal cache as explicit tensors, one entry per causal conv of the encoder (or decoder) in
+# module order, None where the video has not reached the conv yet: a step's inputs and outputs.
+Past = tuple[torch.Tensor | None, ...]
+Step = Callable[[torch.Tensor, Past], tuple[torch.Tensor, Past]]
 
 # Per-channel latent statistics of Wan2.1 (upstream WanVAE / WanVAEWrapper).
 WAN21_LATENT_MEAN = (
@@ -87,6 +94,10 @@ class WanVAE(nn.Module):
         self.conv1 = CausalConv3d(c.z_dim * 2, c.z_dim * 2, 1)
         self.conv2 = CausalConv3d(c.z_dim, c.z_dim, 1)
         self.decoder = Decoder3d(c.dim, c.z_dim, c.dim_mult, c.num_res_blocks, c.attn_scales, c.temperal_downsample[::-1], c.dropout)
+        # plain tuples, not submodules: the state-dict names stay those of the checkpoint
+        self._encoder_convs = tuple(m for m in self.encoder.modules() if isinstance(m, CausalConv3d))
+        self._decoder_convs = tuple(m for m in self.decoder.modules() if isinstance(m, CausalConv3d))
+        self.use_compiled_steps(None)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -102,6 +113,28 @@ class WanVAE(nn.Module):
         mean = torch.tensor(self.config.latent_mean, dtype=torch.float32, device=self.device).to(self.dtype)
         inv_std = 1.0 / torch.tensor(self.config.latent_std, dtype=torch.float32, device=self.device).to(self.dtype)
         return mean.view(shape), inv_std.view(shape)
+
+    def encode_step(self, chunk: torch.Tensor, past: Past) -> tuple[torch.Tensor, Past]:
+        """Pixels of one latent's frames (1 at the video start, then 4) -> its moments (mean ‖ logvar)."""
+        cache = {conv: t for conv, t in zip(self._encoder_convs, past) if t is not None}
+        moments = self.conv1(self.encoder(chunk, cache))
+        return moments, tuple(cache.get(conv) for conv in self._encoder_convs)
+
+    def decode_step(self, z: torch.Tensor, past: Past) -> tuple[torch.Tensor, Past]:
+        """One latent [B, z_dim, 1, h, w], de-normalised -> its frames (1 for the video's first latent, then 4)."""
+        cache = {conv: t for conv, t in zip(self._decoder_convs, past) if t is not None}
+        frames = self.decoder(self.conv2(z), cache)
+        return frames, tuple(cache.get(conv) for conv in self._decoder_convs)
+
+    def use_compiled_steps(self, mode: str | None, backend: str = "inductor") -> None:
+        """Run the streams' steps through torch.compile in `mode` (autoencoder_compile.py), or eager (None)."""
+        self.compile_mode = mode
+        self.run_encode_step: Step = compile_step(self.encode_step, mode, _starts_video, backend)
+        self.run_decode_step: Step = compile_step(self.decode_step, mode, _starts_video, backend)
+
+    def start_of_video(self, part: str) -> Past:
+        """The empty cache of the encoder or decoder."""
+        return (None,) * len(self._encoder_convs if part == "encoder" else self._decoder_convs)
 
     def encode_stream(self) -> "EncodeStream":
         return EncodeStream(self)
@@ -125,6 +158,10 @@ class WanVAE(nn.Module):
         return self.decode_stream(clamp).push(latents)
 
 
+def _starts_video(past: Past) -> bool:
+    return all(entry is None for entry in past)
+
+
 class EncodeStream:
     """Encodes consecutive pixel chunks of one video, carrying the causal cache between them.
 
@@ -134,7 +171,7 @@ class EncodeStream:
 
     def __init__(self, vae: WanVAE) -> None:
         self.vae = vae
-        self.cache: CausalCache = {}
+        self.past = vae.start_of_video("encoder")
         self.frames_seen = 0
 
     @torch.no_grad()
@@ -152,7 +189,10 @@ class EncodeStream:
         ends = starts[1:] + [n]
         # conv1 runs per latent frame (upstream: once over all of them) so that no kernel sees a
         # chunking-dependent shape; that is what makes streamed latents bit-equal to whole-video ones.
-        moments = [vae.conv1(vae.encoder(video[:, :, s:e], self.cache)) for s, e in zip(starts, ends)]
+        moments = []
+        for s, e in zip(starts, ends):
+            latent_moments, self.past = vae.run_encode_step(video[:, :, s:e], self.past)
+            moments.append(latent_moments)
         self.frames_seen += n
         mu = torch.cat(moments, dim=2)[:, : vae.config.z_dim]  # the log-variance half is unused
         mean, inv_std = vae.latent_scale()
@@ -169,7 +209,7 @@ class DecodeStream:
     def __init__(self, vae: WanVAE, clamp: bool = True) -> None:
         self.vae = vae
         self.clamp = clamp
-        self.cache: CausalCache = {}
+        self.past = vae.start_of_video("decoder")
 
     @torch.no_grad()
     def push(self, latents: torch.Tensor) -> torch.Tensor:
@@ -181,8 +221,11 @@ class DecodeStream:
         z = latents.permute(0, 2, 1, 3, 4).to(device=vae.device, dtype=vae.dtype) / inv_std + mean
         # One latent per decoder call: the upsample3d cache quirk depends on 1-frame chunks. conv2
         # also runs per latent (upstream: over the whole chunk), so results do not depend on chunking.
-        frames = torch.cat([vae.decoder(vae.conv2(z[:, :, i : i + 1]), self.cache) for i in range(z.shape[2])], dim=2)
-        frames = frames.float()
+        decoded = []
+        for i in range(z.shape[2]):
+            latent_frames, self.past = vae.run_decode_step(z[:, :, i : i + 1], self.past)
+            decoded.append(latent_frames)
+        frames = torch.cat(decoded, dim=2).float()
         if self.clamp:
             frames = frames.clamp(-1, 1)
         return frames.permute(0, 2, 1, 3, 4)

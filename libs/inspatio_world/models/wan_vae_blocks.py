@@ -54,16 +54,27 @@ class CausalConv3d(nn.Conv3d):
     def step(self, x: torch.Tensor, cache: CausalCache) -> torch.Tensor:
         """Convolve one chunk with the cached past, then cache this chunk's last two frames.
 
-        A 1-frame chunk borrows the newest cached frame so that the next chunk still sees two.
-        The tail is cloned so the cache does not keep the whole chunk alive.
+        The video starts with two zero frames of past: the same numbers as zero padding, and one
+        cache shape from the first chunk on (a compiled step needs one graph fewer). A 1-frame
+        chunk borrows the newest cached frame so that the next chunk still sees two.
         """
         past = cache.get(self)
-        tail = x[:, :, -PAST_FRAMES:].clone()
-        if tail.shape[2] < PAST_FRAMES and past is not None:
+        if past is None:
+            past = x.new_zeros(*x.shape[:2], PAST_FRAMES, *x.shape[3:])
+        tail = cached_copy(x[:, :, -PAST_FRAMES:])
+        if tail.shape[2] < PAST_FRAMES:
             tail = torch.cat([past[:, :, -1:], tail], dim=2)
         out = self(x, past)
         cache[self] = tail
         return out
+
+
+def cached_copy(x: torch.Tensor) -> torch.Tensor:
+    """A cache entry: a copy (the cache must not keep the whole chunk alive) with the standard
+    strides of its layout (row-major or channels-last), so every chunk hands the next one the same
+    strides (no recompilation of compiled steps) and channels-last activations stay channels-last."""
+    channels_last = not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last_3d)
+    return x.clone(memory_format=torch.channels_last_3d if channels_last else torch.contiguous_format)
 
 
 def run_layers(layers: nn.Sequential, x: torch.Tensor, cache: CausalCache) -> torch.Tensor:
@@ -168,7 +179,7 @@ class Resample(nn.Module):
             # First chunk: no time conv; the first latent decodes to a single frame.
             cache[self.time_conv] = x.new_zeros(b, c, PAST_FRAMES, h, w)
             return x
-        tail = x[:, :, -PAST_FRAMES:].clone()
+        tail = cached_copy(x[:, :, -PAST_FRAMES:])
         if tail.shape[2] < PAST_FRAMES:
             # QUIRK of this repo (spec §6.4), kept for parity: the older cached frame is not the
             # previous chunk's frame but the current one, except where the previous slot is zero.
@@ -182,10 +193,10 @@ class Resample(nn.Module):
         """Stride-2 causal conv in time over [last cached frame, chunk]; the first chunk passes through."""
         past = cache.get(self.time_conv)
         if past is None:
-            cache[self.time_conv] = x.clone()
+            cache[self.time_conv] = cached_copy(x)
             return x
         out = self.time_conv(torch.cat([past[:, :, -1:], x], dim=2))
-        cache[self.time_conv] = x[:, :, -1:].clone()
+        cache[self.time_conv] = cached_copy(x[:, :, -1:])
         return out
 
 

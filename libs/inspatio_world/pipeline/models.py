@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from .. import envvars
+from ..models.autoencoder_compile import mode_from_setting, use_channels_last
 from ..models.checkpoints import build_dit, init_random_, load_dit, read_json
 from ..models.dit import CausalDiT, DiTConfig
 from ..models.taehv import TAEHV, TAEHVConfig, load_taehv
@@ -41,6 +42,17 @@ def _prepare_dit(dit: CausalDiT, compile_dit: bool | None, fp8: bool, device: to
         dit.use_fp8_linears()
     if compile_dit if compile_dit is not None else device.type == "cuda":
         dit.compile_blocks()
+
+
+def _prepare_autoencoders(wan_vae: WanVAE | None, taehv: TAEHV | None) -> None:
+    """INSPATIO_AUTOENCODER_CHANNELS_LAST and INSPATIO_COMPILE_AUTOENCODERS: channels-last
+    convolutions, compiled per-block steps (models/autoencoder_compile.py)."""
+    channels_last = envvars.get_flag(envvars.AUTOENCODER_CHANNELS_LAST)
+    mode = mode_from_setting(envvars.COMPILE_AUTOENCODERS.name, envvars.get(envvars.COMPILE_AUTOENCODERS))
+    for model in (wan_vae, taehv):
+        if model is not None:
+            use_channels_last(model, channels_last)
+            model.use_compiled_steps(mode)
 
 
 @dataclass
@@ -90,6 +102,7 @@ class GeneratorModels:
             wan_vae = load_wan_vae(weights.vae_file, WanVAEConfig.from_dict(profile.get("vae", {})), dtype=dtype, device=device)
         if "taehv" in autoencoders:
             taehv = load_taehv(weights.taehv_file, TAEHVConfig.from_dict(profile.get("taehv", {})), dtype=taehv_dtype(device), device=device)
+        _prepare_autoencoders(wan_vae, taehv)
         return cls(dit, text_encoder, wan_vae, taehv, weights, dtype)
 
     @classmethod
@@ -105,4 +118,5 @@ class GeneratorModels:
         text_encoder = TextEncoder(encoder, config, PromptTokenizer(tokenizer_dir, config.text_len), offload=offload_text_encoder)
         wan_vae = init_random_(build_wan_vae(dtype=dtype, device=device)).eval() if "wan_vae" in autoencoders else None
         taehv = init_random_(TAEHV().to(device, taehv_dtype(device))).eval().requires_grad_(False) if "taehv" in autoencoders else None
+        _prepare_autoencoders(wan_vae, taehv)
         return cls(dit, text_encoder, wan_vae, taehv, WeightsFolder(Path("<random>")), dtype)

@@ -1,0 +1,84 @@
+"""CUDA only: the Inductor-compiled autoencoder steps (INSPATIO_COMPILE_AUTOENCODERS) and channels-last
+convolutions (INSPATIO_AUTOENCODER_CHANNELS_LAST) give eager's outputs within bf16/fp16 rounding; a
+compiled step compiles once (twice at most, should Inductor's output strides differ from eager's
+after a video's first chunk), and never again for later blocks or videos."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch._dynamo
+from torch._dynamo.utils import counters
+
+from inspatio_world.models.autoencoder_compile import use_channels_last
+from inspatio_world.models.checkpoints import init_random_
+from inspatio_world.models.taehv import DecoderStream, EncoderStream, TAEHV, TAEHVConfig
+from inspatio_world.models.wan_vae import WanVAEConfig, build_wan_vae
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+MODES = [None, "default", "max-autotune-no-cudagraphs"]
+
+
+def _rel(value: torch.Tensor, reference: torch.Tensor) -> float:
+    return float((value.float() - reference.float()).norm() / reference.float().norm())
+
+
+@pytest.fixture(autouse=True)
+def fresh_dynamo():
+    torch._dynamo.reset()
+    counters.clear()
+    yield
+    torch._dynamo.reset()
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_wan_vae_bf16(mode, channels_last):
+    if mode is None and not channels_last:
+        pytest.skip("the eager reference itself")
+    vae = init_random_(build_wan_vae(WanVAEConfig(dim=16), torch.bfloat16, "cuda"), seed=5, std=0.05)
+    video = torch.rand(1, 3, 33, 64, 96, device="cuda", generator=torch.Generator("cuda").manual_seed(0)) * 2 - 1
+
+    def run():
+        encoder, decoder = vae.encode_stream(), vae.decode_stream()
+        latents = torch.cat([encoder.push(video[:, :, a:b]) for a, b in ((0, 9), (9, 21), (21, 33))], dim=1)
+        return latents, torch.cat([decoder.push(part) for part in latents.to(torch.bfloat16).split(3, dim=1)], dim=1)
+
+    eager = run()
+    use_channels_last(vae, channels_last)
+    vae.use_compiled_steps(mode)
+    compiled = run()
+    graphs = counters["stats"]["unique_graphs"]
+    again = run()
+    assert graphs <= (0 if mode is None else 4) and counters["stats"]["unique_graphs"] == graphs
+    for got in (compiled, again):
+        for value, reference in zip(got, eager):
+            assert _rel(value, reference) < 2e-2, (mode, _rel(value, reference))
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_taehv_fp16(mode, channels_last):
+    if mode is None and not channels_last:
+        pytest.skip("the eager reference itself")
+    model = init_random_(TAEHV(TAEHVConfig()).to("cuda", torch.float16), seed=3, std=0.05).eval().requires_grad_(False)
+    frames = torch.rand(1, 33, 3, 64, 96, device="cuda", dtype=torch.float16)
+
+    def run():
+        encoder, decoder = EncoderStream(model), DecoderStream(model)
+        chunks = frames.split(12, dim=1)
+        latents = torch.cat([encoder.push(c, last=i == len(chunks) - 1) for i, c in enumerate(chunks)], dim=1)
+        return latents, torch.cat([decoder.push(part) for part in latents.split(3, dim=1)], dim=1)
+
+    with torch.no_grad():
+        eager = run()
+        use_channels_last(model, channels_last)
+        model.use_compiled_steps(mode)
+        compiled = run()
+        graphs = counters["stats"]["unique_graphs"]
+        again = run()
+    assert graphs <= (0 if mode is None else 4) and counters["stats"]["unique_graphs"] == graphs
+    for got in (compiled, again):
+        for value, reference in zip(got, eager):
+            assert _rel(value, reference) < 2e-2, (mode, _rel(value, reference))
