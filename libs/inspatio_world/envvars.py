@@ -132,14 +132,16 @@ COMPILE = EnvVar(
 )
 COMPILE_AUTOENCODERS = EnvVar(
     "INSPATIO_COMPILE_AUTOENCODERS",
-    "0",
-    "Generator: torch.compile the Wan VAE's and TAEHV's per-block encode/decode steps: 0 (eager), 1 (Inductor's "
-    "default mode), max-autotune (max-autotune-no-cudagraphs: slower start, tuned kernels).",
+    "auto",
+    "Generator: torch.compile the Wan VAE's and TAEHV's per-block encode/decode steps: auto (Inductor's default "
+    "mode on CUDA, eager elsewhere), 0 (eager), 1 (Inductor's default mode), max-autotune "
+    "(max-autotune-no-cudagraphs: slower start, tuned kernels).",
 )
 AUTOENCODER_CHANNELS_LAST = EnvVar(
     "INSPATIO_AUTOENCODER_CHANNELS_LAST",
-    "0",
-    "Generator: 1 keeps the Wan VAE's and TAEHV's convolution weights (so their activations) channels-last.",
+    "auto",
+    "Generator: channels-last convolution weights (so activations): auto (the Wan VAE on CUDA, where it pays; "
+    "TAEHV measured slower), 1 (both autoencoders), 0 (neither).",
 )
 
 MAX_INPUT_PIXELS = EnvVar(

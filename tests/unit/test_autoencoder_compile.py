@@ -12,7 +12,7 @@ from torch._dynamo.utils import counters
 
 from inspatio_world import envvars
 from inspatio_world.cli import build_parser
-from inspatio_world.models.autoencoder_compile import compile_step, mode_from_setting, use_channels_last
+from inspatio_world.models.autoencoder_compile import channels_last_models, compile_step, mode_from_setting, use_channels_last
 from inspatio_world.models.checkpoints import init_random_
 from inspatio_world.models.taehv import DecoderStream, EncoderStream, TAEHV, TAEHVConfig
 from inspatio_world.models.wan_vae import WanVAEConfig, build_wan_vae
@@ -90,17 +90,33 @@ def test_first_chunk_zero_past_keeps_eager_bit_exact():
     assert torch.equal(streamed, whole)
 
 
-@pytest.mark.parametrize("value, mode", [("0", None), ("1", "default"), (" max-autotune ", "max-autotune-no-cudagraphs")])
-def test_setting_names_the_mode(value, mode):
-    assert mode_from_setting(envvars.COMPILE_AUTOENCODERS.name, value) == mode
+CPU, CUDA = torch.device("cpu"), torch.device("cuda")
+
+
+@pytest.mark.parametrize("value, device, mode", [
+    ("0", CUDA, None), ("1", CPU, "default"), (" max-autotune ", CUDA, "max-autotune-no-cudagraphs"),
+    ("auto", CUDA, "default"), ("auto", CPU, None),
+])
+def test_setting_names_the_mode(value, device, mode):
+    assert mode_from_setting(envvars.COMPILE_AUTOENCODERS.name, value, device) == mode
+
+
+@pytest.mark.parametrize("value, device, models", [
+    ("auto", CUDA, ("wan_vae",)), ("auto", CPU, ()), ("1", CPU, ("wan_vae", "taehv")), ("0", CUDA, ()),
+])
+def test_channels_last_setting_names_the_models(value, device, models):
+    assert channels_last_models(envvars.AUTOENCODER_CHANNELS_LAST.name, value, device) == models
 
 
 def test_bad_setting_and_mode_are_refused():
-    with pytest.raises(ValueError, match="INSPATIO_COMPILE_AUTOENCODERS='yes': expected one of 0, 1, max-autotune"):
-        mode_from_setting(envvars.COMPILE_AUTOENCODERS.name, "yes")
+    with pytest.raises(ValueError, match="INSPATIO_COMPILE_AUTOENCODERS='yes': expected one of auto, 0, 1, max-autotune"):
+        mode_from_setting(envvars.COMPILE_AUTOENCODERS.name, "yes", CUDA)
+    with pytest.raises(ValueError, match="INSPATIO_AUTOENCODER_CHANNELS_LAST='2': expected one of auto, 0, 1"):
+        channels_last_models(envvars.AUTOENCODER_CHANNELS_LAST.name, "2", CUDA)
     with pytest.raises(ValueError, match="reduce-overhead"):
         compile_step(lambda x, past: x, "reduce-overhead", lambda past: False)
-    assert envvars.COMPILE_AUTOENCODERS.default == "0"  # eager until measured on the GPU
+    # The measured winners on CUDA (README, Performance); the CPU keeps the eager reference path.
+    assert envvars.COMPILE_AUTOENCODERS.default == envvars.AUTOENCODER_CHANNELS_LAST.default == "auto"
 
 
 def test_channels_last_wan_vae_keeps_its_layout_and_numbers():

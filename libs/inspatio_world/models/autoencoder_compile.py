@@ -1,5 +1,7 @@
-"""Speed options of the autoencoders, both off by default: torch.compile of their per-chunk steps
+"""Speed options of the autoencoders: torch.compile of their per-chunk steps
 (INSPATIO_COMPILE_AUTOENCODERS) and channels-last convolutions (INSPATIO_AUTOENCODER_CHANNELS_LAST).
+Their `auto` defaults take what paid on an H200 (README, Performance, "Faster autoencoders"): on
+CUDA both models compiled, the Wan VAE channels-last; on the CPU eager and standard layout.
 
 The streams run the Wan VAE one latent at a time (encoder: 1 frame at the video start, then 4;
 decoder: 1 latent) and TAEHV one pushed chunk at a time, and pass each step its causal cache as
@@ -26,18 +28,37 @@ from .compile_settings import configure_compile
 # torch.compile modes that suit a step whose caches are fed back in: CUDA-graph modes
 # ("reduce-overhead") would overwrite a replay's outputs, the next step's cache, on the next replay.
 MODES = ("default", "max-autotune-no-cudagraphs")
-# INSPATIO_COMPILE_AUTOENCODERS values -> mode (None: eager)
-SETTINGS = {"0": None, "1": "default", "max-autotune": "max-autotune-no-cudagraphs"}
+# INSPATIO_COMPILE_AUTOENCODERS values -> mode (None: eager); "auto" is resolved per device
+SETTINGS = {"auto": None, "0": None, "1": "default", "max-autotune": "max-autotune-no-cudagraphs"}
+# INSPATIO_AUTOENCODER_CHANNELS_LAST values -> the models that get channels-last weights
+CHANNELS_LAST_SETTINGS = {"auto": ("wan_vae",), "0": (), "1": ("wan_vae", "taehv")}
 
 F = TypeVar("F", bound=Callable)
 
 
-def mode_from_setting(name: str, value: str) -> str | None:
-    """The compile mode an INSPATIO_COMPILE_AUTOENCODERS value asks for; a typo stops, naming the variable."""
+def _checked(name: str, value: str, allowed) -> str:
     value = value.strip()
-    if value not in SETTINGS:
-        raise ValueError(f"{name}={value!r}: expected one of {', '.join(SETTINGS)}")
+    if value not in allowed:
+        raise ValueError(f"{name}={value!r}: expected one of {', '.join(allowed)}")
+    return value
+
+
+def mode_from_setting(name: str, value: str, device: torch.device) -> str | None:
+    """The compile mode an INSPATIO_COMPILE_AUTOENCODERS value asks for on `device` (auto: Inductor's
+    default mode on CUDA, eager elsewhere); a typo stops, naming the variable."""
+    value = _checked(name, value, SETTINGS)
+    if value == "auto":
+        return "default" if device.type == "cuda" else None
     return SETTINGS[value]
+
+
+def channels_last_models(name: str, value: str, device: torch.device) -> tuple[str, ...]:
+    """The autoencoders ("wan_vae", "taehv") an INSPATIO_AUTOENCODER_CHANNELS_LAST value puts in
+    channels-last on `device` (auto: the Wan VAE on CUDA, none elsewhere)."""
+    value = _checked(name, value, CHANNELS_LAST_SETTINGS)
+    if value == "auto" and device.type != "cuda":
+        return ()
+    return CHANNELS_LAST_SETTINGS[value]
 
 
 def compile_step(step: F, mode: str | None, starts_video: Callable[[Any], bool], backend: str = "inductor") -> F:

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from .. import envvars
-from ..models.autoencoder_compile import mode_from_setting, use_channels_last
+from ..models.autoencoder_compile import channels_last_models, mode_from_setting, use_channels_last
 from ..models.checkpoints import build_dit, init_random_, load_dit, read_json
 from ..models.dit import CausalDiT, DiTConfig
 from ..models.taehv import TAEHV, TAEHVConfig, load_taehv
@@ -44,14 +44,15 @@ def _prepare_dit(dit: CausalDiT, compile_dit: bool | None, fp8: bool, device: to
         dit.compile_blocks()
 
 
-def _prepare_autoencoders(wan_vae: WanVAE | None, taehv: TAEHV | None) -> None:
+def _prepare_autoencoders(wan_vae: WanVAE | None, taehv: TAEHV | None, device: torch.device) -> None:
     """INSPATIO_AUTOENCODER_CHANNELS_LAST and INSPATIO_COMPILE_AUTOENCODERS: channels-last
     convolutions, compiled per-block steps (models/autoencoder_compile.py)."""
-    channels_last = envvars.get_flag(envvars.AUTOENCODER_CHANNELS_LAST)
-    mode = mode_from_setting(envvars.COMPILE_AUTOENCODERS.name, envvars.get(envvars.COMPILE_AUTOENCODERS))
-    for model in (wan_vae, taehv):
+    device = torch.device(device)
+    channels_last = channels_last_models(envvars.AUTOENCODER_CHANNELS_LAST.name, envvars.get(envvars.AUTOENCODER_CHANNELS_LAST), device)
+    mode = mode_from_setting(envvars.COMPILE_AUTOENCODERS.name, envvars.get(envvars.COMPILE_AUTOENCODERS), device)
+    for name, model in (("wan_vae", wan_vae), ("taehv", taehv)):
         if model is not None:
-            use_channels_last(model, channels_last)
+            use_channels_last(model, name in channels_last)
             model.use_compiled_steps(mode)
 
 
@@ -102,7 +103,7 @@ class GeneratorModels:
             wan_vae = load_wan_vae(weights.vae_file, WanVAEConfig.from_dict(profile.get("vae", {})), dtype=dtype, device=device)
         if "taehv" in autoencoders:
             taehv = load_taehv(weights.taehv_file, TAEHVConfig.from_dict(profile.get("taehv", {})), dtype=taehv_dtype(device), device=device)
-        _prepare_autoencoders(wan_vae, taehv)
+        _prepare_autoencoders(wan_vae, taehv, device)
         return cls(dit, text_encoder, wan_vae, taehv, weights, dtype)
 
     @classmethod
@@ -118,5 +119,5 @@ class GeneratorModels:
         text_encoder = TextEncoder(encoder, config, PromptTokenizer(tokenizer_dir, config.text_len), offload=offload_text_encoder)
         wan_vae = init_random_(build_wan_vae(dtype=dtype, device=device)).eval() if "wan_vae" in autoencoders else None
         taehv = init_random_(TAEHV().to(device, taehv_dtype(device))).eval().requires_grad_(False) if "taehv" in autoencoders else None
-        _prepare_autoencoders(wan_vae, taehv)
+        _prepare_autoencoders(wan_vae, taehv, device)
         return cls(dit, text_encoder, wan_vae, taehv, WeightsFolder(Path("<random>")), dtype)
