@@ -125,6 +125,7 @@ def bench_dit(config: GeneratorBenchConfig, progress: Callable[[str], None], sha
     block_s = sum(steady) / len(steady)
     flops = steady_block_flops(dit_config, (h // 2) * (w // 2))
     peak = next((v for k, v in PEAK_BF16_FLOPS.items() if k in torch.cuda.get_device_name()), None)
+    gpus = shards.size if shards is not None else 1  # MFU is per GPU: the block's work is spread over them
     return {
         "sequence_parallel": shards.size if shards is not None else 1,
         "compiled": config.compile,
@@ -141,7 +142,7 @@ def bench_dit(config: GeneratorBenchConfig, progress: Callable[[str], None], sha
         "first_block_s": round(marks[0], 4),
         "block_tflop": round(flops / 1e12, 2),
         "achieved_tflops": round(flops / block_s / 1e12, 1),
-        "mfu": round(flops / block_s / peak, 3) if peak else None,
+        "mfu": round(flops / block_s / (peak * gpus), 3) if peak else None,
         "kv_cache_gib": round(sampler.kv_cache_bytes / 2**30, 3),
         "dit_peak_gpu_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
         **({"profile_parts_ms": kernel_parts(kernels), "profile_top_kernels": kernels[:26]} if kernels is not None else {}),
