@@ -12,8 +12,9 @@ from torch._dynamo.utils import counters
 
 from inspatio_world.models.autoencoder_compile import use_channels_last
 from inspatio_world.models.checkpoints import init_random_
-from inspatio_world.models.taehv import DecoderStream, EncoderStream, TAEHV, TAEHVConfig
+from inspatio_world.models.taehv import TAEHV, TAEHVConfig
 from inspatio_world.models.wan_vae import WanVAEConfig, build_wan_vae
+from tests.support.autoencoder_streams import taehv_round_trip
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
@@ -22,6 +23,21 @@ MODES = [None, "default", "max-autotune-no-cudagraphs"]
 
 def _rel(value: torch.Tensor, reference: torch.Tensor) -> float:
     return float((value.float() - reference.float()).norm() / reference.float().norm())
+
+
+def _check_fast_path(model, run, mode, channels_last: bool) -> None:
+    """`run()` (latents, frames) after switching `model` to the fast path equals eager's within
+    bf16/fp16 rounding, twice, and the second video compiles nothing."""
+    eager = run()
+    use_channels_last(model, channels_last)
+    model.use_compiled_steps(mode)
+    compiled = run()
+    graphs = counters["stats"]["unique_graphs"]
+    again = run()
+    assert graphs <= (0 if mode is None else 4) and counters["stats"]["unique_graphs"] == graphs
+    for got in (compiled, again):
+        for value, reference in zip(got, eager):
+            assert _rel(value, reference) < 2e-2, (mode, _rel(value, reference))
 
 
 @pytest.fixture(autouse=True)
@@ -45,16 +61,7 @@ def test_wan_vae_bf16(mode, channels_last):
         latents = torch.cat([encoder.push(video[:, :, a:b]) for a, b in ((0, 9), (9, 21), (21, 33))], dim=1)
         return latents, torch.cat([decoder.push(part) for part in latents.to(torch.bfloat16).split(3, dim=1)], dim=1)
 
-    eager = run()
-    use_channels_last(vae, channels_last)
-    vae.use_compiled_steps(mode)
-    compiled = run()
-    graphs = counters["stats"]["unique_graphs"]
-    again = run()
-    assert graphs <= (0 if mode is None else 4) and counters["stats"]["unique_graphs"] == graphs
-    for got in (compiled, again):
-        for value, reference in zip(got, eager):
-            assert _rel(value, reference) < 2e-2, (mode, _rel(value, reference))
+    _check_fast_path(vae, run, mode, channels_last)
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -65,20 +72,5 @@ def test_taehv_fp16(mode, channels_last):
     model = init_random_(TAEHV(TAEHVConfig()).to("cuda", torch.float16), seed=3, std=0.05).eval().requires_grad_(False)
     frames = torch.rand(1, 33, 3, 64, 96, device="cuda", dtype=torch.float16)
 
-    def run():
-        encoder, decoder = EncoderStream(model), DecoderStream(model)
-        chunks = frames.split(12, dim=1)
-        latents = torch.cat([encoder.push(c, last=i == len(chunks) - 1) for i, c in enumerate(chunks)], dim=1)
-        return latents, torch.cat([decoder.push(part) for part in latents.split(3, dim=1)], dim=1)
-
     with torch.no_grad():
-        eager = run()
-        use_channels_last(model, channels_last)
-        model.use_compiled_steps(mode)
-        compiled = run()
-        graphs = counters["stats"]["unique_graphs"]
-        again = run()
-    assert graphs <= (0 if mode is None else 4) and counters["stats"]["unique_graphs"] == graphs
-    for got in (compiled, again):
-        for value, reference in zip(got, eager):
-            assert _rel(value, reference) < 2e-2, (mode, _rel(value, reference))
+        _check_fast_path(model, lambda: taehv_round_trip(model, frames), mode, channels_last)

@@ -6,15 +6,9 @@ import pytest
 import torch
 
 from inspatio_world.models import attention
+from tests.support.attention_choice import fresh_attention_choice  # noqa: F401 (fixture)
 
-
-@pytest.fixture(autouse=True)
-def fresh_choice():
-    attention.resolve_backend.cache_clear()
-    attention._selected.clear()
-    yield
-    attention.resolve_backend.cache_clear()
-    attention._selected.clear()
+pytestmark = pytest.mark.usefixtures("fresh_attention_choice")
 
 
 def test_auto_is_sdpa_without_a_flash_kernel_for_this_machine(monkeypatch):

@@ -14,9 +14,10 @@ from inspatio_world import envvars
 from inspatio_world.cli import build_parser
 from inspatio_world.models.autoencoder_compile import channels_last_models, compile_step, mode_from_setting, use_channels_last
 from inspatio_world.models.checkpoints import init_random_
-from inspatio_world.models.taehv import DecoderStream, EncoderStream, TAEHV, TAEHVConfig
+from inspatio_world.models.taehv import TAEHV, TAEHVConfig
 from inspatio_world.models.wan_vae import WanVAEConfig, build_wan_vae
 from inspatio_world.models.wan_vae_blocks import Resample, cached_copy
+from tests.support.autoencoder_streams import taehv_round_trip
 
 # Smallest layouts that keep every kind of step: two temporal down/up-samples, the quirky cache.
 WAN = WanVAEConfig(dim=4, dim_mult=(1, 1, 1), num_res_blocks=1, temperal_downsample=(True, True))
@@ -64,16 +65,10 @@ def test_taehv_compiled_chunks_equal_eager_and_compile_once_per_signature():
     model = init_random_(TAEHV(TAE), seed=3, std=0.2).eval().requires_grad_(False)
     frames = torch.rand(1, 33, 3, 16, 16, generator=torch.Generator().manual_seed(1))  # 12, 12, 9 + 3 padded
 
-    def run():
-        encoder, decoder = EncoderStream(model), DecoderStream(model)
-        chunks = frames.split(12, dim=1)
-        latents = torch.cat([encoder.push(c, last=i == len(chunks) - 1) for i, c in enumerate(chunks)], dim=1)
-        return latents, torch.cat([decoder.push(part) for part in latents.split(3, dim=1)], dim=1)
-
     with torch.no_grad():
-        eager = run()
+        eager = taehv_round_trip(model, frames)
         model.use_compiled_steps("default", backend="aot_eager")
-        compiled, again = run(), run()
+        compiled, again = taehv_round_trip(model, frames), taehv_round_trip(model, frames)
     assert _graphs() == 2  # encoder and decoder: one each; nothing for the second video
     for got in (compiled, again):
         for value, reference in zip(got, eager):

@@ -16,18 +16,13 @@ from inspatio_world.models.dit import DiTConfig
 from inspatio_world.models.fp8_attention import FP8, V_ROW_ALIGN, fp8_attention, quantize_tokens, quantize_values
 from inspatio_world.models.fp8_linear import FP8_MAX
 from inspatio_world.pipeline.tiny_weights import write_tiny_weights
+from tests.support.attention_choice import fresh_attention_choice  # noqa: F401 (fixture)
 
 # Per-token e4m3 operands (3 mantissa bits) on unit-normal inputs: about 3-5% relative L2.
 BOUND = 0.07
 
 
-@pytest.fixture(autouse=True)
-def fresh_choice():
-    attention.resolve_backend.cache_clear()
-    attention._selected.clear()
-    yield
-    attention.resolve_backend.cache_clear()
-    attention._selected.clear()
+pytestmark = pytest.mark.usefixtures("fresh_attention_choice")
 
 
 def _exact(q, k, v):

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 
-import torch
-
 RECOMPILE_LIMIT = 64  # graphs per compiled function: a few per shape, a few shapes per process
 
 
