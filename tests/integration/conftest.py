@@ -17,7 +17,7 @@ def seaweedfs() -> Iterator[SeaweedFS]:
 
 
 @pytest.fixture(scope="session")
-def live_stack(tmp_path_factory) -> Iterator[SessionStack]:
+def live_stack(tmp_path_factory, tiny_weights) -> Iterator[SessionStack]:
     """The live-session stack of test_session_coordinator and test_session_stack (SHARED_GENERATOR_ENV)."""
-    with session_stack(tmp_path_factory.mktemp("live-stack"), **SHARED_GENERATOR_ENV) as running:
+    with session_stack(tmp_path_factory.mktemp("live-stack"), tiny_weights.root, **SHARED_GENERATOR_ENV) as running:
         yield running

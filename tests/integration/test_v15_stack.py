@@ -11,7 +11,6 @@ import pytest
 
 from inspatio_world.client import AsyncClient, Client, JobOptions
 from inspatio_world.media.decode import probe_video
-from inspatio_world.pipeline.tiny_weights import write_tiny_weights
 from inspatio_world.rpc.generated import common_pb2, generator_pb2, generator_pb2_grpc
 from inspatio_world.stack import LocalStack
 
@@ -28,10 +27,9 @@ def store_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory, store_dir):
-    weights = write_tiny_weights(tmp_path_factory.mktemp("weights"))
+def stack(tmp_path_factory, store_dir, tiny_weights):
     store = store_dir
-    with LocalStack(store.as_uri(), weights.root, default_ports=False, log_dir=tmp_path_factory.mktemp("logs"),
+    with LocalStack(store.as_uri(), tiny_weights.root, default_ports=False, log_dir=tmp_path_factory.mktemp("logs"),
                     extra_env={"INSPATIO_DEVICE": "cpu"}, model_version="v1_5") as running:  # fmt: skip
         yield running
 
