@@ -24,6 +24,7 @@ from inspatio_world.stages.render_feed import block_prefix
 
 from tests.support.clips import write_sample_mp4
 from tests.support.seaweedfs import SeaweedFS
+from tests.support.stacks import local_stack
 
 BUCKET = "inspatio-faults-test"
 HEIGHT, WIDTH = 64, 96
@@ -47,7 +48,7 @@ def stack(s3, tmp_path_factory, tiny_weights):
     env = {"INSPATIO_S3_ACCESS_KEY": s3.access_key, "INSPATIO_S3_SECRET_KEY": s3.secret_key,
            "INSPATIO_JOB_LEASE_SECONDS": "2", "INSPATIO_DEVICE": "cpu"}  # fmt: skip
     store_url = f"s3://{BUCKET}?endpoint={s3.endpoint}&secure=0"
-    with LocalStack(store_url, tiny_weights.root, default_ports=False, log_dir=tmp_path_factory.mktemp("logs"), extra_env=env) as running:
+    with local_stack(store_url, tiny_weights.root, default_ports=False, log_dir=tmp_path_factory.mktemp("logs"), extra_env=env) as running:
         yield running
 
 

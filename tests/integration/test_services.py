@@ -24,6 +24,7 @@ from inspatio_world.rpc.generated import common_pb2, coordinator_pb2, coordinato
 from inspatio_world.stack import LocalStack
 
 from tests.support.clips import write_sample_mp4
+from tests.support.stacks import local_stack
 
 ROOT = Path(__file__).resolve().parents[2]
 BUCKET = "inspatio-services-test"
@@ -37,7 +38,7 @@ def stack(seaweedfs, tmp_path_factory, tiny_weights):
            "INSPATIO_JOB_LEASE_SECONDS": "2", "INSPATIO_DEVICE": "cpu"}  # fmt: skip
     logs = tmp_path_factory.mktemp("logs")
     store_url = f"s3://{BUCKET}?endpoint={seaweedfs.endpoint}&secure=0"
-    with LocalStack(store_url, tiny_weights.root, default_ports=False, log_dir=logs, extra_env=env) as running:
+    with local_stack(store_url, tiny_weights.root, default_ports=False, log_dir=logs, extra_env=env) as running:
         yield running
 
 

@@ -24,6 +24,8 @@ from inspatio_world.rpc.auth import token_digest
 from inspatio_world.stack import LocalStack
 from inspatio_world.store.local import LocalStore
 
+from tests.support.stacks import local_stack
+
 BUCKET = "inspatio-sessions"
 # The one live-session stack test_session_coordinator and test_session_stack share (a stack's start is
 # most of their cost): a replica holding one session at a time (the coordinator's "full generator"
@@ -72,11 +74,10 @@ def session_stack(folder: Path, weights_folder: Path | None = None, *, tenant_li
     store.put_bytes(DATASET_KEY, video.read_bytes(), content_type="video/mp4")
     logs = folder / "logs"
     logs.mkdir(exist_ok=True)
-    stack = LocalStack(f"file://{folder / 'store'}?bucket={BUCKET}", weights.root, default_ports=False, log_dir=logs,
-                       extra_env={"INSPATIO_DEVICE": "cpu"},
-                       service_env={"coordinator": {"INSPATIO_TENANTS_FILE": str(tenants), **(coordinator_env or {})},
-                                    "generator": dict(generator_env)})  # fmt: skip
-    with stack:
+    with local_stack(f"file://{folder / 'store'}?bucket={BUCKET}", weights.root, default_ports=False, log_dir=logs,
+                     extra_env={"INSPATIO_DEVICE": "cpu"},
+                     service_env={"coordinator": {"INSPATIO_TENANTS_FILE": str(tenants), **(coordinator_env or {})},
+                                  "generator": dict(generator_env)}) as stack:  # fmt: skip
         yield SessionStack(stack, store, video, tokens, logs)
 
 
