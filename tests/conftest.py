@@ -1,4 +1,5 @@
-"""Shared test fixtures: where the golden parity pack lives; a per-user cache folder of the tests' own."""
+"""Shared test fixtures: where the golden parity pack lives; a per-user cache folder of the tests' own;
+tiny weights written once per run."""
 
 from __future__ import annotations
 
@@ -26,6 +27,15 @@ def parity_pack() -> Path:
     if pack is None:
         pytest.fail(f"parity pack not found: set {envvars.PARITY_PACK.name} to the shared/parity folder")
     return pack
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory):
+    """One tiny weight folder for the whole run, read-only for its users (a test that changes its
+    weights writes or copies its own): each write builds every tiny model again."""
+    from inspatio_world.pipeline.tiny_weights import write_tiny_weights  # torch: only for tests that need it
+
+    return write_tiny_weights(tmp_path_factory.mktemp("tiny-weights"))
 
 
 def pytest_configure(config) -> None:

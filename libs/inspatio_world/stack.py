@@ -166,7 +166,15 @@ class LocalStack:
 
     def _ports(self, name: str) -> tuple[int, int]:
         if not self.default_ports:
-            return free_port(), free_port()
+            # distinct from the ports already given out: the kernel may hand a just-closed probe's port
+            # to the next probe, and two services of one stack on one port fail to start
+            taken = {int(a.rpartition(":")[2]) for a in (*self.addresses.values(), *self.metrics_addresses.values())}
+            ports: list[int] = []
+            while len(ports) < 2:
+                if (port := free_port()) not in taken:
+                    taken.add(port)
+                    ports.append(port)
+            return ports[0], ports[1]
         ports = DEFAULT_PORTS[name]
         for port in ports:  # never drift to other ports: clients expect the well-known ones
             if not port_is_free(port):

@@ -47,9 +47,9 @@ def browser_or_skip() -> tuple[str, str]:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
+def stack(tmp_path_factory, tiny_weights):
     browser_or_skip()  # no stack to start where no browser can run
-    with session_stack(tmp_path_factory.mktemp("stack"), INSPATIO_SESSION_MAX_BLOCKS="100", INSPATIO_MAX_SESSIONS="2") as running:
+    with session_stack(tmp_path_factory.mktemp("stack"), tiny_weights.root, INSPATIO_SESSION_MAX_BLOCKS="100", INSPATIO_MAX_SESSIONS="2") as running:
         yield running
 
 

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from inspatio_world.client import Client, JobOptions
-from inspatio_world.pipeline.tiny_weights import write_tiny_weights
-from inspatio_world.stack import LocalStack, free_port
+from inspatio_world.stack import free_port
 from tests.support.clips import write_sample_mp4
 from tests.support.helm import NAMESPACE, RELEASE, make_helm
 from tests.support.prometheus import Prometheus
+from tests.support.stacks import local_stack
 
 RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "rules.yml"
 GENERATOR = 'service="inspatio.world.v1.GeneratorService"'
@@ -40,12 +40,11 @@ def _value(result: list[dict]) -> float | None:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    weights = write_tiny_weights(tmp_path_factory.mktemp("weights"))
+def stack(tmp_path_factory, tiny_weights):
     store = tmp_path_factory.mktemp("store")
     logs = tmp_path_factory.mktemp("logs")
-    with LocalStack(f"file://{store}", weights.root, default_ports=False, log_dir=logs,
-                    extra_env={"INSPATIO_DEVICE": "cpu"}) as running:  # fmt: skip
+    with local_stack(f"file://{store}", tiny_weights.root, default_ports=False, log_dir=logs,
+                     extra_env={"INSPATIO_DEVICE": "cpu"}) as running:  # fmt: skip
         yield running
 
 

@@ -11,16 +11,14 @@ import json
 import pytest
 
 from inspatio_world.bench.session import SessionBenchConfig, run_session_bench
-from inspatio_world.pipeline.tiny_weights import write_tiny_weights
 
 SERVICES = {"caption", "depthrender", "generator", "coordinator"}
 BLOCKS = 4  # moves sent after blocks 0-2: at least one is used before the session ends
 
 
-def test_bench_session_reports_latency_fps_and_sessions_at_once(tmp_path):
+def test_bench_session_reports_latency_fps_and_sessions_at_once(tmp_path, tiny_weights):
     pytest.importorskip("av")
-    weights = write_tiny_weights(tmp_path / "weights")
-    config = SessionBenchConfig(weights.root, frames=13, height=64, width=96, blocks=BLOCKS, warmup_blocks=1, max_sessions=2,
+    config = SessionBenchConfig(tiny_weights.root, frames=13, height=64, width=96, blocks=BLOCKS, warmup_blocks=1, max_sessions=2,
                                 target_fps=0.01, work_dir=tmp_path / "work", start_timeout_s=300)  # fmt: skip
     partials: list[dict] = []
     report = json.loads(json.dumps(run_session_bench(config, partial=lambda r: partials.append(json.loads(json.dumps(r))))))

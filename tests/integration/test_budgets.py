@@ -27,6 +27,7 @@ from inspatio_world.stack import LocalStack
 from inspatio_world.store.local import LocalStore
 
 from tests.support.clips import write_sample_mp4
+from tests.support.stacks import local_stack
 
 FRAMES, HEIGHT, WIDTH = 120, 64, 96  # long enough that depth and render take tens of seconds on a CPU
 RENDER_SIZE = (416, 240)  # (width, height): half upstream's 832x480, 14x the tiny profile's pixels
@@ -43,7 +44,7 @@ def stack(tmp_path_factory):
     store = tmp_path_factory.mktemp("store")
     logs = tmp_path_factory.mktemp("logs")
     env = {envvars.DEVICE.name: "cpu", envvars.JOB_LEASE_SECONDS.name: "5"}
-    with LocalStack(store.as_uri(), weights.root, default_ports=False, log_dir=logs, extra_env=env) as running:
+    with local_stack(store.as_uri(), weights.root, default_ports=False, log_dir=logs, extra_env=env) as running:
         yield running
 
 

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from inspatio_world.media.decode import read_frames
-from inspatio_world.pipeline.tiny_weights import write_tiny_weights
 
 from tests.support.clips import write_sample_mp4
 
@@ -27,8 +26,8 @@ def _inspatio(*args: str, cwd: Path, timeout: float = 300) -> subprocess.Complet
 
 
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    return write_tiny_weights(tmp_path_factory.mktemp("weights")).root
+def weights(tiny_weights):
+    return tiny_weights.root
 
 
 def test_run_re_renders_every_video_of_a_folder(tmp_path, weights):

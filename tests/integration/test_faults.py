@@ -19,12 +19,12 @@ import pytest
 from inspatio_world.client import AsyncClient, Client, JobEvent, JobOptions
 from inspatio_world.jobs import manifest as manifests
 from inspatio_world.media.decode import read_frames
-from inspatio_world.pipeline.tiny_weights import write_tiny_weights
 from inspatio_world.stack import LocalStack
 from inspatio_world.stages.render_feed import block_prefix
 
 from tests.support.clips import write_sample_mp4
 from tests.support.seaweedfs import SeaweedFS
+from tests.support.stacks import local_stack
 
 BUCKET = "inspatio-faults-test"
 HEIGHT, WIDTH = 64, 96
@@ -42,14 +42,13 @@ def s3():
 
 
 @pytest.fixture(scope="module")
-def stack(s3, tmp_path_factory):
-    weights = write_tiny_weights(tmp_path_factory.mktemp("weights"))
+def stack(s3, tmp_path_factory, tiny_weights):
     s3.make_store(BUCKET).put_bytes("probe", b"x")  # creates the bucket
     s3.make_store(BUCKET).delete("probe")
     env = {"INSPATIO_S3_ACCESS_KEY": s3.access_key, "INSPATIO_S3_SECRET_KEY": s3.secret_key,
            "INSPATIO_JOB_LEASE_SECONDS": "2", "INSPATIO_DEVICE": "cpu"}  # fmt: skip
     store_url = f"s3://{BUCKET}?endpoint={s3.endpoint}&secure=0"
-    with LocalStack(store_url, weights.root, default_ports=False, log_dir=tmp_path_factory.mktemp("logs"), extra_env=env) as running:
+    with local_stack(store_url, tiny_weights.root, default_ports=False, log_dir=tmp_path_factory.mktemp("logs"), extra_env=env) as running:
         yield running
 
 

@@ -20,10 +20,10 @@ from inspatio_world.media.decode import probe_video, read_frames
 from inspatio_world.media.lossless import read_lossless_masks
 from inspatio_world.pipeline.weights import override_env
 from inspatio_world.rpc.generated import coordinator_pb2, coordinator_pb2_grpc
-from inspatio_world.stack import LocalStack
 from inspatio_world.stages.artifacts import get_json
 
 from tests.support.local_jobs import manager, run_job, video_file, weights  # noqa: F401 (fixtures)
+from tests.support.stacks import local_stack
 
 RENDER_SIZE = (64, 112)  # the tiny profile renders at 64x112
 BUCKET = "inspatio-render-only-test"
@@ -94,7 +94,7 @@ def stack(seaweedfs, weights, tmp_path_factory):
     env = {"INSPATIO_S3_ACCESS_KEY": seaweedfs.access_key, "INSPATIO_S3_SECRET_KEY": seaweedfs.secret_key,
            "INSPATIO_DEVICE": "cpu", **override_env(dit_checkpoint=moved)}  # fmt: skip
     store_url = f"s3://{BUCKET}?endpoint={seaweedfs.endpoint}&secure=0"
-    with LocalStack(store_url, folder, default_ports=False, log_dir=tmp_path_factory.mktemp("logs"), extra_env=env) as running:
+    with local_stack(store_url, folder, default_ports=False, log_dir=tmp_path_factory.mktemp("logs"), extra_env=env) as running:
         yield running
 
 

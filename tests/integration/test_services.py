@@ -20,11 +20,11 @@ import pytest
 
 from inspatio_world.client import AsyncClient, Client, JobOptions
 from inspatio_world.media.decode import read_frames
-from inspatio_world.pipeline.tiny_weights import write_tiny_weights
 from inspatio_world.rpc.generated import common_pb2, coordinator_pb2, coordinator_pb2_grpc
 from inspatio_world.stack import LocalStack
 
 from tests.support.clips import write_sample_mp4
+from tests.support.stacks import local_stack
 
 ROOT = Path(__file__).resolve().parents[2]
 BUCKET = "inspatio-services-test"
@@ -32,14 +32,13 @@ FRAMES, HEIGHT, WIDTH = 9, 64, 96
 
 
 @pytest.fixture(scope="module")
-def stack(seaweedfs, tmp_path_factory):
-    weights = write_tiny_weights(tmp_path_factory.mktemp("weights"))
+def stack(seaweedfs, tmp_path_factory, tiny_weights):
     seaweedfs.make_store(BUCKET)  # creates the bucket
     env = {"INSPATIO_S3_ACCESS_KEY": seaweedfs.access_key, "INSPATIO_S3_SECRET_KEY": seaweedfs.secret_key,
            "INSPATIO_JOB_LEASE_SECONDS": "2", "INSPATIO_DEVICE": "cpu"}  # fmt: skip
     logs = tmp_path_factory.mktemp("logs")
     store_url = f"s3://{BUCKET}?endpoint={seaweedfs.endpoint}&secure=0"
-    with LocalStack(store_url, weights.root, default_ports=False, log_dir=logs, extra_env=env) as running:
+    with local_stack(store_url, tiny_weights.root, default_ports=False, log_dir=logs, extra_env=env) as running:
         yield running
 
 

@@ -1,7 +1,8 @@
 """Live sessions through the real coordinator (issue 14, the relay side), over the real stack: the four
 services as processes on 127.0.0.1 with tiny weights (tests/support/session_stack.py), tenants with
 bearer tokens, a generator replica holding one session at a time (INSPATIO_MAX_SESSIONS=1) of at most
-5 blocks. Sessions are driven through the SDK (sync and async), raw stubs and the CLI; what the
+5 blocks, block 0 waiting up to 10 s for a session's first command (the stack is shared with
+test_session_stack: SHARED_GENERATOR_ENV). Sessions are driven through the SDK (sync and async), raw stubs and the CLI; what the
 generator did is read from what it sends (the cameras it used, its ends and refusals) and from the
 services' metrics.
 """
@@ -9,10 +10,9 @@ services' metrics.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
 import re
-import time
-import urllib.request
 
 import grpc
 import numpy as np
@@ -21,8 +21,10 @@ from PIL import Image
 
 from inspatio_world.client import AsyncClient, Client, error_details
 from inspatio_world.rpc.generated import session_pb2, session_pb2_grpc
+from inspatio_world.store.keys import upload_key
 
-from tests.support.session_stack import BUCKET, DATASET_KEY, session_stack
+from tests.support.session_stack import BUCKET, DATASET_KEY, wait_for_no_session, wait_until
+from tests.support.session_stack import sessions_active as active
 
 TIMEOUT = 120
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
@@ -31,9 +33,8 @@ FULL = "INSPATIO_MAX_SESSIONS"
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    with session_stack(tmp_path_factory.mktemp("stack"), INSPATIO_SESSION_MAX_BLOCKS="5", INSPATIO_MAX_SESSIONS="1") as running:
-        yield running
+def stack(live_stack):
+    return live_stack  # shared with test_session_stack (tests/integration/conftest.py)
 
 
 @pytest.fixture(scope="module")
@@ -44,14 +45,9 @@ def video(stack):
 @pytest.fixture(autouse=True)
 def no_session_left(stack):
     """Each test starts and ends with no session open: the generator holds one at a time."""
-    wait_until(lambda: active(stack, "generator") == 0 == active(stack, "coordinator"), what="no session open")
+    wait_for_no_session(stack)
     yield
-    wait_until(lambda: active(stack, "generator") == 0 == active(stack, "coordinator"), what="every session ended")
-
-
-def active(stack, service: str) -> float:
-    text = urllib.request.urlopen(f"http://{stack.stack.metrics_addresses[service]}/metrics", timeout=5).read().decode()
-    return float(re.search(r"^inspatio_sessions_active ([0-9.e+-]+)$", text, re.M).group(1))
+    wait_for_no_session(stack, what="every session ended")
 
 
 def free(stack) -> None:
@@ -62,13 +58,6 @@ def free(stack) -> None:
 
 def client(stack, tenant: str = "acme") -> Client:
     return Client(stack.address, timeout=TIMEOUT, token=stack.tokens[tenant])
-
-
-def wait_until(condition, timeout: float = 30, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"{what}: not reached within {timeout} s"
-        time.sleep(0.05)
 
 
 def refused(call) -> grpc.RpcError:
@@ -88,7 +77,9 @@ def centres(cameras) -> np.ndarray:
 # --- sessions through the sync SDK -----------------------------------------------------------------
 
 def test_a_session_over_an_upload_delivers_blocks_in_order_with_the_cameras_moved(stack, video):
-    before = uploads(stack)
+    # uploads are kept under their content hash: another test (the stack is shared) may have stored this clip
+    upload = upload_key(hashlib.sha256(video.read_bytes()).hexdigest(), video.name, "acme")
+    stack.store.delete(upload)
     with client(stack) as sdk, sdk.session(video, seed=3, jpeg_quality=70) as session:
         assert session.ready.caption and session.ready.frames_per_block == 12  # the real (tiny) Florence-2's caption
         assert {s.stage for s in session.stages} == {"caption", "depth"}
@@ -105,7 +96,7 @@ def test_a_session_over_an_upload_delivers_blocks_in_order_with_the_cameras_move
     assert np.linalg.norm(walked[11] - walked[0]) == pytest.approx(11 / 12, abs=1e-6)
     assert all(b.latency_s is not None for b in blocks if b.command_sent_unix_ns)
     # the upload is kept under the tenant's uploads, as SubmitJob keeps one
-    assert [key for key in uploads(stack) - before if key.startswith("tenants/acme/uploads/")]
+    assert stack.store.exists(upload)
 
 
 def test_commands_are_relayed_in_order_and_close_ends_the_session(stack, video):
@@ -226,6 +217,7 @@ def test_bad_commands_end_the_session_with_invalid_argument(stack, video):
 def test_a_client_leaving_closes_the_generator_stream(stack, video):
     with client(stack) as sdk:
         with sdk.session(video) as session:
+            session.move(forward=0.1)  # block 0 starts now, not after the start grace
             next(iter(session))
             assert active(stack, "generator") == 1
         # leaving the `with` cancelled the call: the generator's session ends too

@@ -30,7 +30,7 @@ from inspatio_world.client import AsyncClient, Client, JobOptions
 from inspatio_world.media.decode import read_images
 from inspatio_world.sessions.jpeg import decode_jpeg, encode_jpegs
 
-from tests.support.session_stack import session_stack
+from tests.support.session_stack import wait_for_no_session
 from tests.support.session_cameras import job_cameras
 
 BLOCKS, SEED = 5, 7
@@ -39,12 +39,12 @@ TIMEOUT = 300
 JPEG_TOLERANCE = 20.0  # mean absolute error of quality-100 JPEGs of tiny weights' noise-like frames (measured ~15)
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    # a long start grace: block 0 never starts before the test's first command, however loaded the machine
-    with session_stack(tmp_path_factory.mktemp("stack"), INSPATIO_SESSION_MAX_BLOCKS=str(BLOCKS),
-                       INSPATIO_SESSION_START_GRACE_SECONDS="10") as running:  # fmt: skip
-        yield running
+@pytest.fixture
+def stack(live_stack):
+    # shared with test_session_coordinator (tests/integration/conftest.py): 5 blocks a session, one
+    # session at a time, a long start grace (block 0 never starts before the test's first command)
+    wait_for_no_session(live_stack)  # the generator holds one session at a time
+    return live_stack
 
 
 def client(stack) -> Client:

@@ -28,8 +28,8 @@ EXHAUSTED = grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    with session_stack(tmp_path_factory.mktemp("stack"), tenant_limits={"bravo": {"max_concurrent_sessions": 1}},
+def stack(tmp_path_factory, tiny_weights):
+    with session_stack(tmp_path_factory.mktemp("stack"), tiny_weights.root, tenant_limits={"bravo": {"max_concurrent_sessions": 1}},
                        coordinator_env={"INSPATIO_TENANT_MAX_SESSIONS": "2"}, INSPATIO_MAX_SESSIONS="4",
                        INSPATIO_SESSION_MAX_BLOCKS="2", INSPATIO_SESSION_IDLE_SECONDS=str(IDLE_SECONDS)) as running:  # fmt: skip
         yield running

@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 
 from inspatio_world import envvars
-from inspatio_world.pipeline.tiny_weights import write_tiny_weights
 from inspatio_world.stack import LocalStack, health, owns_listening_port
 from inspatio_world.supervisor import RestartPolicy
 
@@ -39,15 +38,14 @@ def _wait_for(path: Path, pattern: str, timeout: float, process: subprocess.Pope
 
 
 @pytest.fixture(scope="module")
-def ups(tmp_path_factory):
+def ups(tmp_path_factory, tiny_weights):
     """Two `inspatio up` started at the same moment, one cache folder each: (output file, process) pairs."""
     root = tmp_path_factory.mktemp("ups")
-    write_tiny_weights(root / "weights")
     started = []
     for name in ("a", "b"):
         (root / name).mkdir()
         out = root / f"{name}.out"
-        process = subprocess.Popen([sys.executable, "-m", "inspatio_world.cli", "up", "--weights", str(root / "weights")],
+        process = subprocess.Popen([sys.executable, "-m", "inspatio_world.cli", "up", "--weights", str(tiny_weights.root)],
                                    cwd=root / name, env=_env(root / name / "cache"), stdout=out.open("w"),
                                    stderr=subprocess.STDOUT)  # fmt: skip
         started.append((out, process))
@@ -95,11 +93,10 @@ def test_a_killed_service_is_restarted_and_the_console_says_so(winner):
     assert process.poll() is None  # the stack kept running all along
 
 
-def test_a_service_that_keeps_dying_is_given_up_on_loudly(tmp_path):
-    weights = write_tiny_weights(tmp_path / "weights")
+def test_a_service_that_keeps_dying_is_given_up_on_loudly(tmp_path, tiny_weights):
     messages: list[str] = []
     policy = RestartPolicy(first_delay_s=0.2, max_delay_s=0.5, max_quick_failures=2)
-    stack = LocalStack((tmp_path / "store").as_uri(), weights.root, default_ports=False, log_dir=tmp_path,
+    stack = LocalStack((tmp_path / "store").as_uri(), tiny_weights.root, default_ports=False, log_dir=tmp_path,
                        extra_env={envvars.DEVICE.name: "cpu"}, supervise=True, restart_policy=policy,
                        report=messages.append)  # fmt: skip
     with stack:

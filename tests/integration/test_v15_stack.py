@@ -11,13 +11,12 @@ import pytest
 
 from inspatio_world.client import AsyncClient, Client, JobOptions
 from inspatio_world.media.decode import probe_video
-from inspatio_world.pipeline.tiny_weights import write_tiny_weights
 from inspatio_world.rpc.generated import common_pb2, generator_pb2, generator_pb2_grpc
-from inspatio_world.stack import LocalStack
 
 from tests.support.clips import write_sample_mp4
 from tests.support.per_frame_paths import sideways_path
 from tests.support.pictures import png_bytes
+from tests.support.stacks import local_stack
 
 FRAMES, FPS = 10, 25
 
@@ -28,11 +27,10 @@ def store_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory, store_dir):
-    weights = write_tiny_weights(tmp_path_factory.mktemp("weights"))
+def stack(tmp_path_factory, store_dir, tiny_weights):
     store = store_dir
-    with LocalStack(store.as_uri(), weights.root, default_ports=False, log_dir=tmp_path_factory.mktemp("logs"),
-                    extra_env={"INSPATIO_DEVICE": "cpu"}, model_version="v1_5") as running:  # fmt: skip
+    with local_stack(store.as_uri(), tiny_weights.root, default_ports=False, log_dir=tmp_path_factory.mktemp("logs"),
+                     extra_env={"INSPATIO_DEVICE": "cpu"}, model_version="v1_5") as running:  # fmt: skip
         yield running
 
 

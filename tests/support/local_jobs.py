@@ -10,7 +10,6 @@ from inspatio_world.jobs.manager import JobManager
 from inspatio_world.jobs.manifest import Manifest
 from inspatio_world.jobs.options import JobOptions
 from inspatio_world.jobs.runner import JobFinished
-from inspatio_world.pipeline.tiny_weights import write_tiny_weights
 from inspatio_world.store.local import LocalStore
 
 from tests.support.clips import write_sample_mp4
@@ -19,8 +18,8 @@ FRAMES, HEIGHT, WIDTH = 9, 64, 96  # 9 frames = one block of 3 latents
 
 
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    return write_tiny_weights(tmp_path_factory.mktemp("weights"))
+def weights(tiny_weights):
+    return tiny_weights  # written once per run (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")

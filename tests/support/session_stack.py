@@ -9,7 +9,10 @@ depth, the generator's RunSession rendering and generating each block. A 57-fram
 from __future__ import annotations
 
 import json
+import re
 import secrets
+import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,7 +24,15 @@ from inspatio_world.rpc.auth import token_digest
 from inspatio_world.stack import LocalStack
 from inspatio_world.store.local import LocalStore
 
+from tests.support.stacks import local_stack
+
 BUCKET = "inspatio-sessions"
+# The one live-session stack test_session_coordinator and test_session_stack share (a stack's start is
+# most of their cost): a replica holding one session at a time (the coordinator's "full generator"
+# tests), 5 blocks a session (the offline job's length), and a long start grace: block 0 never starts
+# before a test's first command sent right after `ready`, however loaded the machine.
+SHARED_GENERATOR_ENV = {"INSPATIO_SESSION_MAX_BLOCKS": "5", "INSPATIO_MAX_SESSIONS": "1",
+                        "INSPATIO_SESSION_START_GRACE_SECONDS": "10"}
 CLIP_FRAMES, HEIGHT, WIDTH = 57, 64, 96  # 57 frames = 15 latents = 5 blocks
 DATASET_KEY = "datasets/acme/clip.mp4"
 
@@ -63,9 +74,26 @@ def session_stack(folder: Path, weights_folder: Path | None = None, *, tenant_li
     store.put_bytes(DATASET_KEY, video.read_bytes(), content_type="video/mp4")
     logs = folder / "logs"
     logs.mkdir(exist_ok=True)
-    stack = LocalStack(f"file://{folder / 'store'}?bucket={BUCKET}", weights.root, default_ports=False, log_dir=logs,
-                       extra_env={"INSPATIO_DEVICE": "cpu"},
-                       service_env={"coordinator": {"INSPATIO_TENANTS_FILE": str(tenants), **(coordinator_env or {})},
-                                    "generator": dict(generator_env)})  # fmt: skip
-    with stack:
+    with local_stack(f"file://{folder / 'store'}?bucket={BUCKET}", weights.root, default_ports=False, log_dir=logs,
+                     extra_env={"INSPATIO_DEVICE": "cpu"},
+                     service_env={"coordinator": {"INSPATIO_TENANTS_FILE": str(tenants), **(coordinator_env or {})},
+                                  "generator": dict(generator_env)}) as stack:  # fmt: skip
         yield SessionStack(stack, store, video, tokens, logs)
+
+
+def sessions_active(stack: SessionStack, service: str) -> float:
+    """The service's inspatio_sessions_active gauge, scraped from its metrics."""
+    text = urllib.request.urlopen(f"http://{stack.stack.metrics_addresses[service]}/metrics", timeout=5).read().decode()
+    return float(re.search(r"^inspatio_sessions_active ([0-9.e+-]+)$", text, re.M).group(1))
+
+
+def wait_until(condition, timeout: float = 30, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what}: not reached within {timeout} s"
+        time.sleep(0.05)
+
+
+def wait_for_no_session(stack: SessionStack, what: str = "no session open") -> None:
+    """Neither the coordinator nor the generator holds a session (a cancelled one frees a moment later)."""
+    wait_until(lambda: sessions_active(stack, "generator") == 0 == sessions_active(stack, "coordinator"), what=what)
