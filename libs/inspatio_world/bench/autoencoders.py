@@ -9,7 +9,6 @@ the eager ones; every variant decodes the eager latents, so the frame difference
 
 from __future__ import annotations
 
-import time
 from typing import Callable
 
 import torch
@@ -18,18 +17,11 @@ from ..models.autoencoder_compile import use_channels_last
 from ..models.checkpoints import init_random_
 from ..models.taehv import TAEHV, DecoderStream, EncoderStream
 from ..models.wan_vae import WanVAE, build_wan_vae
+from .measure import relative_l2, timed
 
 BLOCK_FRAMES = 12  # pixel frames per generator block (3 latents)
 BLOCK_LATENTS = 3
 CHANNELS_LAST = "channels_last"  # variant suffix: channels-last convolution weights
-
-
-def _seconds(fn: Callable[[], object]) -> float:
-    torch.cuda.synchronize()
-    start = time.perf_counter()
-    fn()
-    torch.cuda.synchronize()
-    return time.perf_counter() - start
 
 
 def _chunks(total: int, first: int, size: int) -> list[slice]:
@@ -81,20 +73,19 @@ def _measure(encode: Callable[[], torch.Tensor], decode: Callable[[torch.Tensor]
         decode(latents if latents_in is None else latents_in)
 
     with torch.no_grad():
-        warmup_s = _seconds(encode_then_decode)
+        _, warmup_s = timed(encode_then_decode)
         torch.cuda.reset_peak_memory_stats()
-        encode_s = _seconds(lambda: out.update(latents=encode()))
-        decode_s = _seconds(lambda: out.update(frames=decode(out["latents"] if latents_in is None else latents_in)))
+        _, encode_s = timed(lambda: out.update(latents=encode()))
+        _, decode_s = timed(lambda: out.update(frames=decode(out["latents"] if latents_in is None else latents_in)))
     result = {"encode_s": round(encode_s, 3), "decode_s": round(decode_s, 3), "warmup_s": round(warmup_s, 2)}
     result["peak_gpu_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
     return result, out["latents"], out["frames"]
 
 
 def _difference(name: str, value: torch.Tensor, reference: torch.Tensor) -> dict:
-    value, reference = value.float(), reference.float()
     return {
-        f"{name}_max_abs_diff": float((value - reference).abs().max()),
-        f"{name}_rel_l2": round(float((value - reference).norm() / reference.norm()), 6),
+        f"{name}_max_abs_diff": float((value.float() - reference.float()).abs().max()),
+        f"{name}_rel_l2": round(relative_l2(value, reference), 6),
     }
 
 

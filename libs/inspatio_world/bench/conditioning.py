@@ -8,21 +8,14 @@ x_y_circle_cycle trajectory at 480x832, in chunks of frames.
 
 from __future__ import annotations
 
-import time
 from typing import Callable
 
 import numpy as np
 import torch
 
+from .measure import timed
+
 HEIGHT, WIDTH = 480, 832
-
-
-def _timed(fn: Callable[[], object]) -> tuple[object, float]:
-    torch.cuda.synchronize()
-    start = time.perf_counter()
-    result = fn()
-    torch.cuda.synchronize()
-    return result, time.perf_counter() - start
 
 
 def bench_depth(frames: int, progress: Callable[[str], None]) -> dict:
@@ -30,13 +23,13 @@ def bench_depth(frames: int, progress: Callable[[str], None]) -> dict:
     from ..models.depth_checkpoint import build_network, network_config
 
     progress("DA3 nested giant-large: building with random weights")
-    network, build_s = _timed(lambda: build_network(network_config("da3nested-giant-large"), device="cuda"))
+    network, build_s = timed(lambda: build_network(network_config("da3nested-giant-large"), device="cuda"))
     estimator = DepthEstimator(network, model_name="da3nested-giant-large")
     images = np.random.default_rng(0).integers(0, 256, size=(frames, HEIGHT, WIDTH, 3), dtype=np.uint8)
     progress(f"DA3: warm-up, then timed run over {frames} frames")
     estimator.estimate(images[:8])
     torch.cuda.reset_peak_memory_stats()
-    result, seconds = _timed(lambda: estimator.estimate(images))
+    result, seconds = timed(lambda: estimator.estimate(images))
     return {
         "frames": frames, "build_s": round(build_s, 2), "seconds": round(seconds, 3),
         "frames_per_s": round(frames / seconds, 2), "process_size": list(result.process_size),
@@ -59,7 +52,7 @@ def bench_render(frames: int, chunk_frames: int, progress: Callable[[str], None]
     progress(f"render: {frames} frames at {WIDTH}x{HEIGHT}, chunks of {chunk_frames}")
     warp_render(colours[:2], depths[:2], K, source[:2], targets[:2])
     torch.cuda.reset_peak_memory_stats()
-    _, seconds = _timed(lambda: warp_render(colours, depths, K, source, targets, chunk_frames=chunk_frames))
+    _, seconds = timed(lambda: warp_render(colours, depths, K, source, targets, chunk_frames=chunk_frames))
     return {
         "frames": frames, "chunk_frames": chunk_frames, "seconds": round(seconds, 3),
         "frames_per_s": round(frames / seconds, 2), "peak_gpu_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),

@@ -25,6 +25,7 @@ from ..models.checkpoints import build_dit, init_random_
 from ..models.dit import DiTConfig
 from ..models.sampler import BlockSampler, Conditioning, GeneratorNoise
 from ..models.sequence_parallel import SequenceShards
+from .measure import relative_l2
 
 LATENT_CHANNELS = 16
 SPATIAL = 8  # pixels per latent cell
@@ -156,7 +157,7 @@ def _sampled_blocks(dit, cond: Conditioning, device) -> list[torch.Tensor]:
 
 
 def _block_errors(blocks: list[torch.Tensor], reference: list[torch.Tensor]) -> dict:
-    return {"block_rel_l2": [round(float((b - r).norm() / r.norm()), 5) for b, r in zip(blocks, reference)]}
+    return {"block_rel_l2": [round(relative_l2(b, r), 5) for b, r in zip(blocks, reference)]}
 
 
 def _sequence_parallel_error(dit, dit_config: DiTConfig, h: int, w: int, device) -> dict:
