@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch._dynamo
 from torch._dynamo.utils import counters
 
 from inspatio_world.models.autoencoder_compile import use_channels_last
@@ -15,16 +14,14 @@ from inspatio_world.models.checkpoints import init_random_
 from inspatio_world.models.taehv import TAEHV, TAEHVConfig
 from inspatio_world.models.wan_vae import WanVAEConfig, build_wan_vae
 from tests.support.autoencoder_streams import taehv_round_trip
+from tests.support.dynamo import fresh_dynamo  # noqa: F401 (fixture)
+from tests.support.tensors import relative_error
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+pytestmark = [pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"), pytest.mark.usefixtures("fresh_dynamo")]
 
 # The default mode only: max-autotune tunes each convolution for minutes and made this file outrun
 # a 10-minute device call; its kernels differ from the default mode's in choice, not in what they compute.
 MODES = [None, "default"]
-
-
-def _rel(value: torch.Tensor, reference: torch.Tensor) -> float:
-    return float((value.float() - reference.float()).norm() / reference.float().norm())
 
 
 def _check_fast_path(model, run, mode, channels_last: bool) -> None:
@@ -39,15 +36,7 @@ def _check_fast_path(model, run, mode, channels_last: bool) -> None:
     assert graphs <= (0 if mode is None else 4) and counters["stats"]["unique_graphs"] == graphs
     for got in (compiled, again):
         for value, reference in zip(got, eager):
-            assert _rel(value, reference) < 2e-2, (mode, _rel(value, reference))
-
-
-@pytest.fixture(autouse=True)
-def fresh_dynamo():
-    torch._dynamo.reset()
-    counters.clear()
-    yield
-    torch._dynamo.reset()
+            assert relative_error(value, reference) < 2e-2, (mode, relative_error(value, reference))
 
 
 @pytest.mark.parametrize("mode", MODES)

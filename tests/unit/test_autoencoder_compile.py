@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch._dynamo
 from torch._dynamo.utils import counters
 
 from inspatio_world import envvars
@@ -18,22 +17,17 @@ from inspatio_world.models.taehv import TAEHV, TAEHVConfig
 from inspatio_world.models.wan_vae import WanVAEConfig, build_wan_vae
 from inspatio_world.models.wan_vae_blocks import Resample, cached_copy
 from tests.support.autoencoder_streams import taehv_round_trip
+from tests.support.dynamo import fresh_dynamo  # noqa: F401 (fixture)
 
 # Smallest layouts that keep every kind of step: two temporal down/up-samples, the quirky cache.
 WAN = WanVAEConfig(dim=4, dim_mult=(1, 1, 1), num_res_blocks=1, temperal_downsample=(True, True))
 TAE = TAEHVConfig(n_f=(16, 8, 8, 8))
 
+pytestmark = pytest.mark.usefixtures("fresh_dynamo")
+
 
 def _graphs() -> int:
     return counters["stats"]["unique_graphs"]
-
-
-@pytest.fixture(autouse=True)
-def fresh_dynamo():
-    torch._dynamo.reset()
-    counters.clear()
-    yield
-    torch._dynamo.reset()
 
 
 def _wan_video(vae, video, encode_chunks, decode_chunks):

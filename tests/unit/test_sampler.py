@@ -8,6 +8,7 @@ import torch
 from inspatio_world.models.checkpoints import build_dit, init_random_
 from inspatio_world.models.dit import DiTConfig
 from inspatio_world.models.sampler import BlockSampler, Conditioning, GeneratorNoise, RecordedNoise
+from tests.support.sampler_inputs import tiny_conditioning
 
 TINY = DiTConfig(dim=32, ffn_dim=64, num_heads=2, num_layers=2, text_dim=16, text_len=8)
 
@@ -18,14 +19,7 @@ def sampler():
 
 
 def _cond(frames=7, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    shape = (1, frames, 16, 4, 6)
-    return Conditioning(
-        prompt_embeds=torch.randn(1, TINY.text_len, TINY.text_dim, generator=g),
-        ref_latent=torch.randn(shape, generator=g),
-        render_latent=torch.randn(shape, generator=g),
-        mask_latent=torch.randn(1, frames, 4, 4, 6, generator=g).sign(),
-    )
+    return tiny_conditioning(TINY, frames, seed)
 
 
 def _noise(seed):

@@ -10,8 +10,9 @@ import torch
 
 from inspatio_world.models.checkpoints import build_dit, init_random_
 from inspatio_world.models.dit import DiTConfig
-from inspatio_world.models.sampler import BlockSampler, Conditioning, GeneratorNoise
+from inspatio_world.models.sampler import BlockSampler, GeneratorNoise
 from inspatio_world.models.sequence_parallel import SequenceShards, run_in_processes
+from tests.support.sampler_inputs import tiny_conditioning
 
 # 4 heads (2 per rank); 4x6 latents make 6 tokens per frame, so a rank's 9 or 18 tokens cross frames.
 TINY = DiTConfig(dim=32, ffn_dim=64, num_heads=4, num_layers=2, text_dim=16, text_len=8)
@@ -19,22 +20,11 @@ RANKS = 2
 FRAMES = 9  # three blocks: a 3-frame context, then two 6-frame ones
 
 
-def _cond() -> Conditioning:
-    g = torch.Generator().manual_seed(0)
-    shape = (1, FRAMES, 16, 4, 6)
-    return Conditioning(
-        prompt_embeds=torch.randn(1, TINY.text_len, TINY.text_dim, generator=g),
-        ref_latent=torch.randn(shape, generator=g),
-        render_latent=torch.randn(shape, generator=g),
-        mask_latent=torch.randn(1, FRAMES, 4, 4, 6, generator=g).sign(),
-    )
-
-
 def _generate(shards: SequenceShards | None) -> dict[str, torch.Tensor]:
     dit = init_random_(build_dit(TINY), seed=1, std=0.1)
     dit.use_sequence_parallel(shards)
     sampler = BlockSampler(dit)
-    blocks = sampler.generate(_cond(), GeneratorNoise(torch.Generator().manual_seed(5)))
+    blocks = sampler.generate(tiny_conditioning(TINY, FRAMES), GeneratorNoise(torch.Generator().manual_seed(5)))
     return {"blocks": blocks, "k": sampler._cache.k, "v": sampler._cache.v}
 
 
